@@ -1,0 +1,78 @@
+"""Options and helpers shared by the verbs."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def add_reward_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("reward options (passed to every model-backed reward)")
+    g.add_argument("--max-tokens-per-batch", type=int, default=None, metavar="N",
+                   help="padded-token budget per forward pass; inputs are sorted by length so padding stays small (default 8192)")
+    g.add_argument("--batch-size", type=int, default=None, metavar="N", help="cap on rows per batch, on top of the token budget")
+    g.add_argument("--max-length", type=int, default=None, metavar="TOKENS",
+                   help="truncate longer inputs (default: the model's context); truncation is reported per sample and in the summary")
+    g.add_argument("--truncation-side", choices=["left", "right"], default=None,
+                   help="left (default) drops the oldest tokens and keeps the completion; right drops the end")
+    g.add_argument("--chat-template", choices=["auto", "on", "off"], default=None,
+                   help="apply the tokenizer's chat template (auto: when the model has one)")
+    g.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps ... (default: best available)")
+    g.add_argument("--seed", type=int, default=0, help="seed for anything random (new heads, bootstrap); reported in results")
+
+
+def reward_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "max_tokens_per_batch": args.max_tokens_per_batch,
+        "batch_size": args.batch_size,
+        "max_length": args.max_length,
+        "truncation_side": args.truncation_side,
+        "chat_template": args.chat_template,
+        "device": args.device,
+        "seed": args.seed,
+    }
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "reward"
+
+
+def quiet_libraries() -> None:
+    """Keep transformers' load chatter out of the way; our own warnings still show."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+    except ImportError:
+        pass
+
+
+class JsonlWriter:
+    """Appends rows to a JSONL file as they are produced (so a crash keeps what was scored)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.fh = path.open("w", encoding="utf-8")
+
+    def __call__(self, rows: list[dict[str, Any]]) -> None:
+        for row in rows:
+            self.fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+        self.fh.flush()
+
+    def close(self) -> None:
+        self.fh.close()
+
+
+def command_line() -> str:
+    return "rewardkit " + " ".join(_quote(a) for a in sys.argv[1:])
+
+
+def _quote(arg: str) -> str:
+    return arg if re.fullmatch(r"[\w@%+=:,./-]+", arg) else "'" + arg.replace("'", "'\\''") + "'"

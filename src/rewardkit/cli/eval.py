@@ -1,0 +1,108 @@
+"""rewardkit eval: accuracy of one or more rewards on pairwise / best-of-N data, or of precomputed scores."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .common import JsonlWriter, add_reward_options, command_line, quiet_libraries, reward_options, slug
+
+HELP = "evaluate rewards on preference data (pairwise or best-of-N accuracy, bootstrap intervals, report)"
+EPILOG = """examples:
+  rewardkit eval --reward loglik:default --reward length --data suite --out runs/demo
+  rewardkit eval --reward classifier:./my-rm --data pairs.jsonl --limit 200 --out runs/my-rm
+  rewardkit eval --scores judgebench_reference_rm_scores.jsonl --out runs/judgebench
+
+--data takes a built-in benchmark (suite, suite:train), a benchmark declaration (.yaml) or a data file
+(.jsonl/.json/.parquet; format auto-detected, see --format). Output: results.json, scores.jsonl
+(per-item scores, readable by --scores), report.md and plot.svg in --out; with several rewards (or
+several models in a scores file) one folder per reward plus lineup.json and a combined report."""
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help=HELP, description=HELP, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--reward", action="append", metavar="SPEC", help="reward spec (repeat for a lineup); see `rewardkit ls`")
+    src.add_argument("--scores", metavar="PATH", help="evaluate precomputed scores instead of running a reward")
+    p.add_argument("--data", metavar="DATA", help="benchmark name, declaration .yaml, or data file (required with --reward)")
+    p.add_argument("--format", default="auto", help="data format: auto, pairwise, hh-rlhf, best-of-n, scores (default auto)")
+    p.add_argument("--limit", type=int, default=None, metavar="N", help="use the first N rows (for the suite: N per subset)")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="bootstrap resamples for the 95%% intervals (default 1000)")
+    add_reward_options(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..data.benchmarks import resolve_data
+    from ..data.formats import load_dataset
+    from ..evals.report import clean_nan, lineup_table, results_table, write_json, write_report
+    from ..evals.runner import evaluate, evaluate_scored
+
+    out = Path(args.out)
+    if args.scores:
+        data = load_dataset(args.scores, "scores" if args.format == "auto" else args.format, limit=args.limit)
+        if data.kind != "scores":
+            print(f"error: {args.scores} does not hold precomputed scores", file=sys.stderr)
+            return 2
+        per_model = evaluate_scored(data.records, None, n_boot=args.bootstrap, seed=args.seed)
+        results = {}
+        for model, result in per_model.items():
+            result.update(scores=str(args.scores), data=str(args.scores))
+            results[model or Path(args.scores).stem] = clean_nan(result)
+        return _finish(out, results, f"Precomputed scores: {Path(args.scores).name}")
+
+    if not args.data:
+        print("error: --data is required with --reward", file=sys.stderr)
+        return 2
+    quiet_libraries()
+    from ..specs import load_reward
+
+    data = resolve_data(args.data, format=args.format, limit=args.limit, seed=args.seed)
+    print(f"data: {data.source} ({len(data)} {data.kind} records, format {data.format})", file=sys.stderr)
+    results, failures = {}, []
+    several = len(args.reward) > 1
+    for spec in args.reward:
+        folder = out / slug(spec) if several else out
+        try:
+            print(f"loading reward {spec} ...", file=sys.stderr)
+            reward = load_reward(spec, **reward_options(args))
+            writer = JsonlWriter(folder / "scores.jsonl")
+            try:
+                result, _ = evaluate(reward, data, n_boot=args.bootstrap, seed=args.seed, on_rows=writer)
+            finally:
+                writer.close()
+        except Exception as err:  # one broken reward must not lose the others' results
+            failures.append((spec, err))
+            print(f"error: reward {spec}: {type(err).__name__}: {err}", file=sys.stderr)
+            continue
+        result = clean_nan({"spec": spec, **result, "seed": args.seed})
+        write_json(folder / "results.json", result)
+        results[spec] = result
+        if several:
+            print(results_table(result, title=f"\n== {spec}"))
+    if results:
+        _finish(out, results, f"rewardkit eval on {data.source}", per_reward_written=True)
+    for spec, err in failures:
+        print(f"FAILED: {spec}: {err}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def _finish(out: Path, results: dict, title: str, per_reward_written: bool = False) -> int:
+    from ..evals.report import lineup_table, results_table, write_json, write_report
+
+    if len(results) == 1:
+        (name, result), = results.items()
+        if not per_reward_written:
+            write_json(out / "results.json", result)
+        print(results_table(result, title=f"\n== {name}"))
+    else:
+        if not per_reward_written:
+            for name, result in results.items():
+                write_json(out / slug(name) / "results.json", result)
+        write_json(out / "lineup.json", {name: {"overall": r["overall"], "overall_ci95": r["overall_ci95"], "subsets": {s: v["accuracy"] for s, v in r["subsets"].items()}} for name, r in results.items()})
+        print("\n== lineup (accuracy %)")
+        print(lineup_table(results))
+    report = write_report(out, results, title=title, command=command_line())
+    print(f"\nwrote {out / 'results.json' if len(results) == 1 else out / 'lineup.json'}, {report}", file=sys.stderr)
+    return 0

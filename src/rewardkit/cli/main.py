@@ -1,0 +1,46 @@
+"""Entry point: `rewardkit VERB ...`."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import eval as eval_verb
+from . import ls, score, suite
+
+DESCRIPTION = """rewardkit: score with any reward, evaluate reward models honestly.
+
+Rewards are named by short specs: length, loglik:default (the embedded SmolLM2-135M-Instruct),
+loglik:PATH, classifier:PATH_OR_HUB_ID, py:module:function. Run `rewardkit ls` for the list."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rewardkit", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version="rewardkit 0.1.0")
+    sub = parser.add_subparsers(dest="verb", metavar="VERB")
+    for module in (eval_verb, score, ls, suite):
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    from ..data.formats import DataFormatError
+    from ..models.loading import ModelNotFoundError
+    from ..specs import RewardSpecError
+
+    try:
+        return int(args.func(args) or 0)
+    except (DataFormatError, ModelNotFoundError, RewardSpecError, FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

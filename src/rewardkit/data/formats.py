@@ -1,0 +1,339 @@
+"""Readers for the data layouts reward-model users have, with auto-detection and errors that name
+the file, the line (or record) and the field.
+
+Layouts (``--format`` names):
+  pairwise          {"prompt", "chosen", "rejected", ["subset"], ...}: TRL preference (text or
+                    conversational), RewardBench rows. Conversational rows without "prompt" (TRL's
+                    implicit prompt) are split at the common message prefix.
+  hh-rlhf           {"chosen", "rejected"} raw Anthropic HH transcripts: the shared prompt is the text
+                    up to the last "\\n\\nAssistant:".
+  best-of-n         {"prompt", "chosen": [..], "rejected": [..]} (RewardBench 2) or
+                    {"prompt", "completions": [..], "num_correct": k} (correct ones first).
+  samples           {"prompt", "completion", ...}: plain completions to score (``rewardkit score``).
+  scores            precomputed: {"chosen_score", "rejected_score"}, {"scores", "num_correct"}, or
+                    {"score_A", "score_B", "label": "A>B"|"B>A"} (JudgeBench); grouped by
+                    "judge_model"/"model" when present.
+Prompts in HH transcript form become chat messages so chat templates apply. Every field not
+listed above travels with the record as a keyword column (e.g. a gold "answer").
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from ..types import BestOfNRecord, PairRecord, SampleRecord, ScoredBestOfN, ScoredPair
+
+FORMATS = ("auto", "pairwise", "hh-rlhf", "best-of-n", "samples", "scores")
+_HH_TURN = re.compile(r"(?:^|\n\n)(Human|Assistant):[ ]?")
+_ASSISTANT = "\n\nAssistant:"
+_CORE = {"id", "prompt", "chosen", "rejected", "subset", "completions", "num_correct", "completion"}
+
+
+class DataFormatError(ValueError):
+    """Bad input: names the file, the line or record, and the field."""
+
+    def __init__(self, path: str | Path, where: str, field: str | None, message: str):
+        self.path, self.where, self.field = str(path), where, field
+        loc = f"{path}:{where}" if where else str(path)
+        super().__init__(f"{loc}: " + (f"field '{field}': " if field else "") + message)
+
+
+@dataclass
+class Dataset:
+    """Records read from one file (or generated), all of one kind."""
+
+    kind: str  # "pairs" | "best-of-n" | "samples" | "scores"
+    records: list[Any]
+    source: str = ""
+    format: str = ""
+    sections: dict[str, dict[str, float]] = field(default_factory=dict)  # from a benchmark declaration
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+
+# ---------------------------------------------------------------- raw rows
+
+def iter_rows(path: str | Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Yield ``(location, row)``: location is "line N" for JSONL and "record N" for JSON/Parquet."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"data file not found: {path}")
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        try:
+            import pyarrow.parquet as pq
+        except ImportError as err:
+            raise ImportError("reading Parquet needs pyarrow: pip install 'rewardkit[parquet]'") from err
+        for i, row in enumerate(pq.read_table(path).to_pylist(), start=1):
+            yield f"record {i}", row
+        return
+    if suffix == ".json":
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as err:
+            raise DataFormatError(path, f"line {err.lineno}", None, f"invalid JSON: {err.msg}") from None
+        if isinstance(data, dict):
+            for key in ("data", "rows", "records"):
+                if isinstance(data.get(key), list):
+                    data = data[key]
+                    break
+        if not isinstance(data, list):
+            raise DataFormatError(path, "", None, "a .json file must hold a list of rows (or {'data': [...]})")
+        for i, row in enumerate(data, start=1):
+            if not isinstance(row, dict):
+                raise DataFormatError(path, f"record {i}", None, f"expected an object, got {type(row).__name__}")
+            yield f"record {i}", row
+        return
+    with path.open(encoding="utf-8") as fh:
+        for n, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise DataFormatError(path, f"line {n}", None, f"invalid JSON: {err.msg} (column {err.colno})") from None
+            if not isinstance(row, dict):
+                raise DataFormatError(path, f"line {n}", None, f"expected a JSON object, got {type(row).__name__}")
+            yield f"line {n}", row
+
+
+# ---------------------------------------------------------------- prompts and completions
+
+def is_hh_transcript(text: str) -> bool:
+    return isinstance(text, str) and text.lstrip("\n").startswith("Human:") and _ASSISTANT in text
+
+
+def parse_hh_transcript(text: str) -> list[dict[str, str]]:
+    """``"\\n\\nHuman: a\\n\\nAssistant: b\\n\\nHuman: c\\n\\nAssistant:"`` -> user/assistant messages
+    (a trailing empty assistant turn is the generation prompt and is dropped)."""
+    parts = _HH_TURN.split(text)
+    lead, rest = parts[0], parts[1:]
+    messages: list[dict[str, str]] = []
+    if lead.strip():
+        messages.append({"role": "user", "content": lead.strip()})
+    for speaker, content in zip(rest[0::2], rest[1::2]):
+        messages.append({"role": "user" if speaker == "Human" else "assistant", "content": content.strip()})
+    if messages and messages[-1]["role"] == "assistant" and not messages[-1]["content"]:
+        messages.pop()
+    return messages
+
+
+def split_hh(transcript: str) -> tuple[str, str]:
+    """Split a full HH transcript into (prompt ending with "\\n\\nAssistant:", final response)."""
+    cut = transcript.rfind(_ASSISTANT)
+    if cut < 0:
+        raise ValueError("no '\\n\\nAssistant:' turn in the transcript")
+    cut += len(_ASSISTANT)
+    return transcript[:cut], transcript[cut:]
+
+
+def _is_messages(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(m, dict) for m in value)
+
+
+def _prompt(value: Any, path: Path, where: str, name: str = "prompt") -> Any:
+    if isinstance(value, str):
+        return parse_hh_transcript(value) if is_hh_transcript(value) else value
+    if _is_messages(value):
+        for j, m in enumerate(value):
+            if not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
+                raise DataFormatError(path, where, f"{name}[{j}]", "each message needs string 'role' and 'content'")
+        return [{"role": m["role"], "content": m["content"]} for m in value]
+    raise DataFormatError(path, where, name, f"expected text or a list of chat messages, got {_describe(value)}")
+
+
+def _completion(value: Any, path: Path, where: str, name: str) -> Any:
+    if isinstance(value, str):
+        return value
+    if _is_messages(value):  # TRL conversational completion: the assistant message(s)
+        texts = [m.get("content") for m in value if m.get("role", "assistant") == "assistant"]
+        if not texts or not all(isinstance(t, str) for t in texts):
+            raise DataFormatError(path, where, name, "a conversational completion needs assistant messages with string content")
+        return "".join(texts)
+    if isinstance(value, list) and value and all(isinstance(s, str) for s in value):
+        return list(value)  # pre-split steps
+    raise DataFormatError(path, where, name, f"expected text, a list of steps, or assistant messages, got {_describe(value)}")
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, list):
+        return "an empty list" if not value else f"a list of {type(value[0]).__name__}"
+    return type(value).__name__
+
+
+def _need(row: dict[str, Any], key: str, path: Path, where: str) -> Any:
+    if key not in row or row[key] is None:
+        raise DataFormatError(path, where, key, "missing")
+    return row[key]
+
+
+def _subset(row: dict[str, Any]) -> str:
+    value = row.get("subset") or row.get("source") or "default"
+    return str(value)
+
+
+def _id(row: dict[str, Any], where: str) -> str:
+    value = row.get("id", row.get("pair_id"))
+    return str(value) if value is not None else where.replace(" ", "-")
+
+
+def _columns(row: dict[str, Any], skip: set[str]) -> dict[str, Any]:
+    return {k: v for k, v in row.items() if k not in skip}
+
+
+# ---------------------------------------------------------------- detection
+
+def detect_format(row: dict[str, Any]) -> str:
+    keys = set(row)
+    if {"chosen_score", "rejected_score"} <= keys or {"scores", "num_correct"} <= keys or {"score_A", "score_B"} <= keys:
+        return "scores"
+    if "completions" in keys and "num_correct" in keys:
+        return "best-of-n"
+    if "completion" in keys and "prompt" in keys:
+        return "samples"
+    if {"chosen", "rejected"} <= keys:
+        chosen = row["chosen"]
+        if isinstance(chosen, list) and chosen and all(isinstance(c, (str, list)) for c in chosen) and not _is_messages(chosen):
+            return "best-of-n"
+        if "prompt" not in keys and isinstance(chosen, str) and is_hh_transcript(chosen):
+            return "hh-rlhf"
+        return "pairwise"
+    raise ValueError(
+        "cannot tell the format from the fields " + ", ".join(sorted(keys)) +
+        "; expected prompt/chosen/rejected, an HH transcript pair, best-of-N rows or precomputed scores "
+        "(or pass --format)"
+    )
+
+
+# ---------------------------------------------------------------- per-format parsers
+
+def _parse_pairwise(row, path, where):
+    if "prompt" not in row and _is_messages(row.get("chosen")) and _is_messages(row.get("rejected")):
+        chosen, rejected = row["chosen"], row["rejected"]
+        n = 0
+        while n < min(len(chosen), len(rejected)) - 1 and chosen[n] == rejected[n]:
+            n += 1
+        prompt = _prompt(chosen[:n], path, where, "chosen") if n else ""
+        return PairRecord(_id(row, where), prompt, _completion(chosen[n:], path, where, "chosen"),
+                          _completion(rejected[n:], path, where, "rejected"), _subset(row), _columns(row, _CORE))
+    prompt = _prompt(_need(row, "prompt", path, where), path, where)
+    chosen = _completion(_need(row, "chosen", path, where), path, where, "chosen")
+    rejected = _completion(_need(row, "rejected", path, where), path, where, "rejected")
+    return PairRecord(_id(row, where), prompt, chosen, rejected, _subset(row), _columns(row, _CORE))
+
+
+def _parse_hh(row, path, where):
+    pieces = {}
+    for key in ("chosen", "rejected"):
+        text = _need(row, key, path, where)
+        if not isinstance(text, str):
+            raise DataFormatError(path, where, key, f"expected an HH transcript string, got {_describe(text)}")
+        try:
+            pieces[key] = split_hh(text)
+        except ValueError as err:
+            raise DataFormatError(path, where, key, str(err)) from None
+    prompt_text = pieces["chosen"][0]
+    columns = _columns(row, _CORE)
+    if pieces["rejected"][0] != prompt_text:
+        columns["prompt_mismatch"] = True  # rare in HH: the two transcripts diverge before the last turn
+    return PairRecord(_id(row, where), _prompt(prompt_text, path, where), pieces["chosen"][1], pieces["rejected"][1], _subset(row), columns)
+
+
+def _parse_best_of_n(row, path, where):
+    prompt = _prompt(_need(row, "prompt", path, where), path, where)
+    if "completions" in row:
+        comps = row["completions"]
+        if not isinstance(comps, list) or len(comps) < 2:
+            raise DataFormatError(path, where, "completions", "needs a list of at least 2 completions")
+        k = row.get("num_correct")
+        if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k < len(comps):
+            raise DataFormatError(path, where, "num_correct", f"must be an integer in [1, {len(comps) - 1}], got {k!r}")
+        completions = [_completion(c, path, where, f"completions[{j}]") for j, c in enumerate(comps)]
+    else:
+        groups = {}
+        for key in ("chosen", "rejected"):
+            value = _need(row, key, path, where)
+            if isinstance(value, str):
+                value = [value]
+            if not isinstance(value, list) or not value:
+                raise DataFormatError(path, where, key, "needs a non-empty list of completions")
+            groups[key] = [_completion(c, path, where, f"{key}[{j}]") for j, c in enumerate(value)]
+        completions = groups["chosen"] + groups["rejected"]
+        k = len(groups["chosen"])
+    return BestOfNRecord(_id(row, where), prompt, completions, k, _subset(row), _columns(row, _CORE | {"num_incorrect", "total_completions"}))
+
+
+def _parse_sample(row, path, where):
+    prompt = _prompt(_need(row, "prompt", path, where), path, where)
+    completion = _completion(_need(row, "completion", path, where), path, where, "completion")
+    return SampleRecord(_id(row, where), prompt, completion, _subset(row), _columns(row, _CORE))
+
+
+def _number(row, key, path, where) -> float | None:
+    value = row.get(key)
+    if value is None:
+        return None  # an unscored sample: counted as wrong and reported, never dropped
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise DataFormatError(path, where, key, f"expected a number or null, got {_describe(value)}")
+    return None if math.isnan(value) else float(value)
+
+
+def _parse_scores(row, path, where):
+    model = row.get("judge_model", row.get("model"))
+    model = None if model is None else str(model)
+    if "chosen_score" in row or "rejected_score" in row:
+        for key in ("chosen_score", "rejected_score"):
+            if key not in row:
+                raise DataFormatError(path, where, key, "missing")
+        return ScoredPair(_id(row, where), _number(row, "chosen_score", path, where), _number(row, "rejected_score", path, where), _subset(row), model)
+    if "score_A" in row or "score_B" in row:
+        label = row.get("label")
+        if label not in ("A>B", "B>A"):
+            raise DataFormatError(path, where, "label", f"must be 'A>B' or 'B>A', got {label!r}")
+        a, b = _number(row, "score_A", path, where), _number(row, "score_B", path, where)
+        chosen, rejected = (a, b) if label == "A>B" else (b, a)
+        return ScoredPair(_id(row, where), chosen, rejected, _subset(row), model)
+    scores = _need(row, "scores", path, where)
+    if not isinstance(scores, list) or len(scores) < 2:
+        raise DataFormatError(path, where, "scores", "needs a list of at least 2 scores")
+    values = [_number({f"scores[{j}]": s}, f"scores[{j}]", path, where) for j, s in enumerate(scores)]
+    k = row.get("num_correct")
+    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k < len(scores):
+        raise DataFormatError(path, where, "num_correct", f"must be an integer in [1, {len(scores) - 1}], got {k!r}")
+    return ScoredBestOfN(_id(row, where), values, k, _subset(row), model)
+
+
+_PARSERS = {"pairwise": _parse_pairwise, "hh-rlhf": _parse_hh, "best-of-n": _parse_best_of_n, "samples": _parse_sample, "scores": _parse_scores}
+_KIND = {"pairwise": "pairs", "hh-rlhf": "pairs", "best-of-n": "best-of-n", "samples": "samples", "scores": "scores"}
+
+
+def load_dataset(path: str | Path, format: str = "auto", limit: int | None = None) -> Dataset:
+    """Read and validate a JSONL/JSON/Parquet file. ``format="auto"`` decides from the first row;
+    every later row must parse the same way."""
+    if format not in FORMATS:
+        raise ValueError(f"unknown format {format!r}; choose from {', '.join(FORMATS)}")
+    path = Path(path)
+    records: list[Any] = []
+    chosen_format = None if format == "auto" else format
+    for where, row in iter_rows(path):
+        if chosen_format is None:
+            try:
+                chosen_format = detect_format(row)
+            except ValueError as err:
+                raise DataFormatError(path, where, None, str(err)) from None
+        records.append(_PARSERS[chosen_format](row, path, where))
+        if limit is not None and len(records) >= limit:
+            break
+    if not records:
+        raise DataFormatError(path, "", None, "no rows")
+    kinds = {type(r) for r in records}
+    if chosen_format == "scores" and len(kinds) > 1:
+        raise DataFormatError(path, "", None, "mixes pairwise scores and best-of-N scores; use one file per kind")
+    return Dataset(_KIND[chosen_format], records, str(path), chosen_format)

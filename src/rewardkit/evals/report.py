@@ -1,0 +1,144 @@
+"""Terminal tables, results.json and a short Markdown report with one SVG plot (no plotting
+dependency: the chart is a few dozen lines of SVG)."""
+from __future__ import annotations
+
+import html
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Atomic write: a crash never leaves a half-written results file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False, default=_json_default) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "item"):
+        return value.item()
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
+def clean_nan(obj: Any) -> Any:
+    """NaN is not JSON; an undefined number becomes null."""
+    if isinstance(obj, float) and math.isnan(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: clean_nan(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [clean_nan(v) for v in obj]
+    return obj
+
+
+def _pct(x: float | None) -> str:
+    return "   -  " if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:6.2f}"
+
+
+def _ci(ci: Sequence[float] | None) -> str:
+    if not ci or ci[0] is None:
+        return ""
+    return f"[{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]"
+
+
+def results_table(result: Mapping[str, Any], title: str = "") -> str:
+    """One reward's results: a row per subset, then sections and the overall score."""
+    rows = [("subset", "acc %", "95% CI", "n", "ties", "unscored")]
+    for name, s in result["subsets"].items():
+        rows.append((name, _pct(s["accuracy"]), _ci(s["ci95"]), str(s["n"]), str(s["ties"]), str(s["unscored"])))
+    for name, s in result.get("sections", {}).items():
+        rows.append((f"[section] {name}", _pct(s["accuracy"]), "", "", "", ""))
+    rows.append(("OVERALL", _pct(result["overall"]), _ci(result["overall_ci95"]), str(result["n"]), str(result["ties"]), str(result["unscored"])))
+    text = _grid(rows)
+    head = f"{title}\n" if title else ""
+    foot = f"overall = {result['overall_definition']}; ties count as wrong."
+    if result.get("truncated"):
+        foot += f" {result['truncated']} input(s) were truncated (see scores.jsonl)."
+    return head + text + "\n" + foot
+
+
+def lineup_table(results: Mapping[str, Mapping[str, Any]]) -> str:
+    names = list(results)
+    subsets = sorted({s for r in results.values() for s in r["subsets"]})
+    rows = [("reward", *subsets, "overall", "95% CI", "ties", "trunc")]
+    for name in names:
+        r = results[name]
+        rows.append((name, *[_pct(r["subsets"].get(s, {}).get("accuracy")) for s in subsets], _pct(r["overall"]), _ci(r["overall_ci95"]), str(r["ties"]), str(r.get("truncated", 0))))
+    return _grid(rows)
+
+
+def _grid(rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = []
+    for k, r in enumerate(rows):
+        lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))))
+        if k == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def bar_chart_svg(categories: Sequence[str], series: Mapping[str, Sequence[tuple[float | None, Sequence[float] | None]]], title: str) -> str:
+    """Grouped horizontal bars (accuracy in %) with 95% interval whiskers and a 50% chance line."""
+    palette = ["#3b6ea8", "#e08a2c", "#4d9a5b", "#b5474b", "#7d63a8", "#8c6d4f", "#c05fa0", "#6f6f6f"]
+    names = list(series)
+    bar_h, gap, left, width = 14, 10, 170, 420
+    group_h = bar_h * len(names) + gap
+    top = 40
+    height = top + group_h * len(categories) + 30 + 18 * len(names)
+    x = lambda v: left + width * v  # noqa: E731
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{left + width + 40}" height="{height}" font-family="sans-serif" font-size="12">',
+           f'<text x="10" y="20" font-size="14" font-weight="bold">{html.escape(title)}</text>']
+    for tick in (0, 0.25, 0.5, 0.75, 1.0):
+        dash = ' stroke-dasharray="4,3"' if tick == 0.5 else ""
+        out.append(f'<line x1="{x(tick):.1f}" y1="{top - 5}" x2="{x(tick):.1f}" y2="{top + group_h * len(categories)}" stroke="#bbb"{dash}/>')
+        out.append(f'<text x="{x(tick):.1f}" y="{top + group_h * len(categories) + 14}" text-anchor="middle" fill="#555">{int(tick * 100)}%</text>')
+    for g, cat in enumerate(categories):
+        y0 = top + g * group_h
+        out.append(f'<text x="{left - 8}" y="{y0 + group_h / 2}" text-anchor="end" dominant-baseline="middle">{html.escape(cat)}</text>')
+        for k, name in enumerate(names):
+            value, ci = series[name][g]
+            if value is None or (isinstance(value, float) and math.isnan(value)):
+                continue
+            y = y0 + k * bar_h
+            color = palette[k % len(palette)]
+            out.append(f'<rect x="{left}" y="{y}" width="{width * value:.1f}" height="{bar_h - 2}" fill="{color}"><title>{html.escape(name)}: {100 * value:.1f}%</title></rect>')
+            if ci and ci[0] is not None:
+                cy = y + (bar_h - 2) / 2
+                out.append(f'<line x1="{x(ci[0]):.1f}" y1="{cy}" x2="{x(ci[1]):.1f}" y2="{cy}" stroke="#222"/>')
+    ly = top + group_h * len(categories) + 30
+    for k, name in enumerate(names):
+        out.append(f'<rect x="{left}" y="{ly + 18 * k - 10}" width="12" height="12" fill="{palette[k % len(palette)]}"/>')
+        out.append(f'<text x="{left + 18}" y="{ly + 18 * k}">{html.escape(name)}</text>')
+    out.append("</svg>")
+    return "\n".join(out)
+
+
+def write_report(out_dir: Path, results: Mapping[str, Mapping[str, Any]], *, title: str, command: str = "") -> Path:
+    """``report.md`` + ``plot.svg`` for one or several rewards evaluated on the same data."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    categories = sorted({s for r in results.values() for s in r["subsets"]}) + ["OVERALL"]
+    series = {}
+    for name, r in results.items():
+        points = [(r["subsets"][c]["accuracy"], r["subsets"][c]["ci95"]) if c in r["subsets"] else (None, None) for c in categories[:-1]]
+        points.append((r["overall"], r["overall_ci95"]))
+        series[name] = points
+    (out_dir / "plot.svg").write_text(bar_chart_svg(categories, series, f"{title}: accuracy with 95% bootstrap intervals"), encoding="utf-8")
+    first = next(iter(results.values()))
+    lines = [f"# {title}", ""]
+    if command:
+        lines += ["Produced by:", "", f"    {command}", ""]
+    lines += [f"Data: `{first.get('data', '')}`, {first['n']} items; metric: {first.get('metric', 'pairwise')} accuracy "
+              f"(strict: ties count as wrong); overall = {first['overall_definition']}.", "", "![accuracy per subset](plot.svg)", ""]
+    lines += ["## Lineup" if len(results) > 1 else "## Results", "", "```", lineup_table(results) if len(results) > 1 else results_table(first), "```", ""]
+    if len(results) > 1:
+        for name, r in results.items():
+            lines += [f"### {name}", "", "```", results_table(r), "```", ""]
+    lines += ["Intervals: percentile bootstrap (1000 resamples, stratified by subset, seeded) — they show",
+              "sampling noise of the benchmark items, not variation across training runs.", ""]
+    path = out_dir / "report.md"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path

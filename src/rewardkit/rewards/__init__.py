@@ -1,0 +1,1 @@
+"""Reward implementations, one module per kind."""

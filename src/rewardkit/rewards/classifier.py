@@ -1,0 +1,94 @@
+"""Sequence-classification reward models: a scalar head (Bradley-Terry style RMs) or several named
+objectives (``num_labels > 1``, e.g. HelpSteer2 attributes / ArmoRM-style multi-objective heads)."""
+from __future__ import annotations
+
+import warnings
+from typing import Any, Sequence
+
+from ..types import Completion, Prompt, RewardOutput
+from ._lm import TransformerReward
+
+
+class ClassifierReward(TransformerReward):
+    """Reads the head at the last real token of ``template(prompt + completion)``.
+
+    The last token is found from the attention mask (not by searching for the pad id, which breaks
+    when pad == eos), so scores do not depend on padding side or batch mates.
+
+    weights: how several objectives combine into the scalar ``score`` (default: their mean, or the
+        ``reward_weights`` stored in the model config); the objectives are always in ``vector``.
+    """
+
+    task = "sequence-classification"
+    kind = "classifier"
+
+    def __init__(self, model: Any = "default", *, num_labels: int | None = None, weights: Sequence[float] | None = None, **kwargs: Any):
+        if num_labels is not None:
+            kwargs["num_labels"] = num_labels
+        super().__init__(model, **kwargs)
+        head_missing = [k for k in self.missing_weights if k.split(".")[0] in ("score", "classifier")]
+        if head_missing:
+            warnings.warn(
+                f"{self.name}: the classification head ({', '.join(head_missing)}) is not in the checkpoint and was "
+                f"initialised randomly (seed={self.seed}); scores are reproducible but not meaningful until the head is trained.",
+                stacklevel=2,
+            )
+        config = self.model.config
+        self.num_labels = int(config.num_labels)
+        labels = [config.id2label.get(i, f"LABEL_{i}") for i in range(self.num_labels)] if config.id2label else []
+        self.dims: tuple[str, ...] = tuple(labels) if self.num_labels > 1 else ()
+        weights = weights if weights is not None else getattr(config, "reward_weights", None)
+        if weights is not None and len(weights) != self.num_labels:
+            raise ValueError(f"{self.name}: {len(weights)} weights for {self.num_labels} objectives")
+        self.weights = [float(w) for w in weights] if weights is not None else None
+        self.head = getattr(self.model, "score", None)
+
+    def _readout(self, hidden, batch, rows):
+        import torch
+
+        last = torch.tensor([off + length - 1 for off, length in zip(batch.offsets, batch.lengths)], device=hidden.device)
+        pooled = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+        logits = self.head(pooled).float()
+        return logits.tolist()
+
+    def score(self, prompts: Sequence[Prompt], completions: Sequence[Completion], **columns: Any) -> RewardOutput:
+        encoded = self.encode(prompts, completions)
+        if self.head is not None:
+            logits = self.run(encoded, self._readout)
+        else:
+            logits = self._run_full(encoded)
+        scores: list[float | None] = []
+        for row in logits:
+            if row is None:
+                scores.append(None)
+            elif self.num_labels == 1:
+                scores.append(float(row[0]))
+            elif self.weights is not None:
+                scores.append(float(sum(w * v for w, v in zip(self.weights, row))))
+            else:
+                scores.append(float(sum(row) / len(row)))
+        extras = {
+            "truncated": [e.truncated for e in encoded],
+            "num_tokens": [len(e) for e in encoded],
+        }
+        vector = [row if row is not None else [float("nan")] * self.num_labels for row in logits] if self.num_labels > 1 else None
+        return RewardOutput(scores=scores, vector=vector, dims=self.dims, extras=extras)
+
+    def _run_full(self, encoded):
+        """Models without a decoder-style ``score`` head (e.g. encoder RMs with a pooler) pool by
+        themselves; they get right padding, which those models expect."""
+        import torch
+
+        from ..models import make_batches, pad_batch
+
+        results: list = [None] * len(encoded)
+        todo = [i for i, e in enumerate(encoded) if len(e) > 0]
+        batches = make_batches([len(encoded[i]) for i in todo], self.max_tokens_per_batch, self.batch_size)
+        with torch.inference_mode():
+            for local in batches:
+                idx = [todo[j] for j in local]
+                batch = pad_batch([encoded[i].input_ids for i in idx], idx, self.pad_id, "right", self.device)
+                logits = self.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
+                for i, row in zip(idx, logits.float().tolist()):
+                    results[i] = row
+        return results

@@ -1,0 +1,130 @@
+"""Plain data types shared by every part of rewardkit (no torch import here, so the data and eval
+layers stay importable without a model stack)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, TypedDict, Union
+
+
+class Message(TypedDict):
+    role: str
+    content: str
+
+
+Prompt = Union[str, list[Message]]
+#: A completion is text, or pre-split reasoning steps (joined with "\n" by rewards that read whole text).
+Completion = Union[str, list[str]]
+
+
+@dataclass
+class RewardOutput:
+    """What every reward returns for a batch: one entry per sample, in input order.
+
+    ``None`` in ``scores`` means "could not score this sample" (the reason goes in ``extras``);
+    it is never replaced by a sentinel value.
+    """
+
+    scores: list[float | None]
+    steps: list[list[float]] | None = None
+    vector: list[list[float]] | None = None
+    dims: tuple[str, ...] = ()
+    extras: dict[str, list] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        n = len(self.scores)
+        for name in ("steps", "vector"):
+            value = getattr(self, name)
+            if value is not None and len(value) != n:
+                raise ValueError(f"RewardOutput.{name} has {len(value)} entries for {n} scores")
+        for key, value in self.extras.items():
+            if len(value) != n:
+                raise ValueError(f"RewardOutput.extras[{key!r}] has {len(value)} entries for {n} scores")
+        if self.vector is not None and self.dims and any(len(v) != len(self.dims) for v in self.vector):
+            raise ValueError(f"RewardOutput.vector rows must have {len(self.dims)} values (dims={self.dims})")
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    def row(self, i: int) -> dict[str, Any]:
+        """One sample's output as a JSON-ready dict."""
+        out: dict[str, Any] = {"score": self.scores[i]}
+        if self.steps is not None:
+            out["steps"] = self.steps[i]
+        if self.vector is not None:
+            out["vector"] = dict(zip(self.dims, self.vector[i])) if self.dims else self.vector[i]
+        for key, value in self.extras.items():
+            out[key] = value[i]
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "scores": self.scores,
+            "steps": self.steps,
+            "vector": self.vector,
+            "dims": list(self.dims),
+            "extras": self.extras,
+        }
+
+
+@dataclass
+class PairRecord:
+    """A preference pair: ``chosen`` is preferred over ``rejected`` for ``prompt``.
+
+    ``columns`` holds every other field of the source row (a gold ``answer``, ``principles`` ...);
+    they reach the reward as keyword columns.
+    """
+
+    id: str
+    prompt: Prompt
+    chosen: Completion
+    rejected: Completion
+    subset: str = "default"
+    columns: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class BestOfNRecord:
+    """One prompt with several completions of which the first ``num_correct`` are correct
+    (RewardBench 2 layout: correct ones first)."""
+
+    id: str
+    prompt: Prompt
+    completions: list[Completion]
+    num_correct: int
+    subset: str = "default"
+    columns: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class SampleRecord:
+    """One prompt and one completion to score (``rewardkit score`` on plain completions)."""
+
+    id: str
+    prompt: Prompt
+    completion: Completion
+    subset: str = "default"
+    columns: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ScoredPair:
+    """Precomputed scores for a pair (from a file or from ``rewardkit score``)."""
+
+    id: str
+    chosen_score: float | None
+    rejected_score: float | None
+    subset: str = "default"
+    model: str | None = None
+
+
+@dataclass
+class ScoredBestOfN:
+    id: str
+    scores: list[float | None]
+    num_correct: int
+    subset: str = "default"
+    model: str | None = None
+
+
+Record = Union[PairRecord, BestOfNRecord, SampleRecord]
+ScoredRecord = Union[ScoredPair, ScoredBestOfN]
