@@ -70,8 +70,9 @@ class JsonlWriter:
         self.fh.close()
 
 
-def command_line() -> str:
-    return "rewardkit " + " ".join(_quote(a) for a in sys.argv[1:])
+def command_line(argv: list[str] | None = None) -> str:
+    """The command as a user would type it again (for reports and model cards)."""
+    return "rewardkit " + " ".join(_quote(a) for a in (sys.argv[1:] if argv is None else argv))
 
 
 def _quote(arg: str) -> str:

@@ -36,7 +36,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..data.benchmarks import resolve_data
     from ..data.formats import load_dataset
-    from ..evals.report import clean_nan, lineup_table, results_table, write_json, write_report
+    from ..evals.report import clean_nan, results_table, write_json
     from ..evals.runner import evaluate, evaluate_scored
 
     out = Path(args.out)
@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         for model, result in per_model.items():
             result.update(scores=str(args.scores), data=str(args.scores))
             results[model or Path(args.scores).stem] = clean_nan(result)
-        return _finish(out, results, f"Precomputed scores: {Path(args.scores).name}")
+        return _finish(out, results, f"Precomputed scores: {Path(args.scores).name}", command_line(args.argv))
 
     if not args.data:
         print("error: --data is required with --reward", file=sys.stderr)
@@ -82,13 +82,14 @@ def run(args: argparse.Namespace) -> int:
         if several:
             print(results_table(result, title=f"\n== {spec}"))
     if results:
-        _finish(out, results, f"rewardkit eval on {data.source}", per_reward_written=True)
+        title = f"{next(iter(results))} on {data.source}" if len(results) == 1 else f"Lineup on {data.source}"
+        _finish(out, results, title, command_line(args.argv), per_reward_written=True)
     for spec, err in failures:
         print(f"FAILED: {spec}: {err}", file=sys.stderr)
     return 1 if failures else 0
 
 
-def _finish(out: Path, results: dict, title: str, per_reward_written: bool = False) -> int:
+def _finish(out: Path, results: dict, title: str, command: str, per_reward_written: bool = False) -> int:
     from ..evals.report import lineup_table, results_table, write_json, write_report
 
     if len(results) == 1:
@@ -103,6 +104,6 @@ def _finish(out: Path, results: dict, title: str, per_reward_written: bool = Fal
         write_json(out / "lineup.json", {name: {"overall": r["overall"], "overall_ci95": r["overall_ci95"], "subsets": {s: v["accuracy"] for s, v in r["subsets"].items()}} for name, r in results.items()})
         print("\n== lineup (accuracy %)")
         print(lineup_table(results))
-    report = write_report(out, results, title=title, command=command_line())
+    report = write_report(out, results, title=title, command=command)
     print(f"\nwrote {out / 'results.json' if len(results) == 1 else out / 'lineup.json'}, {report}", file=sys.stderr)
     return 0

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -153,7 +154,7 @@ def _constraints(rng: random.Random) -> _Item:
         prompt, chosen, rejected = f"{ask} Answer in at most {limit} words.", text, text + " " + extra
         constraint = {"type": "max_words", "limit": limit}
     elif kind == "keyword":
-        word = rng.choice(_KEYWORDS)
+        word = rng.choice([w for w in _KEYWORDS if w not in re.findall(r"[a-z]+", text.lower())])  # rejected must lack it
         addition = f"The {word} point is worth remembering."
         prompt = f"{ask} Include the word '{word}' in your answer."
         chosen, rejected = f"{text} {addition}", f"{text} This point is worth remembering."
