@@ -124,16 +124,45 @@ def non_embedding_params(model) -> int:
 
 
 def matmul_peak_gflops(size: int, repeats: int) -> float:
-    """Best fp32 GFLOP/s of ``size x size @ size x size`` over ``repeats`` runs (after one warm-up)."""
+    """Best fp32 GFLOP/s of ``size x size @ size x size`` over ``repeats`` runs. The first few
+    matmuls run well below peak (thread pool and clocks ramping up), so they are not timed."""
     a, b = torch.randn(size, size), torch.randn(size, size)
     out = torch.empty(size, size)
-    torch.mm(a, b, out=out)
+    for _ in range(3):
+        torch.mm(a, b, out=out)
     best = float("inf")
     for _ in range(repeats):
         t0 = time.perf_counter()
         torch.mm(a, b, out=out)
         best = min(best, time.perf_counter() - t0)
     return 2 * size**3 / best / 1e9
+
+
+def _busy_cpu_seconds() -> float | None:
+    """CPU seconds all processes have spent busy since boot (Linux /proc/stat; None elsewhere)."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+class OtherLoad:
+    """Share of the machine's CPU time used by *other* processes (and the hypervisor) while the
+    block runs. Anything much above zero means the timings were slowed by a neighbour."""
+
+    def __enter__(self):
+        self._busy, self._own, self._wall = _busy_cpu_seconds(), time.process_time(), time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        busy = _busy_cpu_seconds()
+        wall = time.perf_counter() - self._wall
+        own = time.process_time() - self._own
+        self.share = None if busy is None else max(0.0, (busy - self._busy - own) / (wall * (os.cpu_count() or 1)))
+        return False
 
 
 # ------------------------------------------------------------------------------------------- main
@@ -157,7 +186,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--seed", type=int, default=0, help="shuffle seed for the input order")
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
     ap.add_argument("--matmul-size", type=int, default=2048, help="side of the square matmuls used to measure the peak")
-    ap.add_argument("--matmul-repeats", type=int, default=10, help="timed matmuls for the peak (best is kept)")
+    ap.add_argument("--matmul-repeats", type=int, default=20, help="timed matmuls for the peak (best is kept)")
     ap.add_argument("--tolerance", type=float, default=1e-4, help="max allowed |score difference| between the paths")
     ap.add_argument("--target-speedup", type=float, default=2.0, help="target tokens/s ratio rewardkit / baseline")
     ap.add_argument("--target-peak-share", type=float, default=0.70, help="target share of the fp32 matmul peak")
@@ -185,20 +214,20 @@ def main(argv=None) -> int:
     lengths = [len(e) for e in encoded]
     real_tokens = sum(lengths)
 
-    # The peak is measured before and after the timed runs: a large gap (or a high load average)
-    # means something else shared the CPU and the numbers are not trustworthy.
-    load_avg = os.getloadavg()[0]
-    peak_before = matmul_peak_gflops(args.matmul_size, args.matmul_repeats)
+    # The peak is measured before and after the timed runs, and the CPU time of other processes is
+    # watched throughout: either moving means a neighbour shared the CPU and the numbers are suspect.
+    with OtherLoad() as other:
+        peak_before = matmul_peak_gflops(args.matmul_size, args.matmul_repeats)
 
-    # Warm up both paths (allocator, thread pool, first-call overheads).
-    w = args.warmup
-    score_rewardkit(reward, prompts[:w], completions[:w])
-    score_baseline(reward, prompts[:w], completions[:w], args.baseline_batch_size)
+        # Warm up both paths (allocator, thread pool, first-call overheads).
+        w = args.warmup
+        score_rewardkit(reward, prompts[:w], completions[:w])
+        score_baseline(reward, prompts[:w], completions[:w], args.baseline_batch_size)
 
-    rk_s, (rk_scores, rk_vec) = timed(lambda: score_rewardkit(reward, prompts, completions), args.repeats)
-    bl_s, (bl_scores, bl_vec) = timed(lambda: score_baseline(reward, prompts, completions, args.baseline_batch_size), args.repeats)
+        rk_s, (rk_scores, rk_vec) = timed(lambda: score_rewardkit(reward, prompts, completions), args.repeats)
+        bl_s, (bl_scores, bl_vec) = timed(lambda: score_baseline(reward, prompts, completions, args.baseline_batch_size), args.repeats)
 
-    peak_after = matmul_peak_gflops(args.matmul_size, args.matmul_repeats)
+        peak_after = matmul_peak_gflops(args.matmul_size, args.matmul_repeats)
     peak = max(peak_before, peak_after)
 
     # Agreement: the scalar scores and every head output.
@@ -206,7 +235,7 @@ def main(argv=None) -> int:
     head_diff = max(abs(x - y) for va, vb in zip(rk_vec, bl_vec) for x, y in zip(va, vb))
     agree = max(score_diff, head_diff) < args.tolerance
 
-    busy = load_avg > threads + 0.5 or min(peak_before, peak_after) < 0.85 * peak
+    busy = (other.share is not None and other.share > 0.05) or min(peak_before, peak_after) < 0.85 * peak
 
     n_params = non_embedding_params(reward.model)
     flops_per_token = 2 * n_params
@@ -228,6 +257,7 @@ def main(argv=None) -> int:
     print(f"data             {len(lengths)} sequences ({args.pairs_per_file} pairs x {len(args.data)} files), "
           f"{real_tokens} real tokens, length min/median/max = {min(lengths)}/{sorted(lengths)[len(lengths) // 2]}/{max(lengths)}, "
           f"truncated={sum(e.truncated for e in encoded)} (max_length={args.max_length})")
+    print(f"other processes  used {'n/a' if other.share is None else f'{other.share:.1%}'} of the CPU during the timed part")
     print(f"timing           load {load_s:.1f}s, tokenize {encode_s:.2f}s (included in both timings), best of {args.repeats} run(s)")
     print(f"flop model       2 x {n_params / 1e6:.1f}M non-embedding params = {flops_per_token / 1e6:.0f} MFLOP/token")
     print()
@@ -241,8 +271,9 @@ def main(argv=None) -> int:
         print(f"{label:<34}{batches:>8}{secs:>9.2f}{tps:>9.0f}{gf:>9.1f}{100 * gf / peak:>7.1f}%{real_tokens / padded:>9.1%}")
     print(f"{f'fp32 matmul peak ({args.matmul_size}^3)':<34}{'':>8}{'':>9}{'':>9}{peak:>9.1f}{100.0:>7.1f}%   (before/after: {peak_before:.1f}/{peak_after:.1f})")
     if busy:
-        print(f"WARNING: the machine looks busy (load average {load_avg:.1f} at start for {threads} threads, or the "
-              f"peak moved between before and after); rerun on an idle machine for trustworthy numbers")
+        print("WARNING: the machine was shared during the run (other processes used "
+              f"{'?' if other.share is None else f'{other.share:.0%}'} of the CPU, or the peak moved between before and after); "
+              "rerun on an idle machine for trustworthy numbers")
     print()
     print(f"agreement        max |score diff| = {score_diff:.2e}, max |head output diff| = {head_diff:.2e}  "
           f"(tolerance {args.tolerance:g}) -> {'OK' if agree else 'MISMATCH'}")
@@ -270,7 +301,7 @@ def main(argv=None) -> int:
         "flops_per_token": flops_per_token,
         "matmul_peak_gflops": peak,
         "matmul_peak_gflops_before_after": [peak_before, peak_after],
-        "load_average_at_start": load_avg,
+        "other_processes_cpu_share": other.share,
         "machine_busy": busy,
         "rewardkit": {"seconds": rk_s, "tokens_per_s": rk_tps, "gflops": rk_gflops, "peak_share": share,
                       "batches": rk_batches, "padded_tokens": rk_padded, "padding_efficiency": real_tokens / rk_padded},
