@@ -42,7 +42,7 @@ from rewardkit.models import make_batches, pad_batch
 from rewardkit.rewards.classifier import ClassifierReward
 
 REPO = Path(__file__).resolve().parent.parent
-DATA = Path("/work/shared/data/pairwise")
+DATA = Path(os.environ.get("REWARDKIT_SHARED_DATA", REPO.parent / "shared" / "data")) / "pairwise"
 DEFAULT_FILES = [DATA / "hh_rlhf_harmless.jsonl", DATA / "rm_bench_chat.jsonl"]
 
 
@@ -108,7 +108,7 @@ def timed(fn, repeats: int):
 # ------------------------------------------------------------------------------------- accounting
 def padded_tokens_rewardkit(lengths: list[int], reward: ClassifierReward) -> int:
     """Padded tokens of the scorer's own batching (same ``make_batches`` call as ``TransformerReward.run``)."""
-    batches = make_batches(lengths, reward.max_tokens_per_batch, reward.batch_size)
+    batches = make_batches(lengths, reward.max_tokens_per_batch, reward.batch_size, reward.max_padding)
     return sum(len(b) * max(lengths[i] for i in b) for b in batches)
 
 
@@ -245,7 +245,7 @@ def main(argv=None) -> int:
     share = rk_gflops / peak
     rk_padded = padded_tokens_rewardkit(lengths, reward)
     bl_padded = padded_tokens_baseline(lengths, args.baseline_batch_size)
-    rk_batches = len(make_batches(lengths, reward.max_tokens_per_batch, reward.batch_size))
+    rk_batches = len(make_batches(lengths, reward.max_tokens_per_batch, reward.batch_size, reward.max_padding))
     bl_batches = -(-len(lengths) // args.baseline_batch_size)
 
     # ---------------------------------------------------------------------------------- report

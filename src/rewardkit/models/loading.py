@@ -153,6 +153,17 @@ def load_tokenizer(source: ModelSource | str):
         raise _hub_error(source, err) from err
 
 
+def load_config(source: ModelSource | str):
+    from transformers import AutoConfig
+
+    source = resolve_source(source) if isinstance(source, str) else source
+    path, kwargs = _local_args(source)
+    try:
+        return AutoConfig.from_pretrained(path, **kwargs)
+    except OSError as err:
+        raise _hub_error(source, err) from err
+
+
 def load_model(
     source: ModelSource | str,
     task: Literal["causal-lm", "sequence-classification"] = "causal-lm",

@@ -16,6 +16,7 @@ class TransformerReward(BaseReward):
         or an already loaded ``PreTrainedModel`` (then pass ``tokenizer`` too).
     max_tokens_per_batch: padded-token budget of one forward pass (sorted by length, so padding is small).
     batch_size: optional cap on rows per batch on top of the token budget.
+    max_padding: close a batch rather than let padding exceed this share of its tokens.
     max_length: truncate longer inputs (default: the model's context size); truncation is reported
         per sample in ``extras["truncated"]``.
     truncation_side: "left" keeps the end of the conversation (the completion), "right" keeps the start.
@@ -33,6 +34,7 @@ class TransformerReward(BaseReward):
         tokenizer: Any = None,
         max_tokens_per_batch: int = 8192,
         batch_size: int | None = None,
+        max_padding: float = 0.1,
         max_length: int | None = None,
         truncation_side: Literal["left", "right"] = "left",
         padding_side: Literal["left", "right"] = "right",
@@ -76,6 +78,7 @@ class TransformerReward(BaseReward):
         )
         self.max_tokens_per_batch = int(max_tokens_per_batch)
         self.batch_size = batch_size
+        self.max_padding = max_padding
         self.padding_side = padding_side
         self.progress = progress
         self.seed = seed
@@ -92,30 +95,42 @@ class TransformerReward(BaseReward):
         self._check_lengths(prompts, completions)
         return self.encoder.encode_many(prompts, completions)
 
-    def run(self, encoded: Sequence[Encoded], readout: Callable[[Any, Any, list[Encoded]], list[Any]], desc: str = "scoring") -> list[Any]:
-        """Run the backbone over ``encoded`` in token-budget batches; ``readout(hidden, batch, rows)``
-        turns one batch's last hidden states ``[B, T, H]`` into one result per row. Results come
-        back in input order; empty inputs give ``None``."""
+    def hidden_states(self, batch):
+        """Last hidden states ``[B, T, H]`` of the backbone for one padded batch."""
+        return self.backbone(
+            input_ids=batch.input_ids,
+            attention_mask=batch.attention_mask,
+            position_ids=batch.position_ids,
+            use_cache=False,
+        ).last_hidden_state
+
+    def run(
+        self,
+        encoded: Sequence[Encoded],
+        readout: Callable[[Any, Any, list[Encoded]], list[Any]],
+        *,
+        forward: Callable[[Any], Any] | None = None,
+        padding_side: str | None = None,
+        desc: str = "scoring",
+    ) -> list[Any]:
+        """Run the model over ``encoded`` in token-budget batches; ``readout(out, batch, rows)`` turns
+        one batch's ``forward(batch)`` (default: the backbone's last hidden states ``[B, T, H]``) into
+        one result per row. Results come back in input order; empty inputs give ``None``."""
         import torch
         from tqdm.auto import tqdm
 
         results: list[Any] = [None] * len(encoded)
         todo = [i for i, e in enumerate(encoded) if len(e) > 0]
         lengths = [len(encoded[i]) for i in todo]
-        batches = make_batches(lengths, self.max_tokens_per_batch, self.batch_size)
+        batches = make_batches(lengths, self.max_tokens_per_batch, self.batch_size, self.max_padding)
         disable = None if self.progress is None else not self.progress
         with torch.inference_mode(), tqdm(total=sum(lengths), unit="tok", desc=f"{self.name} {desc}", disable=disable, leave=False) as bar:
             for local in batches:
                 idx = [todo[j] for j in local]
                 rows = [encoded[i] for i in idx]
-                batch = pad_batch([r.input_ids for r in rows], idx, self.pad_id, self.padding_side, self.device)
-                hidden = self.backbone(
-                    input_ids=batch.input_ids,
-                    attention_mask=batch.attention_mask,
-                    position_ids=batch.position_ids,
-                    use_cache=False,
-                ).last_hidden_state
-                for i, value in zip(idx, readout(hidden, batch, rows)):
+                batch = pad_batch([r.input_ids for r in rows], idx, self.pad_id, padding_side or self.padding_side, self.device)
+                out = (forward or self.hidden_states)(batch)
+                for i, value in zip(idx, readout(out, batch, rows)):
                     results[i] = value
                 bar.update(batch.num_tokens)
         return results

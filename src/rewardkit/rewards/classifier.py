@@ -23,6 +23,13 @@ class ClassifierReward(TransformerReward):
     kind = "classifier"
 
     def __init__(self, model: Any = "default", *, num_labels: int | None = None, weights: Sequence[float] | None = None, **kwargs: Any):
+        if num_labels is None and isinstance(model, str):
+            # A plain LM given as a reward model gets one scalar head (transformers would default to 2).
+            from ..models.loading import load_config
+
+            architectures = getattr(load_config(model), "architectures", None) or []
+            if not any(a.endswith("ForSequenceClassification") for a in architectures):
+                num_labels = 1
         if num_labels is not None:
             kwargs["num_labels"] = num_labels
         super().__init__(model, **kwargs)
@@ -56,7 +63,14 @@ class ClassifierReward(TransformerReward):
         if self.head is not None:
             logits = self.run(encoded, self._readout)
         else:
-            logits = self._run_full(encoded)
+            # Models without a decoder-style ``score`` head (e.g. encoder RMs with a pooler) pool by
+            # themselves and expect right padding.
+            logits = self.run(
+                encoded,
+                lambda out, batch, rows: out.float().tolist(),
+                forward=lambda batch: self.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits,
+                padding_side="right",
+            )
         scores: list[float | None] = []
         for row in logits:
             if row is None:
@@ -73,22 +87,3 @@ class ClassifierReward(TransformerReward):
         }
         vector = [row if row is not None else [float("nan")] * self.num_labels for row in logits] if self.num_labels > 1 else None
         return RewardOutput(scores=scores, vector=vector, dims=self.dims, extras=extras)
-
-    def _run_full(self, encoded):
-        """Models without a decoder-style ``score`` head (e.g. encoder RMs with a pooler) pool by
-        themselves; they get right padding, which those models expect."""
-        import torch
-
-        from ..models import make_batches, pad_batch
-
-        results: list = [None] * len(encoded)
-        todo = [i for i, e in enumerate(encoded) if len(e) > 0]
-        batches = make_batches([len(encoded[i]) for i in todo], self.max_tokens_per_batch, self.batch_size)
-        with torch.inference_mode():
-            for local in batches:
-                idx = [todo[j] for j in local]
-                batch = pad_batch([encoded[i].input_ids for i in idx], idx, self.pad_id, "right", self.device)
-                logits = self.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
-                for i, row in zip(idx, logits.float().tolist()):
-                    results[i] = row
-        return results
