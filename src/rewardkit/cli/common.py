@@ -15,6 +15,8 @@ def add_reward_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-tokens-per-batch", type=int, default=None, metavar="N",
                    help="padded-token budget per forward pass; inputs are sorted by length so padding stays small (default 8192)")
     g.add_argument("--batch-size", type=int, default=None, metavar="N", help="cap on rows per batch, on top of the token budget")
+    g.add_argument("--max-padding", type=float, default=None, metavar="FRACTION",
+                   help="close a batch rather than let padding exceed this share of its tokens (default 0.1)")
     g.add_argument("--max-length", type=int, default=None, metavar="TOKENS",
                    help="truncate longer inputs (default: the model's context); truncation is reported per sample and in the summary")
     g.add_argument("--truncation-side", choices=["left", "right"], default=None,
@@ -29,6 +31,7 @@ def reward_options(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "max_tokens_per_batch": args.max_tokens_per_batch,
         "batch_size": args.batch_size,
+        "max_padding": args.max_padding,
         "max_length": args.max_length,
         "truncation_side": args.truncation_side,
         "chat_template": args.chat_template,
