@@ -116,6 +116,15 @@ def test_truncated_away_completion_gives_none_with_reason(tiny_dirs):
     assert out.extras["truncated"] == [True, False]
 
 
+def test_classifier_does_not_score_a_truncated_away_completion(tiny_dirs):
+    from rewardkit import ClassifierReward
+
+    reward = ClassifierReward(str(tiny_dirs["multi"]), max_length=12, truncation_side="right")
+    out = reward.score(["a long prompt that fills the window", "q"], ["good answer", "ok"])
+    assert out.scores[0] is None and "truncated away" in out.extras["reason"][0]
+    assert out.vector[0] == [None, None, None] and out.scores[1] is not None
+
+
 def test_resolve_source_errors_are_clear(tmp_path):
     from rewardkit.models import resolve_source
     from rewardkit.models.loading import ModelNotFoundError

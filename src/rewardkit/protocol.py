@@ -35,7 +35,9 @@ def completion_text(completion: Any) -> str:
         return completion
     if isinstance(completion, (list, tuple)):
         if all(isinstance(c, dict) for c in completion):
-            return "".join(str(m.get("content", "")) for m in completion if m.get("role", "assistant") == "assistant")
+            if any(m.get("role", "assistant") != "assistant" for m in completion):
+                raise ValueError("a conversational completion must hold only assistant messages")
+            return "".join(str(m.get("content", "")) for m in completion)
         if all(isinstance(c, str) for c in completion):
             return "\n".join(completion)
     raise TypeError(f"a completion must be str, list[str] (steps) or a list of messages, got {type(completion).__name__}")

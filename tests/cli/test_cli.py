@@ -107,6 +107,28 @@ def test_failed_reward_does_not_lose_the_others(tmp_path, capsys):
     assert "GGUF file not found" in capsys.readouterr().err
 
 
+def test_lineup_folders_never_collide_and_duplicates_are_refused(tmp_path, capsys):
+    from rewardkit.cli.eval import _folders
+
+    assert _folders(["classifier:/models/rm", "classifier:models/rm"]) == {
+        "classifier:/models/rm": "classifier_models_rm", "classifier:models/rm": "classifier_models_rm_2"}
+    assert main(["eval", "--reward", "length", "--reward", "length", "--data", "suite", "--out", str(tmp_path / "o")]) == 2
+    assert "more than once: length" in capsys.readouterr().err
+
+
+def test_eval_scores_with_benchmark_sections_matches_the_original_run(tmp_path):
+    bench = tmp_path / "b.yaml"
+    data = tmp_path / "d.jsonl"
+    rows = [{"prompt": "p", "chosen": "a b", "rejected": "a", "subset": "x"}] * 6 + [{"prompt": "p", "chosen": "a", "rejected": "a b", "subset": "y"}] * 2
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    bench.write_text("name: tiny\nsource: d.jsonl\nsections:\n  s1: {x: 1}\n  s2: {y: 1}\n")
+    assert main(["eval", "--reward", "length", "--data", str(bench), "--out", str(tmp_path / "o1"), "--bootstrap", "20"]) == 0
+    first = json.loads((tmp_path / "o1" / "results.json").read_text())
+    assert first["overall"] == 0.5  # mean of sections (1.0 and 0.0), not 6/8
+    assert main(["eval", "--scores", str(tmp_path / "o1" / "scores.jsonl"), "--data", str(bench), "--out", str(tmp_path / "o2"), "--bootstrap", "20"]) == 0
+    assert json.loads((tmp_path / "o2" / "results.json").read_text())["overall"] == 0.5
+
+
 def test_ls_and_suite_verbs(tmp_path, capsys):
     assert main(["ls", "--json"]) == 0
     listing = json.loads(capsys.readouterr().out)

@@ -195,14 +195,35 @@ def test_raw_hh_rows_multi_turn(tmp_path):
     assert rec.columns["source"] == "helpful-base"
 
 
-def test_raw_hh_rows_with_diverging_prefix_are_flagged(tmp_path):
+def test_raw_hh_rows_with_diverging_prefix_are_rejected(tmp_path):
+    """Pairing rejected with chosen's prompt would score it against the wrong conversation."""
     row = {
         "chosen": "\n\nHuman: A\n\nAssistant: x\n\nHuman: B\n\nAssistant: good",
         "rejected": "\n\nHuman: A\n\nAssistant: y\n\nHuman: B\n\nAssistant: bad",
     }
+    with pytest.raises(DataFormatError) as info:
+        load_dataset(write_jsonl(tmp_path / "hh.jsonl", [row]))
+    assert info.value.field == "rejected" and info.value.where == "line 1"
+
+
+def test_hh_completions_lose_the_space_after_assistant(tmp_path):
+    row = {"chosen": "\n\nHuman: q\n\nAssistant: yes", "rejected": "\n\nHuman: q\n\nAssistant: no"}
     (rec,) = load_dataset(write_jsonl(tmp_path / "hh.jsonl", [row])).records
-    assert rec.columns.get("prompt_mismatch") is True
-    assert rec.prompt == [user("A"), assistant("x"), user("B")]  # the chosen side's prompt
+    assert (rec.chosen, rec.rejected) == ("yes", "no")
+    pair = {"prompt": "\n\nHuman: q\n\nAssistant:", "chosen": " yes", "rejected": " no"}
+    (rec,) = load_dataset(write_jsonl(tmp_path / "p.jsonl", [pair])).records
+    assert (rec.chosen, rec.rejected) == ("yes", "no")
+
+
+def test_implicit_prompt_rows_must_diverge_only_at_the_last_turn(tmp_path):
+    u = lambda c: {"role": "user", "content": c}  # noqa: E731
+    a = lambda c: {"role": "assistant", "content": c}  # noqa: E731
+    early = {"chosen": [u("q1"), a("A1"), u("q2"), a("A2")], "rejected": [u("q1"), a("B1"), u("q2"), a("B2")]}
+    with pytest.raises(DataFormatError, match="diverge before the final assistant turn"):
+        load_dataset(write_jsonl(tmp_path / "a.jsonl", [early]))
+    unrelated = {"chosen": [u("q1"), a("A")], "rejected": [u("q2"), a("B")]}
+    with pytest.raises(DataFormatError, match="share no prompt"):
+        load_dataset(write_jsonl(tmp_path / "b.jsonl", [unrelated]))
 
 
 def test_raw_hh_rows_without_assistant_turn_name_the_field(tmp_path):
@@ -223,7 +244,7 @@ def test_pairwise_prompt_in_hh_form_becomes_messages(tmp_path):
     }
     (rec,) = load_dataset(write_jsonl(tmp_path / "p.jsonl", [row])).records
     assert rec.prompt == [user("Hi"), assistant("Hello."), user("Say bye.")]
-    assert rec.chosen == " Bye!"
+    assert rec.chosen == "Bye!"  # the space after "Assistant:" is dropped with the transcript form
 
 
 def test_real_hh_rlhf_harmless_rows():

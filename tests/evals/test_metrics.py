@@ -29,6 +29,9 @@ def test_best_of_n_top_score_and_ties():
     assert best_of_n_outcome([1.0, 2.0, 2.0, 0.0], 2).value == pytest.approx(0.5)  # 1 of 2 tied winners correct
     assert best_of_n_outcome([None, 1.0, 0.0], 1).value == 0.0  # unscored correct one cannot win
     assert best_of_n_outcome([None, None], 1).unscored
+    failing = best_of_n_outcome([1.0, None, None], 1)  # failing on the wrong ones earns nothing
+    assert failing.value == 0.0 and failing.unscored
+    assert best_of_n_outcome([0.0, 1.0, 1.0], 1).tie  # a tie among wrong answers is still a tie
 
 
 def test_summarize_subsets_sections_and_intervals():

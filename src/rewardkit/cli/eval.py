@@ -24,7 +24,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--reward", action="append", metavar="SPEC", help="reward spec (repeat for a lineup); see `rewardkit ls`")
     src.add_argument("--scores", metavar="PATH", help="evaluate precomputed scores instead of running a reward")
-    p.add_argument("--data", metavar="DATA", help="benchmark name, declaration .yaml, or data file (required with --reward)")
+    p.add_argument("--data", metavar="DATA", help="benchmark name, declaration .yaml, or data file (required with --reward; "
+                   "with --scores, a benchmark whose sections define the overall score)")
     p.add_argument("--format", default="auto", help="data format: auto, pairwise, hh-rlhf, best-of-n, scores (default auto)")
     p.add_argument("--limit", type=int, default=None, metavar="N", help="use the first N rows (for the suite: N per subset)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
@@ -45,7 +46,9 @@ def run(args: argparse.Namespace) -> int:
         if data.kind != "scores":
             print(f"error: {args.scores} does not hold precomputed scores", file=sys.stderr)
             return 2
-        per_model = evaluate_scored(data.records, None, n_boot=args.bootstrap, seed=args.seed)
+        # Sections (and so the overall definition) come from the benchmark, when one is named.
+        sections = resolve_data(args.data, limit=1, seed=args.seed).sections if args.data else None
+        per_model = evaluate_scored(data.records, sections, n_boot=args.bootstrap, seed=args.seed)
         results = {}
         for model, result in per_model.items():
             result.update(scores=str(args.scores), data=str(args.scores))
@@ -60,10 +63,15 @@ def run(args: argparse.Namespace) -> int:
 
     data = resolve_data(args.data, format=args.format, limit=args.limit, seed=args.seed)
     print(f"data: {data.source} ({len(data)} {data.kind} records, format {data.format})", file=sys.stderr)
+    duplicates = sorted({spec for spec in args.reward if args.reward.count(spec) > 1})
+    if duplicates:
+        print(f"error: --reward given more than once: {', '.join(duplicates)}", file=sys.stderr)
+        return 2
+    folders = _folders(args.reward)
     results, failures = {}, []
     several = len(args.reward) > 1
     for spec in args.reward:
-        folder = out / slug(spec) if several else out
+        folder = out / folders[spec] if several else out
         try:
             print(f"loading reward {spec} ...", file=sys.stderr)
             reward = load_reward(spec, **reward_options(args))
@@ -89,6 +97,18 @@ def run(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def _folders(specs: list[str]) -> dict[str, str]:
+    """One output folder per spec; specs that slug alike get a numeric suffix, never a shared folder."""
+    folders: dict[str, str] = {}
+    for spec in specs:
+        base = name = slug(spec)
+        k = 2
+        while name in folders.values():
+            name, k = f"{base}_{k}", k + 1
+        folders[spec] = name
+    return folders
+
+
 def _finish(out: Path, results: dict, title: str, command: str, per_reward_written: bool = False) -> int:
     from ..evals.report import lineup_table, results_table, write_json, write_report
 
@@ -99,8 +119,9 @@ def _finish(out: Path, results: dict, title: str, command: str, per_reward_writt
         print(results_table(result, title=f"\n== {name}"))
     else:
         if not per_reward_written:
+            folders = _folders(list(results))
             for name, result in results.items():
-                write_json(out / slug(name) / "results.json", result)
+                write_json(out / folders[name] / "results.json", result)
         write_json(out / "lineup.json", {name: {"overall": r["overall"], "overall_ci95": r["overall_ci95"], "subsets": {s: v["accuracy"] for s, v in r["subsets"].items()}} for name, r in results.items()})
         print("\n== lineup (accuracy %)")
         print(lineup_table(results))

@@ -151,9 +151,10 @@ def _completion(value: Any, path: Path, where: str, name: str) -> Any:
     if isinstance(value, str):
         return value
     if _is_messages(value):  # TRL conversational completion: the assistant message(s)
-        texts = [m.get("content") for m in value if m.get("role", "assistant") == "assistant"]
-        if not texts or not all(isinstance(t, str) for t in texts):
-            raise DataFormatError(path, where, name, "a conversational completion needs assistant messages with string content")
+        roles = {m.get("role", "assistant") for m in value}
+        texts = [m.get("content") for m in value]
+        if roles != {"assistant"} or not all(isinstance(t, str) for t in texts):
+            raise DataFormatError(path, where, name, f"a conversational completion must hold only assistant messages with string content (roles: {sorted(map(str, roles))})")
         return "".join(texts)
     if isinstance(value, list) and value and all(isinstance(s, str) for s in value):
         return list(value)  # pre-split steps
@@ -220,13 +221,26 @@ def _parse_pairwise(row, path, where):
         n = 0
         while n < min(len(chosen), len(rejected)) - 1 and chosen[n] == rejected[n]:
             n += 1
-        prompt = _prompt(chosen[:n], path, where, "chosen") if n else ""
+        if not n:
+            raise DataFormatError(path, where, "rejected", "chosen and rejected share no prompt messages (give an explicit 'prompt')")
+        for key, rest in (("chosen", chosen[n:]), ("rejected", rejected[n:])):
+            if any(m.get("role") != "assistant" for m in rest):
+                raise DataFormatError(path, where, key, "the two conversations diverge before the final assistant turn; give an explicit 'prompt'")
+        prompt = _prompt(chosen[:n], path, where, "chosen")
         return PairRecord(_id(row, where), prompt, _completion(chosen[n:], path, where, "chosen"),
                           _completion(rejected[n:], path, where, "rejected"), _subset(row), _columns(row, _CORE))
-    prompt = _prompt(_need(row, "prompt", path, where), path, where)
+    raw_prompt = _need(row, "prompt", path, where)
+    prompt = _prompt(raw_prompt, path, where)
     chosen = _completion(_need(row, "chosen", path, where), path, where, "chosen")
     rejected = _completion(_need(row, "rejected", path, where), path, where, "rejected")
+    if isinstance(raw_prompt, str) and not isinstance(prompt, str):
+        chosen, rejected = _strip_hh(chosen), _strip_hh(rejected)
     return PairRecord(_id(row, where), prompt, chosen, rejected, _subset(row), _columns(row, _CORE))
+
+
+def _strip_hh(completion: Any) -> Any:
+    """HH responses start with the space after "Assistant:"; as chat content it is noise."""
+    return completion.strip() if isinstance(completion, str) else completion
 
 
 def _parse_hh(row, path, where):
@@ -240,10 +254,10 @@ def _parse_hh(row, path, where):
         except ValueError as err:
             raise DataFormatError(path, where, key, str(err)) from None
     prompt_text = pieces["chosen"][0]
-    columns = _columns(row, _CORE)
     if pieces["rejected"][0] != prompt_text:
-        columns["prompt_mismatch"] = True  # rare in HH: the two transcripts diverge before the last turn
-    return PairRecord(_id(row, where), _prompt(prompt_text, path, where), pieces["chosen"][1], pieces["rejected"][1], _subset(row), columns)
+        raise DataFormatError(path, where, "rejected", "the transcript differs from 'chosen' before the last '\n\nAssistant:' turn, so they do not share a prompt")
+    return PairRecord(_id(row, where), _prompt(prompt_text, path, where), _strip_hh(pieces["chosen"][1]),
+                      _strip_hh(pieces["rejected"][1]), _subset(row), _columns(row, _CORE))
 
 
 def _parse_best_of_n(row, path, where):

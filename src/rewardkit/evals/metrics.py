@@ -3,7 +3,8 @@
 Pairwise: correct iff ``score(chosen) > score(rejected)`` strictly; a tie is wrong and counted; a
 ``None`` score (the reward could not score) is wrong and counted as unscored.
 Best-of-N (RewardBench 2): correct iff a correct completion has the top score; when the top score is
-shared by k completions of which m are correct, the item earns m/k.
+shared by k completions of which m are correct, the item earns m/k (counted as a tie); an item with an
+unscored completion is wrong and counted as unscored.
 """
 from __future__ import annotations
 
@@ -34,14 +35,14 @@ def pair_outcome(chosen: float | None, rejected: float | None) -> Outcome:
 
 
 def best_of_n_outcome(scores: Sequence[float | None], num_correct: int) -> Outcome:
-    unscored = not all(_valid(s) for s in scores)
-    values = [s if _valid(s) else -math.inf for s in scores]
-    top = max(values)
-    if top == -math.inf:
+    """An item with any unscored completion is wrong (as in pairwise): otherwise a reward that fails
+    on the incorrect completions would get credit for failing."""
+    if not all(_valid(s) for s in scores):
         return Outcome(0.0, unscored=True)
-    winners = [i for i, s in enumerate(values) if s == top]
+    top = max(scores)
+    winners = [i for i, s in enumerate(scores) if s == top]
     correct = sum(1 for i in winners if i < num_correct)
-    return Outcome(correct / len(winners), tie=len(winners) > 1 and correct > 0, unscored=unscored)
+    return Outcome(correct / len(winners), tie=len(winners) > 1, unscored=False)
 
 
 def stratified_bootstrap(

@@ -72,8 +72,15 @@ class ClassifierReward(TransformerReward):
                 padding_side="right",
             )
         scores: list[float | None] = []
-        for row in logits:
+        reasons: list[str | None] = []
+        for e, row in zip(encoded, logits):
+            reason = None
             if row is None:
+                reason = "empty input"
+            elif e.completion_start >= len(e):
+                reason = "the completion was truncated away (max_length / truncation_side)"
+            reasons.append(reason)
+            if reason is not None:
                 scores.append(None)
             elif self.num_labels == 1:
                 scores.append(float(row[0]))
@@ -85,5 +92,7 @@ class ClassifierReward(TransformerReward):
             "truncated": [e.truncated for e in encoded],
             "num_tokens": [len(e) for e in encoded],
         }
-        vector = [row if row is not None else [float("nan")] * self.num_labels for row in logits] if self.num_labels > 1 else None
+        if any(reasons):
+            extras["reason"] = reasons
+        vector = [row if s is not None else [None] * self.num_labels for row, s in zip(logits, scores)] if self.num_labels > 1 else None
         return RewardOutput(scores=scores, vector=vector, dims=self.dims, extras=extras)
