@@ -87,11 +87,13 @@ def bar_chart_svg(categories: Sequence[str], series: Mapping[str, Sequence[tuple
     names = list(series)
     bar_h, gap, left, width = 14, 10, 170, 420
     group_h = bar_h * len(names) + gap
-    top = 40
+    top = 56
     height = top + group_h * len(categories) + 30 + 18 * len(names)
     x = lambda v: left + width * v  # noqa: E731
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{left + width + 40}" height="{height}" font-family="sans-serif" font-size="12">',
-           f'<text x="10" y="20" font-size="14" font-weight="bold">{html.escape(title)}</text>']
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{left + width + 60}" height="{height}" font-family="sans-serif" font-size="12">',
+           '<rect width="100%" height="100%" fill="white"/>',
+           f'<text x="10" y="20" font-size="14" font-weight="bold">{html.escape(title)}</text>',
+           '<text x="10" y="38" fill="#555">accuracy (%) with 95% bootstrap intervals; dashed line = 50%</text>']
     for tick in (0, 0.25, 0.5, 0.75, 1.0):
         dash = ' stroke-dasharray="4,3"' if tick == 0.5 else ""
         out.append(f'<line x1="{x(tick):.1f}" y1="{top - 5}" x2="{x(tick):.1f}" y2="{top + group_h * len(categories)}" stroke="#bbb"{dash}/>')
@@ -106,9 +108,12 @@ def bar_chart_svg(categories: Sequence[str], series: Mapping[str, Sequence[tuple
             y = y0 + k * bar_h
             color = palette[k % len(palette)]
             out.append(f'<rect x="{left}" y="{y}" width="{width * value:.1f}" height="{bar_h - 2}" fill="{color}"><title>{html.escape(name)}: {100 * value:.1f}%</title></rect>')
+            cy = y + (bar_h - 2) / 2
+            end = value
             if ci and ci[0] is not None:
-                cy = y + (bar_h - 2) / 2
                 out.append(f'<line x1="{x(ci[0]):.1f}" y1="{cy}" x2="{x(ci[1]):.1f}" y2="{cy}" stroke="#222"/>')
+                end = max(value, ci[1])
+            out.append(f'<text x="{x(end) + 4:.1f}" y="{cy}" dominant-baseline="middle" font-size="10" fill="#333">{100 * value:.1f}</text>')
     ly = top + group_h * len(categories) + 30
     for k, name in enumerate(names):
         out.append(f'<rect x="{left}" y="{ly + 18 * k - 10}" width="12" height="12" fill="{palette[k % len(palette)]}"/>')
@@ -126,7 +131,7 @@ def write_report(out_dir: Path, results: Mapping[str, Mapping[str, Any]], *, tit
         points = [(r["subsets"][c]["accuracy"], r["subsets"][c]["ci95"]) if c in r["subsets"] else (None, None) for c in categories[:-1]]
         points.append((r["overall"], r["overall_ci95"]))
         series[name] = points
-    (out_dir / "plot.svg").write_text(bar_chart_svg(categories, series, f"{title}: accuracy with 95% bootstrap intervals"), encoding="utf-8")
+    (out_dir / "plot.svg").write_text(bar_chart_svg(categories, series, title), encoding="utf-8")
     first = next(iter(results.values()))
     lines = [f"# {title}", ""]
     if command:
