@@ -141,3 +141,18 @@ def test_ls_and_suite_verbs(tmp_path, capsys):
 def test_console_script_help():
     proc = subprocess.run([sys.executable, "-m", "rewardkit.cli.main", "eval", "--help"], capture_output=True, text=True)
     assert proc.returncode == 0 and "--max-tokens-per-batch" in proc.stdout and "examples:" in proc.stdout
+
+
+def test_truncation_is_counted_per_subset_and_overall(tiny_dirs, tmp_path):
+    data = tmp_path / "t.jsonl"
+    rows = [{"prompt": "short", "chosen": "a", "rejected": "b", "subset": "short"},
+            {"prompt": "long " * 40, "chosen": "a", "rejected": "b", "subset": "long"}]
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "o"
+    assert main(["eval", "--reward", f"classifier:{tiny_dirs['rm']}", "--data", str(data), "--max-length", "64",
+                 "--out", str(out), "--bootstrap", "20"]) == 0
+    result = json.loads((out / "results.json").read_text())
+    assert result["truncated"] == 2
+    assert result["subsets"]["long"]["truncated"] == 2 and result["subsets"]["short"]["truncated"] == 0
+    details = _rows(out / "scores.jsonl")[1]["chosen_details"]
+    assert details["truncated"] is True and details["num_tokens"] == 64

@@ -2,7 +2,6 @@
 (|diff| < 1e-5 in fp32), for the tiny random models and for the embedded model."""
 from __future__ import annotations
 
-import warnings
 
 import pytest
 

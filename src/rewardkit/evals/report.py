@@ -47,17 +47,18 @@ def _ci(ci: Sequence[float] | None) -> str:
 
 def results_table(result: Mapping[str, Any], title: str = "") -> str:
     """One reward's results: a row per subset, then sections and the overall score."""
-    rows = [("subset", "acc %", "95% CI", "n", "ties", "unscored")]
+    rows = [("subset", "acc %", "95% CI", "n", "ties", "unscored", "truncated")]
     for name, s in result["subsets"].items():
-        rows.append((name, _pct(s["accuracy"]), _ci(s["ci95"]), str(s["n"]), str(s["ties"]), str(s["unscored"])))
+        rows.append((name, _pct(s["accuracy"]), _ci(s["ci95"]), str(s["n"]), str(s["ties"]), str(s["unscored"]), str(s.get("truncated", "-"))))
     for name, s in result.get("sections", {}).items():
-        rows.append((f"[section] {name}", _pct(s["accuracy"]), "", "", "", ""))
-    rows.append(("OVERALL", _pct(result["overall"]), _ci(result["overall_ci95"]), str(result["n"]), str(result["ties"]), str(result["unscored"])))
+        rows.append((f"[section] {name}", _pct(s["accuracy"]), "", "", "", "", ""))
+    rows.append(("OVERALL", _pct(result["overall"]), _ci(result["overall_ci95"]), str(result["n"]), str(result["ties"]),
+                 str(result["unscored"]), str(result.get("truncated", "-"))))
     text = _grid(rows)
     head = f"{title}\n" if title else ""
     foot = f"overall = {result['overall_definition']}; ties count as wrong."
     if result.get("truncated"):
-        foot += f" {result['truncated']} input(s) were truncated (see scores.jsonl)."
+        foot += f" {result['truncated']} input(s) were truncated (per sample in scores.jsonl)."
     return head + text + "\n" + foot
 
 

@@ -23,8 +23,8 @@ class ScoreRun:
     scored: list[ScoredPair | ScoredBestOfN]
     seconds: float = 0.0
     samples: int = 0
-    truncated: int = 0
-    extra_counts: dict[str, int] = field(default_factory=dict)
+    truncated: int = 0  # samples (completions) whose input was truncated
+    truncated_by_subset: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
 
 def _flatten(records: Sequence[PairRecord | BestOfNRecord | SampleRecord]) -> tuple[list, list, dict[str, list], list[tuple[int, int]]]:
@@ -73,7 +73,9 @@ def score_dataset(
             for record, (first, count) in zip(chunk, spans):
                 per = [out.row(first + j) for j in range(count)]
                 for p in per:
-                    run.truncated += bool(p.get("truncated"))
+                    if p.get("truncated"):
+                        run.truncated += 1
+                        run.truncated_by_subset[record.subset] += 1
                 scores = [p.pop("score") for p in per]
                 if isinstance(record, PairRecord):
                     row = {"id": record.id, "subset": record.subset, "chosen_score": scores[0], "rejected_score": scores[1]}
@@ -134,6 +136,8 @@ def evaluate(reward: Reward, data: Dataset, *, n_boot: int = 1000, seed: int = 0
         raise ValueError(f"{data.source} holds single completions without preferences; use `rewardkit score` for them")
     run = score_dataset(reward, data.records, progress=progress, on_rows=on_rows)
     result = evaluate_scored(run.scored, data.sections, n_boot=n_boot, seed=seed)[""]
+    for subset, stats in result["subsets"].items():
+        stats["truncated"] = run.truncated_by_subset.get(subset, 0)
     result.update(
         reward=run.reward,
         data=data.source,
