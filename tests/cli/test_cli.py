@@ -156,3 +156,23 @@ def test_truncation_is_counted_per_subset_and_overall(tiny_dirs, tmp_path):
     assert result["subsets"]["long"]["truncated"] == 2 and result["subsets"]["short"]["truncated"] == 0
     details = _rows(out / "scores.jsonl")[1]["chosen_details"]
     assert details["truncated"] is True and details["num_tokens"] == 64
+
+
+def test_best_of_n_eval_and_scores_round_trip(tmp_path):
+    data = tmp_path / "bon.jsonl"
+    rows = [
+        {"id": "win", "prompt": "p", "chosen": ["a b c d"], "rejected": ["a", "a b"], "subset": "s"},
+        {"id": "tie", "prompt": "p", "chosen": ["a b"], "rejected": ["c d", "e"], "subset": "s"},
+        {"id": "lose", "prompt": "p", "chosen": ["a"], "rejected": ["a b", "c"], "subset": "s"},
+    ]
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "o"
+    assert main(["eval", "--reward", "length", "--data", str(data), "--out", str(out), "--bootstrap", "20"]) == 0
+    result = json.loads((out / "results.json").read_text())
+    assert result["metric"] == "best-of-n"
+    assert result["overall"] == pytest.approx((1 + 0.5 + 0) / 3) and result["ties"] == 1
+    scores = _rows(out / "scores.jsonl")
+    assert scores[0] == {"id": "win", "subset": "s", "scores": [4, 1, 2], "num_correct": 1}
+    again = tmp_path / "again"
+    assert main(["eval", "--scores", str(out / "scores.jsonl"), "--out", str(again), "--bootstrap", "20"]) == 0
+    assert json.loads((again / "results.json").read_text())["overall"] == result["overall"]

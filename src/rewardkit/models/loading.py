@@ -135,33 +135,31 @@ def _materialize_gguf(source: ModelSource) -> Path:
     return target
 
 
-def _local_args(source: ModelSource) -> tuple[str, dict[str, Any]]:
-    if source.kind == "gguf":
-        return str(_materialize_gguf(source)), {}
-    return source.path, {}
+def _local_path(source: ModelSource) -> str:
+    """What ``from_pretrained`` should read: the directory or hub id (GGUF: its cached conversion)."""
+    return str(_materialize_gguf(source)) if source.kind == "gguf" else source.path
+
+
+def _from_pretrained(auto_class: Any, source: ModelSource | str, **kwargs: Any) -> Any:
+    """``auto_class.from_pretrained`` on a resolved source, with hub failures named clearly."""
+    source = resolve_source(source) if isinstance(source, str) else source
+    try:
+        return auto_class.from_pretrained(_local_path(source), **kwargs)
+    except OSError as err:
+        raise _hub_error(source, err) from err
 
 
 def load_tokenizer(source: ModelSource | str):
     """The model's tokenizer (fast tokenizer, chat template included when the model has one)."""
     from transformers import AutoTokenizer
 
-    source = resolve_source(source) if isinstance(source, str) else source
-    path, kwargs = _local_args(source)
-    try:
-        return AutoTokenizer.from_pretrained(path, **kwargs)
-    except OSError as err:
-        raise _hub_error(source, err) from err
+    return _from_pretrained(AutoTokenizer, source)
 
 
 def load_config(source: ModelSource | str):
     from transformers import AutoConfig
 
-    source = resolve_source(source) if isinstance(source, str) else source
-    path, kwargs = _local_args(source)
-    try:
-        return AutoConfig.from_pretrained(path, **kwargs)
-    except OSError as err:
-        raise _hub_error(source, err) from err
+    return _from_pretrained(AutoConfig, source)
 
 
 def load_model(
@@ -174,23 +172,20 @@ def load_model(
     seed: int = 0,
     return_missing: bool = False,
 ):
-    """Load a model in eval mode (with ``return_missing``: ``(model, missing_weight_names)``). Newly initialised weights (e.g. a classification head on a plain
-    LM) are drawn under ``seed`` so scores are reproducible."""
+    """Load a model in eval mode (with ``return_missing``: ``(model, missing_weight_names)``).
+    Newly initialised weights (e.g. a classification head on a plain LM) are drawn under ``seed`` so
+    scores are reproducible."""
     import torch
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
-    source = resolve_source(source) if isinstance(source, str) else source
-    path, kwargs = _local_args(source)
     torch_dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
     cls = AutoModelForCausalLM if task == "causal-lm" else AutoModelForSequenceClassification
+    kwargs: dict[str, Any] = {}
     if task == "sequence-classification" and num_labels is not None:
         kwargs["num_labels"] = num_labels
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        try:
-            model, info = cls.from_pretrained(path, dtype=torch_dtype, output_loading_info=True, **kwargs)
-        except OSError as err:
-            raise _hub_error(source, err) from err
+        model, info = _from_pretrained(cls, source, dtype=torch_dtype, output_loading_info=True, **kwargs)
     model.to(resolve_device(device))
     model.eval()
     if return_missing:
