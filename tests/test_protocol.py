@@ -81,7 +81,7 @@ def test_reward_output_validates_shapes():
 def test_specs():
     assert load_reward("length").name == "length"
     assert load_reward("length:chars").unit == "chars"
-    with pytest.raises(ValueError, match="unknown reward kind 'nope'.*known kinds: classifier, length, loglik, py"):
+    with pytest.raises(ValueError, match="unknown reward kind 'nope'.*known kinds: classifier, length, loglik, py, rule"):
         load_reward("nope:x")
     with pytest.raises(ValueError, match="loglik:default"):
         load_reward("default")

@@ -14,12 +14,14 @@ ALIASES: dict[str, str] = {
     "length": "rewardkit.rewards.baselines:LengthReward",
     "loglik": "rewardkit.rewards.likelihood:LogLikelihoodReward",
     "classifier": "rewardkit.rewards.classifier:ClassifierReward",
+    "rule": "rewardkit.rewards.rules:load_rule",
 }
 
 DESCRIPTIONS: dict[str, str] = {
     "length": "baseline: longer completion = higher score (length:chars for characters)",
     "loglik": "zero-shot: mean log-probability of the completion under a causal LM (loglik:default = embedded model)",
     "classifier": "sequence-classification reward model (classifier:PATH_OR_HUB_ID; several objectives if num_labels > 1)",
+    "rule": "verifiable rule: rule:math, rule:code, rule:constraints, ... (see the rules list below)",
     "py": "your own function or Reward class: py:package.module:name",
 }
 
@@ -71,7 +73,8 @@ def load_reward(spec: str | Reward, **options: Any) -> Reward:
         return obj if hasattr(obj, "score") else FunctionReward(obj)
     cls = reward_class(kind)
     kwargs = _accepted(cls, options)
-    params = [p for p in inspect.signature(cls.__init__).parameters.values() if p.name != "self"]
+    init = cls.__init__ if inspect.isclass(cls) else cls
+    params = [p for p in inspect.signature(init).parameters.values() if p.name != "self"]
     if sep:
         if not arg:
             raise RewardSpecError(f"reward spec {spec!r} has an empty argument after ':'")
@@ -79,8 +82,13 @@ def load_reward(spec: str | Reward, **options: Any) -> Reward:
     return cls(**kwargs)
 
 
-def _accepted(cls: type, options: dict[str, Any]) -> dict[str, Any]:
+def _accepted(cls: Any, options: dict[str, Any]) -> dict[str, Any]:
+    """The options a class (its ``__init__`` chain) or a factory function names explicitly."""
     params = {}
+    if not inspect.isclass(cls):
+        sig = inspect.signature(cls)
+        names = {n for n, p in sig.parameters.items() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+        return {k: v for k, v in options.items() if v is not None and k in names}
     for klass in cls.__mro__:
         init = klass.__dict__.get("__init__")
         if init is None:

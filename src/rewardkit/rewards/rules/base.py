@@ -1,0 +1,111 @@
+"""Verifiable (rule) rewards: a per-sample check function wrapped once into a batch reward.
+
+A check is a plain module-level function ``check(completion: str, **columns) -> Verdict | float | None``.
+It receives the completion's text and the per-sample values of the columns it names as keyword-only
+parameters (a gold ``answer``, ``tests``, a ``constraint`` ...); ``prompt`` is passed too when it
+asks for it. ``None`` means "cannot decide" (never 0): the reason goes into ``extras["reason"]``.
+
+Checks must be safe to call from threads and worker processes (no ``signal.alarm``, no global
+state); ``workers > 1`` fans the batch out over a process pool.
+"""
+from __future__ import annotations
+
+import inspect
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+from ...protocol import BaseReward, completion_text
+from ...types import Completion, Prompt, RewardOutput
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One sample's result: ``score`` (``None`` = undecided), the ``reason`` when undecided or worth
+    reporting, and ``info`` (e.g. the extracted answer) that lands in ``extras`` under its keys."""
+
+    score: float | None
+    reason: str | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def as_verdict(value: Any) -> Verdict:
+    if isinstance(value, Verdict):
+        return value
+    if value is None:
+        return Verdict(None, "undecided")
+    if isinstance(value, bool):
+        return Verdict(float(value))
+    return Verdict(float(value))
+
+
+def _run_one(check: Callable[..., Any], text: str, kwargs: dict[str, Any]) -> Verdict:
+    try:
+        return as_verdict(check(text, **kwargs))
+    except Exception as err:  # a crashing check must not take the batch down; it is reported
+        return Verdict(None, f"check raised {type(err).__name__}: {err}")
+
+
+def _run_chunk(check: Callable[..., Any], items: list[tuple[str, dict[str, Any]]]) -> list[Verdict]:
+    return [_run_one(check, text, kwargs) for text, kwargs in items]
+
+
+class RuleReward(BaseReward):
+    """Batch reward around a per-sample check. Required columns are the check's keyword-only
+    parameters without defaults; a missing one raises an error naming it.
+
+    workers: 0/1 runs in this process; N > 1 uses a pool of N worker processes (the check and its
+        arguments must be picklable: a module-level function and plain data).
+    """
+
+    kind = "rule"
+
+    def __init__(self, check: Callable[..., Any], *, name: str | None = None, workers: int = 0, chunk_size: int = 64, **options: Any):
+        self.check = check
+        self.options = options  # fixed keyword arguments of the check (e.g. a timeout)
+        self.name = name or f"rule:{getattr(check, '__name__', 'check')}"
+        self.workers = int(workers)
+        self.chunk_size = int(chunk_size)
+        params = inspect.signature(check).parameters.values()
+        self.required = [p.name for p in params if p.kind is p.KEYWORD_ONLY and p.default is p.empty and p.name not in options]
+        self.optional = [p.name for p in params if p.kind is p.KEYWORD_ONLY and p.default is not p.empty and p.name not in options]
+        self.wants_prompt = "prompt" in self.required or "prompt" in self.optional
+
+    def _arguments(self, prompts: Sequence[Prompt], n: int, columns: dict[str, Any]) -> list[dict[str, Any]]:
+        per_sample: dict[str, list[Any]] = {}
+        for col in self.required:
+            if col == "prompt":
+                continue
+            per_sample[col] = self.require_column(columns, col, n)
+        for col in self.optional:
+            if col != "prompt" and columns.get(col) is not None:
+                per_sample[col] = self.require_column(columns, col, n)
+        args = []
+        for i in range(n):
+            kw = {**self.options, **{col: values[i] for col, values in per_sample.items()}}
+            if self.wants_prompt:
+                kw["prompt"] = prompts[i]
+            args.append(kw)
+        return args
+
+    def score(self, prompts: Sequence[Prompt], completions: Sequence[Completion], **columns: Any) -> RewardOutput:
+        self._check_lengths(prompts, completions)
+        n = len(completions)
+        items = list(zip([completion_text(c) for c in completions], self._arguments(prompts, n, columns)))
+        if self.workers > 1 and n > self.chunk_size:
+            chunks = [items[i : i + self.chunk_size] for i in range(0, n, self.chunk_size)]
+            with ProcessPoolExecutor(max_workers=self.workers) as pool:
+                verdicts = [v for part in pool.map(_run_chunk, [self.check] * len(chunks), chunks) for v in part]
+        else:
+            verdicts = _run_chunk(self.check, items)
+        return verdicts_to_output(verdicts)
+
+
+def verdicts_to_output(verdicts: Sequence[Verdict]) -> RewardOutput:
+    extras: dict[str, list] = {}
+    if any(v.reason for v in verdicts):
+        extras["reason"] = [v.reason for v in verdicts]
+    keys = sorted({k for v in verdicts for k in v.info})
+    for key in keys:
+        extras[key] = [v.info.get(key) for v in verdicts]
+    return RewardOutput(scores=[v.score for v in verdicts], extras=extras)
