@@ -1,9 +1,22 @@
 """Reward specs: short strings such as ``length``, ``loglik:default`` or ``classifier:PATH`` that
-the CLI turns into reward objects. One lazy alias map, nothing else (no registry)."""
+the CLI turns into reward objects. One lazy alias map, nothing else (no registry).
+
+Compositions use a call syntax whose arguments are specs again::
+
+    ensemble:mean(loglik:default, length)          ensemble:lcb(a, b, k=0.5)
+    ensemble:weighted(a, b, weights=[0.7, 0.3])    ensemble:and(a, b)
+    transform:clip(loglik:default, min=-5, max=0)  transform:group(a)   transform:par(a, center=1)
+    gate(rule:math, loglik:default)
+
+or a YAML file (``--reward my_reward.yaml``) that names a kind (or ``class: module:Class``) and its
+keyword arguments; ``members`` / ``inner`` / ``verifier`` / ``fallback`` hold nested specs.
+"""
 from __future__ import annotations
 
 import importlib
 import inspect
+import re
+from pathlib import Path
 from typing import Any
 
 from .protocol import FunctionReward, Reward
@@ -15,13 +28,21 @@ ALIASES: dict[str, str] = {
     "loglik": "rewardkit.rewards.likelihood:LogLikelihoodReward",
     "classifier": "rewardkit.rewards.classifier:ClassifierReward",
     "rule": "rewardkit.rewards.rules:load_rule",
+    "ensemble": "rewardkit.rewards.ensemble:EnsembleReward",
+    "transform": "rewardkit.rewards.ensemble:TransformReward",
+    "gate": "rewardkit.rewards.ensemble:GateReward",
 }
+#: keyword arguments of compositions that hold nested rewards
+NESTED = ("members", "inner", "verifier", "fallback")
 
 DESCRIPTIONS: dict[str, str] = {
     "length": "baseline: longer completion = higher score (length:chars for characters)",
     "loglik": "zero-shot: mean log-probability of the completion under a causal LM (loglik:default = embedded model)",
     "classifier": "sequence-classification reward model (classifier:PATH_OR_HUB_ID; several objectives if num_labels > 1)",
     "rule": "verifiable rule: rule:math, rule:code, rule:constraints, ... (see the rules list below)",
+    "ensemble": "ensemble:mean|min|max|lcb|weighted|and(spec, spec, ...; k=, weights=[..], centers=[..]); member scores in `vector`",
+    "transform": "transform:zscore|group|clip|logsigmoid|par(spec, mean=, std=, min=, max=, center=)",
+    "gate": "gate(verifier, fallback): the verifier decides when it can, the fallback fills in (source in extras)",
     "py": "your own function or Reward class: py:package.module:name",
 }
 
@@ -65,7 +86,12 @@ def load_reward(spec: str | Reward, **options: Any) -> Reward:
     class when its ``__init__`` accepts them; ``None`` values are ignored."""
     if not isinstance(spec, str):
         return spec
-    kind, sep, arg = spec.strip().partition(":")
+    text = spec.strip()
+    if text.endswith((".yaml", ".yml")):
+        return load_reward_yaml(text, **options)
+    if "(" in text:
+        return _build(parse_spec(text), options)
+    kind, sep, arg = text.partition(":")
     if kind == "py":
         obj = _import(arg)
         if inspect.isclass(obj):
@@ -98,3 +124,147 @@ def _accepted(cls: Any, options: dict[str, Any]) -> dict[str, Any]:
         if not any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
             break
     return {k: v for k, v in options.items() if v is not None and k in params}
+
+
+# ------------------------------------------------------------------ composition specs
+
+class Call:
+    def __init__(self, func: str, args: list[Any], kwargs: dict[str, Any]):
+        self.func, self.args, self.kwargs = func, args, kwargs
+
+    def __repr__(self) -> str:
+        return f"Call({self.func!r}, {self.args!r}, {self.kwargs!r})"
+
+
+def parse_spec(text: str) -> Any:
+    """Parse a spec into a string (a plain spec) or a :class:`Call` tree."""
+    node, i = _parse_node(text, 0)
+    if text[i:].strip():
+        raise RewardSpecError(f"reward spec {text!r}: unexpected {text[i:].strip()!r} at position {i}")
+    return node
+
+
+_KEY = re.compile(r"\s*([A-Za-z_]\w*)\s*=(?!=)")
+
+
+def _parse_node(text: str, i: int) -> tuple[Any, int]:
+    start = i
+    while i < len(text) and text[i] not in "(),":
+        i += 1
+    token = text[start:i].strip()
+    if not token:
+        raise RewardSpecError(f"reward spec {text!r}: expected a reward at position {start}")
+    if i < len(text) and text[i] == "(":
+        i += 1
+        args: list[Any] = []
+        kwargs: dict[str, Any] = {}
+        while True:
+            while i < len(text) and text[i].isspace():
+                i += 1
+            if i >= len(text):
+                raise RewardSpecError(f"reward spec {text!r}: missing ')' for {token}(")
+            if text[i] == ")":
+                return Call(token, args, kwargs), i + 1
+            key = _KEY.match(text, i)
+            if key:
+                value, i = _parse_value(text, key.end())
+                kwargs[key.group(1)] = value
+            else:
+                if kwargs:
+                    raise RewardSpecError(f"reward spec {text!r}: a positional argument follows a keyword at position {i}")
+                node, i = _parse_node(text, i)
+                args.append(node)
+            while i < len(text) and text[i].isspace():
+                i += 1
+            if i < len(text) and text[i] == ",":
+                i += 1
+            elif i < len(text) and text[i] != ")":
+                raise RewardSpecError(f"reward spec {text!r}: expected ',' or ')' at position {i}")
+    return token, i
+
+
+def _parse_value(text: str, i: int) -> tuple[Any, int]:
+    while i < len(text) and text[i].isspace():
+        i += 1
+    if i < len(text) and text[i] == "[":
+        end = text.find("]", i)
+        if end < 0:
+            raise RewardSpecError(f"reward spec {text!r}: missing ']' after position {i}")
+        items = [x.strip() for x in text[i + 1 : end].split(",") if x.strip()]
+        return [_scalar(x) for x in items], end + 1
+    start = i
+    while i < len(text) and text[i] not in ",)":
+        i += 1
+    return _scalar(text[start:i].strip()), i
+
+
+def _scalar(token: str) -> Any:
+    low = token.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if low in ("none", "null"):
+        return None
+    try:
+        return int(token)
+    except ValueError:
+        pass
+    try:
+        return float(token)
+    except ValueError:
+        return token
+
+
+def _build(node: Any, options: dict[str, Any]) -> Reward:
+    if isinstance(node, str):
+        return load_reward(node, **options)
+    kind, _, variant = node.func.partition(":")
+    if kind not in ("ensemble", "transform", "gate"):
+        raise RewardSpecError(f"{node.func}(...) is not a composition; use ensemble:HOW(...), transform:HOW(...) or gate(...)")
+    cls = reward_class(kind)
+    children = [_build(a, options) for a in node.args]
+    try:
+        if kind == "ensemble":
+            return cls(children, variant or "mean", **node.kwargs)
+        if kind == "transform":
+            if len(children) != 1:
+                raise RewardSpecError(f"{node.func}(...) takes exactly one reward, got {len(children)}")
+            return cls(children[0], variant, **node.kwargs)
+        if len(children) != 2:
+            raise RewardSpecError(f"gate(...) takes a verifier and a fallback, got {len(children)} rewards")
+        return cls(children[0], children[1], **node.kwargs)
+    except TypeError as err:
+        raise RewardSpecError(f"{node.func}(...): {err}") from err
+
+
+def load_reward_yaml(path: str | Path, **options: Any) -> Reward:
+    """A reward declared in YAML: ``kind`` (or ``class: module:Class``) plus its keyword arguments."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"reward file not found: {path}")
+    spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+    try:
+        return _build_mapping(spec, options)
+    except (RewardSpecError, TypeError, ValueError) as err:
+        raise RewardSpecError(f"{path}: {err}") from err
+
+
+def _build_mapping(spec: Any, options: dict[str, Any]) -> Reward:
+    if isinstance(spec, str):
+        return load_reward(spec, **options)
+    if not isinstance(spec, dict):
+        raise RewardSpecError(f"a reward must be a spec string or a mapping, got {type(spec).__name__}")
+    spec = dict(spec)
+    if "class" in spec:
+        target = _import(spec.pop("class"))
+    elif "kind" in spec:
+        target = reward_class(spec.pop("kind"))
+    else:
+        raise RewardSpecError("a reward mapping needs 'kind' (see `rewardkit ls`) or 'class: module:Class'")
+    for key in NESTED:
+        if key in spec:
+            value = spec[key]
+            spec[key] = [_build_mapping(v, options) for v in value] if isinstance(value, list) else _build_mapping(value, options)
+    merged = {**_accepted(target, options), **spec}
+    return target(**merged)
