@@ -6,7 +6,7 @@ Compositions use a call syntax whose arguments are specs again::
     ensemble:mean(loglik:default, length)          ensemble:lcb(a, b, k=0.5)
     ensemble:weighted(a, b, weights=[0.7, 0.3])    ensemble:and(a, b)
     transform:clip(loglik:default, min=-5, max=0)  transform:group(a)   transform:par(a, center=1)
-    gate(rule:math, loglik:default)
+    gate(rule:math, loglik:default)                rule:regex(pattern=^Answer:, workers=2)
 
 or a YAML file (``--reward my_reward.yaml``) that names a kind (or ``class: module:Class``) and its
 keyword arguments; ``members`` / ``inner`` / ``verifier`` / ``fallback`` hold nested specs.
@@ -192,6 +192,11 @@ def _parse_value(text: str, i: int) -> tuple[Any, int]:
             raise RewardSpecError(f"reward spec {text!r}: missing ']' after position {i}")
         items = [x.strip() for x in text[i + 1 : end].split(",") if x.strip()]
         return [_scalar(x) for x in items], end + 1
+    if i < len(text) and text[i] in "'\"":  # a quoted string stays a string (may hold , and ))
+        end = text.find(text[i], i + 1)
+        if end < 0:
+            raise RewardSpecError(f"reward spec {text!r}: unterminated quote at position {i}")
+        return text[i + 1 : end], end + 1
     start = i
     while i < len(text) and text[i] not in ",)":
         i += 1
@@ -218,6 +223,10 @@ def _build(node: Any, options: dict[str, Any]) -> Reward:
     if isinstance(node, str):
         return load_reward(node, **options)
     kind, _, variant = node.func.partition(":")
+    if kind == "rule" and not node.args:  # rule:NAME(option=value, ...): fixed options of the check
+        from .rewards.rules import load_rule
+
+        return load_rule(variant, **node.kwargs)
     if kind not in ("ensemble", "transform", "gate"):
         raise RewardSpecError(f"{node.func}(...) is not a composition; use ensemble:HOW(...), transform:HOW(...) or gate(...)")
     cls = reward_class(kind)

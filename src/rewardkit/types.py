@@ -115,6 +115,7 @@ class ScoredPair:
     rejected_score: float | None
     subset: str = "default"
     model: str | None = None
+    applicable: bool = True  # False: the reward does not apply to this item (e.g. a rule without gold data)
 
 
 @dataclass
@@ -124,6 +125,7 @@ class ScoredBestOfN:
     num_correct: int
     subset: str = "default"
     model: str | None = None
+    applicable: bool = True
 
 
 Record = Union[PairRecord, BestOfNRecord, SampleRecord]

@@ -17,15 +17,25 @@ def run(args: argparse.Namespace) -> int:
     from ..data.benchmarks import describe_builtin
     from ..specs import ALIASES, DESCRIPTIONS
 
+    from ..rewards.rules import DESCRIPTIONS as RULE_DESCRIPTIONS
+    from ..rewards.rules import RULES
+
     kinds = [{"kind": k, "class": ALIASES.get(k, "(any importable function or class)"), "description": DESCRIPTIONS.get(k, "")} for k in [*ALIASES, "py"]]
+    rules = [{"spec": f"rule:{name}", "check": target, "description": RULE_DESCRIPTIONS.get(name, "")} for name, target in RULES.items()]
     benches = describe_builtin()
     if args.json:
-        print(json.dumps({"rewards": kinds, "benchmarks": benches}, indent=2))
+        print(json.dumps({"rewards": kinds, "rules": rules, "benchmarks": benches}, indent=2))
         return 0
     print("reward kinds (use as --reward KIND[:ARG]; 'default' = the embedded SmolLM2-135M-Instruct):")
     width = max(len(k["kind"]) for k in kinds)
     for k in kinds:
         print(f"  {k['kind'].ljust(width)}  {k['description']}")
+    print("\nverifiable rules (gold data comes from dataset columns; rows without it are reported as not applicable):")
+    width = max(len(r["spec"]) for r in rules)
+    for r in rules:
+        print(f"  {r['spec'].ljust(width)}  {r['description']}")
+    print("\ncompositions nest any specs, e.g. 'ensemble:lcb(loglik:default, length, k=0.5)', 'gate(rule:math, loglik:default)',")
+    print("or a YAML file naming a kind and its arguments (examples/rewards/*.yaml)")
     print("\nbuilt-in benchmarks (use as --data NAME or NAME:SPLIT):")
     for b in benches:
         print(f"  {b['name']}  {b['description']}")

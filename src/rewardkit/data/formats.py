@@ -300,6 +300,12 @@ def _number(row, key, path, where) -> float | None:
 
 
 def _parse_scores(row, path, where):
+    record = _parse_scores_row(row, path, where)
+    record.applicable = not row.get("not_applicable", False)
+    return record
+
+
+def _parse_scores_row(row, path, where):
     model = row.get("judge_model", row.get("model"))
     model = None if model is None else str(model)
     if "chosen_score" in row or "rejected_score" in row:

@@ -57,6 +57,8 @@ def results_table(result: Mapping[str, Any], title: str = "") -> str:
     text = _grid(rows)
     head = f"{title}\n" if title else ""
     foot = f"overall = {result['overall_definition']}; ties count as wrong."
+    if result.get("not_applicable"):
+        foot += f" {result['not_applicable']} item(s) the reward does not apply to were left out (not_applicable)."
     if result.get("truncated"):
         foot += f" {result['truncated']} input(s) were truncated (per sample in scores.jsonl)."
     return head + text + "\n" + foot

@@ -77,18 +77,21 @@ def score_dataset(
                         run.truncated += 1
                         run.truncated_by_subset[record.subset] += 1
                 scores = [p.pop("score") for p in per]
+                applicable = any(p.pop("applicable", True) for p in per)
                 if isinstance(record, PairRecord):
                     row = {"id": record.id, "subset": record.subset, "chosen_score": scores[0], "rejected_score": scores[1]}
                     if any(per[0].values()) or any(per[1].values()):
                         row["chosen_details"], row["rejected_details"] = per[0], per[1]
-                    run.scored.append(ScoredPair(record.id, scores[0], scores[1], record.subset))
+                    run.scored.append(ScoredPair(record.id, scores[0], scores[1], record.subset, applicable=applicable))
                 elif isinstance(record, SampleRecord):
                     row = {"id": record.id, "subset": record.subset, "score": scores[0], **({"details": per[0]} if any(per[0].values()) else {})}
                 else:
                     row = {"id": record.id, "subset": record.subset, "scores": scores, "num_correct": record.num_correct}
                     if any(any(p.values()) for p in per):
                         row["details"] = per
-                    run.scored.append(ScoredBestOfN(record.id, scores, record.num_correct, record.subset))
+                    run.scored.append(ScoredBestOfN(record.id, scores, record.num_correct, record.subset, applicable=applicable))
+                if not applicable:
+                    row["not_applicable"] = True
                 new_rows.append(row)
             run.rows.extend(new_rows)
             if on_rows is not None:
@@ -99,8 +102,13 @@ def score_dataset(
 
 
 def outcomes_by_subset(scored: Iterable[ScoredPair | ScoredBestOfN]) -> dict[str, list[Outcome]]:
+    """Outcomes per subset; items the reward does not apply to are left out (and counted by
+    :func:`not_applicable_by_subset`). A subset with none left keeps an empty list."""
     groups: dict[str, list[Outcome]] = defaultdict(list)
     for s in scored:
+        if not s.applicable:
+            groups[s.subset]  # noqa: B018 - keep the subset visible with n = 0
+            continue
         if isinstance(s, ScoredPair):
             groups[s.subset].append(pair_outcome(s.chosen_score, s.rejected_score))
         else:
@@ -123,6 +131,13 @@ def evaluate_scored(
     for model, items in by_model.items():
         result = summarize(outcomes_by_subset(items), sections, n_boot=n_boot, seed=seed)
         result["metric"] = "best-of-n" if isinstance(items[0], ScoredBestOfN) else "pairwise"
+        skipped: dict[str, int] = defaultdict(int)
+        for s in items:
+            if not s.applicable:
+                skipped[s.subset] += 1
+        result["not_applicable"] = sum(skipped.values())
+        for subset, stats in result["subsets"].items():
+            stats["not_applicable"] = skipped.get(subset, 0)
         out[model] = result
     return out
 

@@ -205,7 +205,10 @@ class TransformReward(BaseReward):
                 sd = math.sqrt(sum((v - mu) ** 2 for v in vals) / len(vals))
                 for i in idx:
                     if raw[i] is not None:
-                        out[i] = (raw[i] - mu) / (sd + self.eps) if self.scale else raw[i] - mu
+                        if not self.scale:
+                            out[i] = raw[i] - mu
+                        else:  # a group whose scores are all equal carries no signal: 0
+                            out[i] = (raw[i] - mu) / (sd + self.eps) if sd + self.eps > 0 else 0.0
         else:
             refs = _reference_scores(self.inner, prompts, columns)
             fn = _log_sigmoid if self.how == "logsigmoid" else _sigmoid

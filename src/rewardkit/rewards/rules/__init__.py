@@ -42,7 +42,10 @@ def load_rule(name: str, **options: Any) -> RuleReward:
     module, _, attr = RULES[name].partition(":")
     check = getattr(importlib.import_module(module), attr)
     workers = options.pop("workers", 0)
-    return RuleReward(check, name=f"rule:{name}", workers=workers, **options)
+    try:
+        return RuleReward(check, name=f"rule:{name}", workers=workers, **options)
+    except TypeError as err:
+        raise ValueError(f"rule:{name}: {err}") from err
 
 
 __all__ = ["RULES", "RuleReward", "Verdict", "as_verdict", "load_rule"]

@@ -67,6 +67,9 @@ class RuleReward(BaseReward):
         self.workers = int(workers)
         self.chunk_size = int(chunk_size)
         params = inspect.signature(check).parameters.values()
+        unknown = sorted(set(options) - {p.name for p in params if p.kind is p.KEYWORD_ONLY})
+        if unknown:
+            raise TypeError(f"unknown option(s) {unknown} for {getattr(check, '__name__', 'the check')}")
         self.required = [p.name for p in params if p.kind is p.KEYWORD_ONLY and p.default is p.empty and p.name not in options]
         self.optional = [p.name for p in params if p.kind is p.KEYWORD_ONLY and p.default is not p.empty and p.name not in options]
         self.wants_prompt = "prompt" in self.required or "prompt" in self.optional
@@ -89,16 +92,28 @@ class RuleReward(BaseReward):
         return args
 
     def score(self, prompts: Sequence[Prompt], completions: Sequence[Completion], **columns: Any) -> RewardOutput:
+        """Samples whose required column value is ``None`` (e.g. no gold ``answer`` on that row) are
+        not applicable: ``None`` with ``extras["applicable"] = False``, so evaluations can report them
+        apart from samples the rule failed to decide."""
         self._check_lengths(prompts, completions)
         n = len(completions)
-        items = list(zip([completion_text(c) for c in completions], self._arguments(prompts, n, columns)))
-        if self.workers > 1 and n > self.chunk_size:
-            chunks = [items[i : i + self.chunk_size] for i in range(0, n, self.chunk_size)]
+        arguments = self._arguments(prompts, n, columns)
+        missing = [next((c for c in self.required if c != "prompt" and kw.get(c) is None), None) for kw in arguments]
+        todo = [i for i in range(n) if missing[i] is None]
+        items = [(completion_text(completions[i]), arguments[i]) for i in todo]
+        if self.workers > 1 and len(items) > self.chunk_size:
+            chunks = [items[i : i + self.chunk_size] for i in range(0, len(items), self.chunk_size)]
             with ProcessPoolExecutor(max_workers=self.workers) as pool:
-                verdicts = [v for part in pool.map(_run_chunk, [self.check] * len(chunks), chunks) for v in part]
+                decided = [v for part in pool.map(_run_chunk, [self.check] * len(chunks), chunks) for v in part]
         else:
-            verdicts = _run_chunk(self.check, items)
-        return verdicts_to_output(verdicts)
+            decided = _run_chunk(self.check, items)
+        verdicts: list[Verdict] = [Verdict(None, f"not applicable: no '{col}' for this sample") for col in missing]
+        for i, verdict in zip(todo, decided):
+            verdicts[i] = verdict
+        out = verdicts_to_output(verdicts)
+        if len(todo) < n:
+            out.extras["applicable"] = [m is None for m in missing]
+        return out
 
 
 def verdicts_to_output(verdicts: Sequence[Verdict]) -> RewardOutput:
