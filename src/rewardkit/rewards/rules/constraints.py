@@ -36,6 +36,7 @@ CJK 。！？) followed by space, or at a line break.
 from __future__ import annotations
 
 import json
+import numbers
 import re
 from typing import Any, Callable
 
@@ -60,9 +61,9 @@ def _field(c: dict, name: str, kind: str, *, default: Any = ...) -> Any:
     if kind == "int":
         if isinstance(value, float) and value.is_integer():
             value = int(value)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
             raise _BadConstraint(f"field {name!r} of constraint {c.get('type')!r} must be a non-negative integer, got {value!r}")
-        return value
+        return int(value)
     if kind == "str":
         if not isinstance(value, str) or not value.strip():
             raise _BadConstraint(f"field {name!r} of constraint {c.get('type')!r} must be a non-empty string, got {value!r}")
@@ -128,7 +129,7 @@ def sentences(text: str) -> list[str]:
 
 
 def paragraphs(text: str) -> list[str]:
-    return [p for p in _PARAGRAPH_SPLIT.split(text) if p.strip()]
+    return [p.strip() for p in _PARAGRAPH_SPLIT.split(text) if p.strip()]
 
 
 def _bullet_lines(text: str) -> list[str]:

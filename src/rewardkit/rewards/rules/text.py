@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import re
 from typing import Any
 
@@ -114,7 +115,7 @@ HAPO_CORRECT_FLOOR = -0.7
 
 
 def _positive(name: str, value: Any) -> tuple[float | None, str | None]:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value <= 0:
         return None, f"{name} must be a positive number, got {value!r}"
     return float(value), None
 
@@ -182,6 +183,6 @@ def check_length(
         return Verdict(max(0.0, 1.0 - abs(length - ref) / ref), None, info)
     if mode == "max":
         return Verdict(min(1.0, max(0.0, 2.0 - length / ref)), None, info)
-    if correct is not None and not isinstance(correct, (bool, int)):
+    if correct is not None and correct not in (True, False):  # also numpy bools and 0/1
         return Verdict(None, f"correct must be true/false, got {correct!r}", info)
     return Verdict(hapo_length_reward(length, ref, None if correct is None else bool(correct)), None, info)
