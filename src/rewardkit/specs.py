@@ -31,6 +31,7 @@ ALIASES: dict[str, str] = {
     "ensemble": "rewardkit.rewards.ensemble:EnsembleReward",
     "transform": "rewardkit.rewards.ensemble:TransformReward",
     "gate": "rewardkit.rewards.ensemble:GateReward",
+    "remote": "rewardkit.rewards.remote:RemoteReward",
 }
 #: keyword arguments of compositions that hold nested rewards
 NESTED = ("members", "inner", "verifier", "fallback")
@@ -43,6 +44,7 @@ DESCRIPTIONS: dict[str, str] = {
     "ensemble": "ensemble:mean|min|max|lcb|weighted|and(spec, spec, ...; k=, weights=[..], centers=[..]); member scores in `vector`",
     "transform": "transform:zscore|group|clip|logsigmoid|par(spec, mean=, std=, min=, max=, center=)",
     "gate": "gate(verifier, fallback): the verifier decides when it can, the fallback fills in (source in extras)",
+    "remote": "a reward served by `rewardkit serve` elsewhere: remote:http://HOST:PORT (token from REWARDKIT_API_TOKEN)",
     "py": "your own function or Reward class: py:package.module:name",
 }
 

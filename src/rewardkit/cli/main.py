@@ -5,7 +5,7 @@ import argparse
 import sys
 
 from . import eval as eval_verb
-from . import ls, score, suite
+from . import ls, score, serve, suite
 
 DESCRIPTION = """rewardkit: score with any reward, evaluate reward models honestly.
 
@@ -17,7 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rewardkit", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version="rewardkit 0.1.0")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
-    for module in (eval_verb, score, ls, suite):
+    for module in (eval_verb, score, ls, suite, serve):
         module.add_parser(sub)
     return parser
 

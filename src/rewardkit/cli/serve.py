@@ -1,0 +1,135 @@
+"""rewardkit serve: any reward over HTTP for RL trainers (rewardkit /v1/score, OpenRLHF /get_reward)."""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from .common import add_reward_options, quiet_libraries, reward_options
+
+HELP = "serve a reward over HTTP (micro-batched; rewardkit /v1/score and OpenRLHF /get_reward)"
+EPILOG = """endpoints:
+  POST /v1/score        {"prompts": [...], "completions": [...], <column>: [...]} -> RewardOutput JSON
+  POST /v1/score_steps  same, completions are lists of steps -> one score per step (process rewards)
+  POST /get_reward      OpenRLHF: {"query": [...], "prompts": [...], "labels": [...]} -> {"rewards", "scores", "extra_logs"}
+  GET  /health /ready /metrics /v1/info /openapi.json /docs
+
+examples:
+  rewardkit serve --reward loglik:default
+  REWARDKIT_API_TOKEN=$(cat token) rewardkit serve --reward classifier:./rm --host 0.0.0.0 --port 8000
+  rewardkit score --reward remote:http://127.0.0.1:8000 --data pairs.jsonl --out scores.jsonl
+
+Binding to a non-loopback address requires a bearer token (REWARDKIT_API_TOKEN or --token-file).
+OpenRLHF: --remote_rm_url http://HOST:PORT/get_reward; labels reach the reward as the column
+--labels-column (default `answer`, what rule:math reads)."""
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help=HELP, description=HELP, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--reward", required=True, metavar="SPEC", help="reward spec (any spec, including compositions); see `rewardkit ls`")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; anything else needs a token)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
+    p.add_argument("--token-file", metavar="FILE",
+                   help="file holding the bearer token clients must send (default: the REWARDKIT_API_TOKEN environment variable)")
+    g = p.add_argument_group("micro-batching")
+    g.add_argument("--max-batch-tokens", type=int, default=8192, metavar="N",
+                   help="merge concurrent requests up to about N tokens per model call (estimated as characters/4; default 8192)")
+    g.add_argument("--max-batch-samples", type=int, default=128, metavar="N", help="and at most N samples per model call (default 128)")
+    g.add_argument("--max-wait-ms", type=float, default=0.0, metavar="MS",
+                   help="hold a batch until its oldest request has waited MS for batch mates (default 0: never wait; requests "
+                        "that arrive while the model is busy form the next batch). A few ms can help bursty traffic on a GPU")
+    g.add_argument("--no-batching", action="store_true", help="one model call per request (no merging)")
+    g = p.add_argument_group("limits")
+    g.add_argument("--max-request-bytes", type=int, default=8 * 1024 * 1024, metavar="N", help="largest request body (default 8 MiB)")
+    g.add_argument("--max-samples-per-request", type=int, default=512, metavar="N", help="most samples in one request (default 512)")
+    g.add_argument("--max-queue", type=int, default=4096, metavar="SAMPLES",
+                   help="samples allowed to wait for the model; beyond this requests get 503 + Retry-After (default 4096)")
+    g.add_argument("--request-timeout", type=float, default=60.0, metavar="S", help="a request not scored within S seconds gets 504 (default 60)")
+    g.add_argument("--graceful-timeout", type=float, default=30.0, metavar="S",
+                   help="on SIGTERM, wait up to S seconds for requests in flight (default 30)")
+    g = p.add_argument_group("OpenRLHF /get_reward")
+    g.add_argument("--labels-column", default="answer", metavar="NAME", help="column that receives `labels` (default answer)")
+    g.add_argument("--unscored-reward", type=float, default=None, metavar="X",
+                   help="value sent for samples the reward cannot score (default null; OpenRLHF needs a number, e.g. your reward's minimum). "
+                        "They are flagged in extra_logs.unscored either way")
+    g.add_argument("--strip", action="append", default=[], metavar="TEXT",
+                   help="remove TEXT (e.g. the policy's pad token) from the end of each response; repeatable "
+                        "(the reward tokenizer's pad token is always removed)")
+    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    p.add_argument("--access-log", action="store_true", help="log every request")
+    add_reward_options(p)
+    p.set_defaults(func=run)
+
+
+def read_token(args: argparse.Namespace) -> str | None:
+    from ..serve.schemas import TOKEN_ENV
+
+    if args.token_file:
+        path = Path(args.token_file)
+        if not path.is_file():
+            raise FileNotFoundError(f"--token-file {path} does not exist")
+        token = path.read_text(encoding="utf-8").strip()
+        if not token:
+            raise ValueError(f"--token-file {path} is empty")
+        return token
+    token = os.environ.get(TOKEN_ENV, "").strip()
+    return token or None
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..serve.app import ServeSettings, check_bind, create_app, make_server
+    from ..specs import load_reward, parse_spec
+
+    quiet_libraries()
+    token = read_token(args)
+    check_bind(args.host, token)
+    if "(" in args.reward:
+        parse_spec(args.reward)  # a syntax error stops us before anything loads
+    settings = ServeSettings(
+        token=token,
+        max_request_bytes=args.max_request_bytes,
+        max_samples_per_request=args.max_samples_per_request,
+        request_timeout=args.request_timeout,
+        micro_batching=not args.no_batching,
+        max_batch_tokens=args.max_batch_tokens,
+        max_batch_samples=args.max_batch_samples,
+        max_wait_ms=args.max_wait_ms,
+        max_queue_samples=args.max_queue,
+        labels_column=args.labels_column,
+        unscored_reward=args.unscored_reward,
+        strip=tuple(args.strip),
+    )
+    options = reward_options(args)
+    failure: list[BaseException] = []
+    server = None
+
+    def load():
+        return load_reward(args.reward, **options)
+
+    def on_load_error(err: BaseException) -> None:
+        failure.append(err)
+        if server is not None:
+            server.should_exit = True
+
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = create_app(load, settings, on_load_error=on_load_error)
+    server = make_server(app, args.host, args.port, graceful_timeout=args.graceful_timeout, log_level=args.log_level,
+                         access_log=args.access_log)
+    auth = "bearer token required" if token else "no auth (loopback only)"
+    print(f"rewardkit serve: {args.reward} on http://{args.host}:{args.port} ({auth}; "
+          f"micro-batching {'on' if settings.micro_batching else 'off'}); loading the reward ...", file=sys.stderr, flush=True)
+    # uvicorn drains on SIGTERM, then re-raises the signal; a drained server has stopped cleanly (exit 0)
+    previous = signal.signal(signal.SIGTERM, lambda *_: None) if threading.current_thread() is threading.main_thread() else None
+    try:
+        server.run()
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    if failure:
+        print(f"error: the reward failed to load: {failure[0]}", file=sys.stderr)
+        return 2
+    return 0

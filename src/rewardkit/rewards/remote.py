@@ -1,0 +1,179 @@
+"""A reward served by ``rewardkit serve`` elsewhere, used like a local one (``remote:http://host:port``).
+
+Same protocol, same errors (a missing column raises :class:`MissingColumnError`), same scores (JSON
+floats round-trip exactly). Transient trouble (503 with ``Retry-After``, 502, 429, connection errors,
+timeouts) is retried with exponential backoff; anything else fails at once with the server's message.
+"""
+from __future__ import annotations
+
+import os
+import random
+import time
+from typing import Any, Sequence
+
+import httpx
+
+from ..protocol import BaseReward, MissingColumnError
+from ..serve.schemas import TOKEN_ENV, concat_outputs, output_from_json
+from ..types import Completion, Prompt, RewardOutput
+
+RETRY_STATUS = (429, 502, 503)
+
+
+class RemoteRewardError(RuntimeError):
+    """The server refused or failed a request; ``status``, ``error`` and ``field`` come from its answer."""
+
+    def __init__(self, message: str, *, status: int | None = None, error: str | None = None, field: str | None = None):
+        self.status, self.error, self.field = status, error, field
+        super().__init__(message)
+
+
+class RemoteReward(BaseReward):
+    """Client of a rewardkit reward server.
+
+    url: the server's base URL (``http://127.0.0.1:8000``).
+    token: bearer token; default: the ``REWARDKIT_API_TOKEN`` environment variable.
+    timeout: seconds for one HTTP request (the server has its own ``--request-timeout``).
+    retries: extra attempts on transient errors; the wait doubles from ``backoff`` up to
+        ``max_backoff`` (a server's ``Retry-After`` is respected, also capped by ``max_backoff``).
+    max_samples_per_request: larger batches are sent in chunks (default: the server's limit, read
+        from ``/v1/info`` on first use). Rewards that compare samples within a batch
+        (``transform:group``) belong on the client side: ``transform:group(remote:URL)``.
+    transport: an ``httpx.BaseTransport`` (e.g. ``httpx.MockTransport``) for tests or custom networking.
+    """
+
+    kind = "remote"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        token: str | None = None,
+        timeout: float = 120.0,
+        connect_timeout: float = 10.0,
+        retries: int = 5,
+        backoff: float = 0.5,
+        max_backoff: float = 30.0,
+        max_samples_per_request: int | None = None,
+        transport: httpx.BaseTransport | None = None,
+        name: str | None = None,
+    ):
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f"remote reward url must start with http:// or https://, got {url!r}")
+        if retries < 0 or backoff < 0 or max_backoff < 0:
+            raise ValueError("retries, backoff and max_backoff must be >= 0")
+        self.url = url.rstrip("/")
+        self.name = name or f"remote:{self.url}"
+        self.retries, self.backoff, self.max_backoff = int(retries), float(backoff), float(max_backoff)
+        self.max_samples_per_request = max_samples_per_request
+        token = token if token is not None else os.environ.get(TOKEN_ENV)
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.client = httpx.Client(
+            base_url=self.url,
+            headers=headers,
+            timeout=httpx.Timeout(timeout, connect=connect_timeout),
+            transport=transport,
+        )
+        self._jitter = random.Random(0)  # only spreads retries out; never touches a score
+        self._info: dict[str, Any] | None = None
+
+    # ----------------------------------------------------------------- protocol
+    def score(self, prompts: Sequence[Prompt], completions: Sequence[Completion], **columns: Any) -> RewardOutput:
+        self._check_lengths(prompts, completions)
+        n = len(prompts)
+        cols = {}
+        for key, values in columns.items():
+            if values is None:
+                continue
+            values = list(values)
+            if len(values) != n:
+                raise ValueError(f"{self.name}: column {key!r} has {len(values)} values for {n} samples")
+            cols[key] = values
+        if n == 0:
+            return RewardOutput(scores=[])
+        chunk = self._chunk_size()
+        parts = []
+        for start in range(0, n, chunk):
+            stop = min(n, start + chunk)
+            body = {"prompts": list(prompts[start:stop]), "completions": list(completions[start:stop])}
+            body.update({k: v[start:stop] for k, v in cols.items()})
+            parts.append(output_from_json(self._post("/v1/score", body, columns=list(cols))))
+        return concat_outputs(parts)
+
+    def info(self) -> dict[str, Any]:
+        """The server's ``/v1/info``: reward name and limits."""
+        if self._info is None:
+            self._info = self._request("GET", "/v1/info")
+        return self._info
+
+    def ready(self) -> bool:
+        try:
+            return self.client.get("/ready").status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def close(self) -> None:
+        self.client.close()
+
+    def __enter__(self) -> "RemoteReward":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # ----------------------------------------------------------------- HTTP
+    def _chunk_size(self) -> int:
+        if self.max_samples_per_request is None:
+            self.max_samples_per_request = int(self.info().get("max_samples_per_request") or 256)
+        return max(1, int(self.max_samples_per_request))
+
+    def _post(self, path: str, body: dict[str, Any], columns: list[str]) -> dict[str, Any]:
+        try:
+            return self._request("POST", path, json=body)
+        except RemoteRewardError as err:
+            if err.error == "missing_column" and err.field:
+                raise MissingColumnError(self.name, err.field, columns) from err
+            raise
+
+    def _wait(self, attempt: int, retry_after: str | None) -> float:
+        delay = min(self.max_backoff, self.backoff * (2 ** attempt)) * (0.5 + self._jitter.random() / 2)
+        if retry_after:
+            try:
+                delay = max(delay, min(self.max_backoff, float(retry_after)))
+            except ValueError:  # an HTTP date: fall back to our own backoff
+                pass
+        return delay
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        last: str = ""
+        for attempt in range(self.retries + 1):
+            retry_after = None
+            try:
+                response = self.client.request(method, path, **kwargs)
+            except (httpx.TransportError, httpx.TimeoutException) as err:  # connection refused/reset, timeouts
+                last = f"{type(err).__name__}: {err}"
+            else:
+                if response.status_code < 400:
+                    try:
+                        return response.json()
+                    except ValueError as err:
+                        raise RemoteRewardError(f"{self.name}: {path} answered with invalid JSON", status=response.status_code) from err
+                error = _error_body(response)
+                if response.status_code not in RETRY_STATUS:
+                    raise RemoteRewardError(
+                        f"{self.name}: {path} failed with HTTP {response.status_code}: {error.get('message') or response.text[:500]}",
+                        status=response.status_code, error=error.get("error"), field=error.get("field"),
+                    )
+                last = f"HTTP {response.status_code}: {error.get('message') or response.reason_phrase}"
+                retry_after = response.headers.get("Retry-After")
+            if attempt < self.retries:
+                time.sleep(self._wait(attempt, retry_after))
+        raise RemoteRewardError(f"{self.name}: {path} failed after {self.retries + 1} attempts; last error: {last}")
+
+
+def _error_body(response: httpx.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}

@@ -1,0 +1,446 @@
+"""The reward server: any rewardkit reward over HTTP, micro-batched, authenticated, with OpenRLHF's
+``/get_reward`` beside rewardkit's own ``/v1/score``.
+
+``create_app(reward, ServeSettings(...))`` builds the ASGI app; ``make_server`` wraps it in a
+uvicorn server (graceful shutdown: on SIGTERM/SIGINT uvicorn stops accepting connections, the requests
+in flight are answered, then the queue is drained and the model thread stops).
+"""
+from __future__ import annotations
+
+import asyncio
+import hmac
+import ipaddress
+import logging
+import time
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ..protocol import MissingColumnError, completion_text
+from .batching import BadRewardOutput, MicroBatcher, NotReady, QueueFull
+from .metrics import CONTENT_TYPE_LATEST, ServerMetrics
+from .openrlhf import SplitError, split_queries, to_openrlhf
+from .schemas import (
+    ErrorResponse,
+    GetRewardRequest,
+    GetRewardResponse,
+    Info,
+    Ready,
+    ScoreRequest,
+    ScoreResponse,
+    ScoreStepsRequest,
+    column_errors,
+    field_path,
+    output_to_json,
+)
+
+log = logging.getLogger("rewardkit.serve")
+
+LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
+
+
+@dataclass
+class ServeSettings:
+    """Limits and behaviour of one server (the ``rewardkit serve`` options)."""
+
+    token: str | None = None
+    max_request_bytes: int = 8 * 1024 * 1024
+    max_samples_per_request: int = 512
+    request_timeout: float = 60.0
+    micro_batching: bool = True
+    max_batch_tokens: int = 8192
+    max_batch_samples: int = 128
+    max_wait_ms: float = 0.0
+    max_queue_samples: int = 4096
+    labels_column: str = "answer"
+    unscored_reward: float | None = None
+    strip: tuple[str, ...] = ()
+
+    def check(self) -> None:
+        for name in ("max_request_bytes", "max_samples_per_request", "max_batch_tokens", "max_batch_samples", "max_queue_samples"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.request_timeout <= 0:
+            raise ValueError(f"request_timeout must be positive, got {self.request_timeout}")
+        if self.max_queue_samples < self.max_samples_per_request:
+            raise ValueError(f"max_queue_samples ({self.max_queue_samples}) must be at least max_samples_per_request ({self.max_samples_per_request})")
+        if self.token is not None and not self.token.strip():
+            raise ValueError("the API token is empty")
+
+
+def is_loopback(host: str) -> bool:
+    """True for addresses only this machine can reach (127.0.0.0/8, ::1, localhost)."""
+    if host.lower() in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(host: str, token: str | None) -> None:
+    """Refuse to expose an unauthenticated reward server beyond this machine."""
+    if token is None and not is_loopback(host):
+        raise ValueError(
+            f"refusing to serve on {host} without authentication: anyone who can reach this address could use the model. "
+            "Set a bearer token (--token-file FILE or the REWARDKIT_API_TOKEN environment variable), "
+            "or bind to 127.0.0.1 and put an authenticating proxy in front."
+        )
+
+
+# ------------------------------------------------------------------------------------------ errors
+class ApiError(Exception):
+    def __init__(self, status: int, error: str, message: str, field: str | None = None, headers: dict[str, str] | None = None,
+                 errors: list[dict[str, Any]] | None = None):
+        self.status, self.error, self.message, self.field = status, error, message, field
+        self.headers = headers or {}
+        self.errors = errors or []
+        super().__init__(message)
+
+
+def error_response(status: int, error: str, message: str, field: str | None = None, headers: dict[str, str] | None = None,
+                   errors: list[dict[str, Any]] | None = None) -> JSONResponse:
+    body = {"error": error, "message": message, "field": field, "errors": errors or []}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+HTTP_ERROR_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
+                    413: "request_too_large", 415: "unsupported_media_type", 503: "unavailable"}
+
+
+class RequestTooLarge(StarletteHTTPException):
+    def __init__(self, limit: int):
+        super().__init__(413, f"the request body exceeds {limit} bytes (--max-request-bytes)")
+
+
+class BodyLimitMiddleware:
+    """Rejects bodies over ``limit`` bytes: at once from Content-Length, or while reading a chunked body."""
+
+    def __init__(self, app: Any, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = dict(scope.get("headers") or [])
+        length = headers.get(b"content-length")
+        if length is not None:
+            try:
+                size = int(length)
+            except ValueError:
+                return await error_response(400, "bad_request", "invalid Content-Length header", field="Content-Length")(scope, receive, send)
+            if size > self.limit:
+                response = error_response(413, "request_too_large", f"the request body has {size} bytes; the limit is {self.limit} (--max-request-bytes)",
+                                          field="body", headers={"Connection": "close"})
+                return await response(scope, receive, send)
+        seen = 0
+
+        async def limited_receive() -> dict:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise RequestTooLarge(self.limit)
+            return message
+
+        return await self.app(scope, limited_receive, send)
+
+
+class MetricsMiddleware:
+    """Counts requests by endpoint and status and times them (arrival to the last byte sent)."""
+
+    def __init__(self, app: Any, metrics: ServerMetrics):
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        endpoint = self.metrics.endpoint(scope.get("path", ""))
+        start = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message: dict) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        self.metrics.inflight.inc()
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            self.metrics.inflight.dec()
+            self.metrics.requests.labels(endpoint, str(status)).inc()
+            self.metrics.latency.labels(endpoint).observe(time.perf_counter() - start)
+
+
+# --------------------------------------------------------------------------------------------- app
+def _plain(value: Any) -> Any:
+    """pydantic messages -> the plain dicts rewards expect."""
+    if isinstance(value, list):
+        return [m.model_dump() if hasattr(m, "model_dump") else m for m in value]
+    return value
+
+
+def _reward_strip_tokens(reward: Any) -> list[str]:
+    """Padding tokens of the reward's tokenizers (stripped from the end of OpenRLHF queries); a pad
+    token equal to EOS is kept, since it may be the real end of the response."""
+    out: list[str] = []
+    todo, seen = [reward], set()
+    while todo:
+        node = todo.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        tok = getattr(node, "tokenizer", None)
+        pad, eos = getattr(tok, "pad_token", None), getattr(tok, "eos_token", None)
+        if isinstance(pad, str) and pad and pad != eos and pad not in out:
+            out.append(pad)
+        for name in ("members", "inner", "verifier", "fallback"):
+            child = getattr(node, name, None)
+            todo.extend(child if isinstance(child, (list, tuple)) else [child] if child is not None else [])
+    return out
+
+
+def create_app(reward: Any, settings: ServeSettings | None = None, *, on_load_error: Callable[[BaseException], None] | None = None,
+               is_draining: Callable[[], bool] | None = None) -> FastAPI:
+    """The ASGI app serving ``reward`` (a Reward, or a zero-argument function that loads one on the
+    model thread while the server already answers ``/health``)."""
+    from .. import __version__
+
+    settings = settings or ServeSettings()
+    settings.check()
+    metrics = ServerMetrics()
+    batcher = MicroBatcher(
+        reward,
+        max_batch_tokens=settings.max_batch_tokens,
+        max_batch_samples=settings.max_batch_samples,
+        max_wait_ms=settings.max_wait_ms,
+        max_queue_samples=settings.max_queue_samples,
+        merge=settings.micro_batching,
+        metrics=metrics,
+        on_load_error=on_load_error,
+    )
+    draining = is_draining or (lambda: False)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        await batcher.start()
+        try:
+            yield
+        finally:
+            await batcher.stop()
+
+    app = FastAPI(
+        title="rewardkit reward server",
+        version=__version__,
+        summary="Any rewardkit reward over HTTP: rewardkit's /v1/score and OpenRLHF's /get_reward, micro-batched.",
+        lifespan=lifespan,
+        responses={"default": {"model": ErrorResponse, "description": "an error (structured JSON; `field` names the offending field)"}},
+    )
+    app.state.batcher, app.state.metrics, app.state.settings = batcher, metrics, settings
+
+    # --------------------------------------------------------------------------- auth
+    bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <token> (required when the server was started with a token)")
+    expected = settings.token.encode() if settings.token else None
+
+    async def authorize(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
+        if expected is None:
+            return
+        if credentials is None or not hmac.compare_digest(credentials.credentials.encode(), expected):
+            raise ApiError(401, "unauthorized", "a valid bearer token is required (Authorization: Bearer <token>)",
+                           field="Authorization", headers={"WWW-Authenticate": "Bearer"})
+
+    protected = [Depends(authorize)] if expected is not None else []
+
+    # --------------------------------------------------------------------------- errors
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, err: ApiError) -> JSONResponse:
+        return error_response(err.status, err.error, err.message, err.field, err.headers, err.errors)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, err: RequestValidationError) -> JSONResponse:
+        items, seen = [], set()
+        for e in err.errors():
+            loc = tuple(e.get("loc", ()))
+            message = str(e.get("msg", "invalid value"))
+            if e.get("type") == "json_invalid":  # loc is ("body", character position)
+                loc = ("body",)
+                message = f"invalid JSON at character {e['loc'][-1]}: {e.get('ctx', {}).get('error', message)}"
+            field = field_path(loc)
+            if (field, message) in seen:
+                continue
+            seen.add((field, message))
+            items.append({"field": field, "message": message, "type": e.get("type")})
+        first = items[0] if items else {"field": "body", "message": "invalid request"}
+        return error_response(422, "validation_error", f"{first['field']}: {first['message']}", first["field"], errors=items[:50])
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, err: StarletteHTTPException) -> JSONResponse:
+        status = err.status_code
+        field = "body" if status == 413 else None
+        return error_response(status, HTTP_ERROR_CODES.get(status, "error"), str(err.detail), field, getattr(err, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _internal_error(request: Request, err: Exception) -> JSONResponse:
+        log.exception("internal error on %s", request.url.path)
+        return error_response(500, "internal_error", f"internal server error ({type(err).__name__})")
+
+    # --------------------------------------------------------------------------- scoring
+    def check_samples(n: int, completions_n: int) -> None:
+        if completions_n != n:
+            raise ApiError(422, "validation_error", f"got {n} prompts but {completions_n} completions", field="completions")
+        if n > settings.max_samples_per_request:
+            raise ApiError(413, "too_many_samples", f"{n} samples in one request; the limit is {settings.max_samples_per_request} "
+                           "(--max-samples-per-request): split the batch", field="prompts")
+
+    def check_columns(n: int, columns: dict[str, Any]) -> None:
+        errors = column_errors(n, columns)
+        if errors:
+            items = [{"field": f, "message": m, "type": "column"} for f, m in errors]
+            raise ApiError(422, "validation_error", errors[0][1], field=errors[0][0], errors=items)
+
+    async def run(prompts: list[Any], completions: list[Any], columns: dict[str, Any]):
+        try:
+            return await asyncio.wait_for(batcher.submit(prompts, completions, columns), settings.request_timeout)
+        except TimeoutError:
+            metrics.rejected.labels("timeout").inc()
+            raise ApiError(504, "timeout", f"the request was not scored within {settings.request_timeout:g}s (--request-timeout)") from None
+        except QueueFull as err:
+            raise ApiError(503, "queue_full", f"the server is at capacity ({settings.max_queue_samples} samples queued); retry later",
+                           headers={"Retry-After": str(int(err.retry_after))}) from None
+        except NotReady as err:
+            raise ApiError(503, "not_ready", err.reason, headers={"Retry-After": str(int(err.retry_after))}) from None
+        except MissingColumnError as err:
+            raise ApiError(422, "missing_column", str(err), field=err.column) from None
+        except BadRewardOutput as err:
+            raise ApiError(500, "reward_error", str(err)) from None
+        except (ValueError, TypeError, LookupError) as err:
+            raise ApiError(422, "unprocessable", f"reward {batcher.name!r} could not score this request: {err}") from None
+        except Exception as err:
+            log.exception("reward %s failed", batcher.name)
+            raise ApiError(500, "reward_error", f"reward {batcher.name!r} failed: {type(err).__name__}: {err}") from None
+
+    def plain_inputs(req: ScoreRequest) -> tuple[list[Any], list[Any]]:
+        prompts = [_plain(p) for p in req.prompts]
+        completions = [_plain(c) for c in req.completions]
+        for i, c in enumerate(completions):
+            if isinstance(c, list) and c and isinstance(c[0], dict):
+                try:
+                    completion_text(c)
+                except ValueError as err:
+                    raise ApiError(422, "validation_error", f"completions[{i}]: {err}", field=f"completions[{i}]") from None
+        return prompts, completions
+
+    empty = {"scores": [], "steps": None, "vector": None, "dims": [], "extras": {}}
+
+    @app.post("/v1/score", response_model=ScoreResponse, dependencies=protected, tags=["score"],
+              summary="Score (prompt, completion) pairs; extra fields are per-sample columns")
+    async def score(req: ScoreRequest) -> Any:
+        n = len(req.prompts)
+        check_samples(n, len(req.completions))
+        columns = req.columns()
+        check_columns(n, columns)
+        if n == 0:
+            return JSONResponse(empty)
+        prompts, completions = plain_inputs(req)
+        return JSONResponse(output_to_json(await run(prompts, completions, columns)))
+
+    @app.post("/v1/score_steps", response_model=ScoreResponse, dependencies=protected, tags=["score"],
+              summary="Score reasoning steps with a process reward: `steps[i]` has one score per step of `completions[i]`")
+    async def score_steps(req: ScoreStepsRequest) -> Any:
+        n = len(req.prompts)
+        check_samples(n, len(req.completions))
+        columns = req.columns()
+        check_columns(n, columns)
+        if n == 0:
+            return JSONResponse({**empty, "steps": []})
+        prompts, completions = plain_inputs(req)
+        out = await run(prompts, completions, columns)
+        if out.steps is None:
+            raise ApiError(400, "no_step_scores", f"reward {batcher.name!r} gives no per-step scores; use /v1/score "
+                           "(or serve a process reward)")
+        return JSONResponse(output_to_json(out))
+
+    @app.post("/get_reward", response_model=GetRewardResponse, dependencies=protected, tags=["openrlhf"],
+              summary="OpenRLHF remote reward: query = prompt + response; labels become the --labels-column column")
+    async def get_reward(req: GetRewardRequest) -> Any:
+        n = len(req.query)
+        if n > settings.max_samples_per_request:
+            raise ApiError(413, "too_many_samples", f"{n} queries in one request; the limit is {settings.max_samples_per_request} "
+                           "(--max-samples-per-request)", field="query")
+        try:
+            responses = split_queries(req.query, req.prompts, strip_tokens())
+        except SplitError as err:
+            raise ApiError(422, "validation_error", str(err), field=err.field) from None
+        columns: dict[str, Any] = {}
+        if req.labels is not None:
+            if len(req.labels) != n:
+                raise ApiError(422, "validation_error", f"got {len(req.labels)} labels for {n} queries", field="labels")
+            if any(label is not None for label in req.labels):
+                columns[settings.labels_column] = list(req.labels)
+        if n == 0:
+            return JSONResponse({"rewards": [], "scores": [], "extra_logs": {}})
+        out = await run(list(req.prompts or []), responses, columns)
+        return JSONResponse(to_openrlhf(out, settings.unscored_reward))
+
+    strip_cache: list[list[str]] = []
+
+    def strip_tokens() -> list[str]:
+        if not strip_cache and batcher.reward is not None:
+            strip_cache.append(list(settings.strip) + [t for t in _reward_strip_tokens(batcher.reward) if t not in settings.strip])
+        return strip_cache[0] if strip_cache else list(settings.strip)
+
+    # --------------------------------------------------------------------------- operations
+    @app.get("/health", tags=["operations"], summary="Liveness: the process answers")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/ready", tags=["operations"], summary="Readiness: the reward is loaded and the server accepts work (503 otherwise)",
+             response_model=Ready, responses={503: {"model": Ready, "description": "loading, shutting down, or the load failed"}})
+    async def ready() -> Any:
+        if batcher.load_error is not None:
+            reason = f"the reward failed to load: {batcher.load_error}"
+        elif draining() or batcher.closing or getattr(getattr(app.state, "server", None), "should_exit", False):
+            reason = "shutting down"
+        elif batcher.reward is None:
+            reason = "loading the reward"
+        else:
+            return {"ready": True, "reward": batcher.name, "reason": None}
+        return JSONResponse({"ready": False, "reward": batcher.name, "reason": reason}, status_code=503)
+
+    @app.get("/v1/info", response_model=Info, dependencies=protected, tags=["operations"], summary="The served reward and the server's limits")
+    async def info() -> Any:
+        return Info(
+            reward=batcher.name, ready=batcher.ready, rewardkit_version=__version__,
+            max_samples_per_request=settings.max_samples_per_request, max_request_bytes=settings.max_request_bytes,
+            request_timeout=settings.request_timeout, micro_batching=batcher.merge, labels_column=settings.labels_column,
+        )
+
+    @app.get("/metrics", dependencies=protected, tags=["operations"], summary="Prometheus metrics",
+             response_class=Response, responses={200: {"content": {"text/plain": {}}}})
+    async def prometheus() -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    app.add_middleware(BodyLimitMiddleware, limit=settings.max_request_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    return app
+
+
+def make_server(app: FastAPI, host: str = "127.0.0.1", port: int = 8000, *, graceful_timeout: float = 30.0,
+                log_level: str = "info", access_log: bool = False, **uvicorn_options: Any):
+    """A ``uvicorn.Server`` for ``app`` whose ``/ready`` turns 503 as soon as shutdown starts."""
+    import uvicorn
+
+    config = uvicorn.Config(app, host=host, port=port, timeout_graceful_shutdown=graceful_timeout, log_level=log_level,
+                            access_log=access_log, lifespan="on", **uvicorn_options)
+    server = uvicorn.Server(config)
+    app.state.server = server
+    return server

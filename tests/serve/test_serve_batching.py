@@ -1,0 +1,205 @@
+"""The micro-batching queue on its own: merging, budgets, isolation of a bad request, column sets,
+batch-dependent rewards, back-pressure, cancellation, and the single model thread."""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from serve_helpers import RecordingReward
+
+from rewardkit.protocol import MissingColumnError
+from rewardkit.rewards.baselines import LengthReward
+from rewardkit.rewards.ensemble import EnsembleReward, TransformReward
+from rewardkit.serve.batching import MicroBatcher, NotReady, QueueFull, estimate_tokens, merge_safe
+
+
+def _run(coro):
+    return asyncio.run(coro)
+
+
+async def _with(batcher: MicroBatcher, body):
+    await batcher.start()
+    try:
+        return await body(batcher)
+    finally:
+        await batcher.stop()
+
+
+def test_concurrent_requests_merge_and_each_gets_its_own_slice():
+    reward = RecordingReward(delay=0.05)
+
+    async def body(b):
+        texts = [" ".join(["w"] * (i + 1)) for i in range(8)]
+        outs = await asyncio.gather(*[b.submit(["p"], [t], {}) for t in texts])
+        return outs
+
+    outs = _run(_with(MicroBatcher(reward, max_wait_ms=50), body))
+    assert [o.scores for o in outs] == [[float(i + 1)] for i in range(8)]
+    assert [o.extras["chars"] for o in outs] == [[len(" ".join(["w"] * (i + 1)))] for i in range(8)]
+    assert sum(reward.calls) == 8 and len(reward.calls) < 8  # merged
+    assert len(reward.threads) == 1 and reward.max_active == 1  # one model thread, never concurrent
+
+
+def test_no_merging_gives_one_call_per_request():
+    reward = RecordingReward()
+
+    async def body(b):
+        return await asyncio.gather(*[b.submit(["p", "q"], ["a b", "c"], {}) for _ in range(5)])
+
+    outs = _run(_with(MicroBatcher(reward, merge=False), body))
+    assert reward.calls == [2] * 5 and all(o.scores == [2.0, 1.0] for o in outs)
+
+
+def test_sample_budget_caps_a_batch():
+    reward = RecordingReward(delay=0.01)
+
+    async def body(b):
+        return await asyncio.gather(*[b.submit(["p"] * 3, ["a"] * 3, {}) for _ in range(6)])
+
+    _run(_with(MicroBatcher(reward, max_batch_samples=6, max_wait_ms=50), body))
+    assert max(reward.calls) <= 6 and sum(reward.calls) == 18
+
+
+def test_token_budget_caps_a_batch():
+    reward = RecordingReward()
+    long = "word " * 400  # ~500 estimated tokens each
+
+    async def body(b):
+        return await asyncio.gather(*[b.submit(["p"], [long], {}) for _ in range(6)])
+
+    _run(_with(MicroBatcher(reward, max_batch_tokens=1200, max_wait_ms=50), body))
+    assert max(reward.calls) <= 2 and sum(reward.calls) == 6
+
+
+def test_a_bad_request_fails_alone():
+    reward = RecordingReward()
+
+    async def body(b):
+        return await asyncio.gather(
+            b.submit(["p"], ["fine one"], {}), b.submit(["p", "q"], ["ok", "BOOM here"], {}), b.submit(["p"], ["also fine"], {}),
+            return_exceptions=True,
+        )
+
+    good, bad, good2 = _run(_with(MicroBatcher(reward, max_wait_ms=50), body))
+    assert good.scores == [2.0] and good2.scores == [2.0]
+    assert isinstance(bad, ValueError) and "BOOM" in str(bad)
+
+
+def test_requests_with_different_columns_are_not_merged():
+    reward = RecordingReward(needs_answer=True)
+
+    async def body(b):
+        return await asyncio.gather(
+            b.submit(["p"], ["a"], {"answer": ["1"]}), b.submit(["p"], ["a b"], {}), b.submit(["p"], ["a b c"], {"answer": ["3"]}),
+            return_exceptions=True,
+        )
+
+    with_answer, without, with_answer2 = _run(_with(MicroBatcher(reward, max_wait_ms=50), body))
+    assert with_answer.scores == [1.0] and with_answer2.scores == [3.0]
+    assert isinstance(without, MissingColumnError) and without.column == "answer"
+    assert sorted(reward.calls) == [1, 2]  # the two requests with `answer` merged; the other alone
+
+
+def test_batch_dependent_rewards_are_never_merged():
+    group = TransformReward(LengthReward(), "group")
+    assert not merge_safe(group)
+    assert not merge_safe(EnsembleReward([LengthReward(), group]))
+    assert merge_safe(EnsembleReward([LengthReward(), TransformReward(LengthReward(), "clip", max=3)]))
+    batcher = MicroBatcher(group, merge=True)
+    assert batcher.merge is False
+
+    async def body(b):
+        return await asyncio.gather(b.submit(["same"] * 2, ["a", "a b c"], {}), b.submit(["same"] * 2, ["a b", "a b c d e"], {}))
+
+    first, second = _run(_with(batcher, body))
+    # each request normalised within itself, as if scored alone
+    assert first.scores == pytest.approx(group.score(["same"] * 2, ["a", "a b c"]).scores)
+    assert second.scores == pytest.approx(group.score(["same"] * 2, ["a b", "a b c d e"]).scores)
+
+
+def test_queue_full_and_cancelled_requests_leave_the_queue():
+    reward = RecordingReward(delay=0.3)
+
+    async def body(b):
+        running = asyncio.create_task(b.submit(["p"], ["a"], {}))
+        await asyncio.sleep(0.05)  # now on the model thread
+        waiting = asyncio.create_task(b.submit(["p"] * 3, ["a"] * 3, {}))
+        await asyncio.sleep(0.01)
+        assert b.queued_samples == 3
+        with pytest.raises(QueueFull) as full:
+            await b.submit(["p"] * 2, ["a"] * 2, {})
+        assert full.value.retry_after >= 1
+        waiting.cancel()
+        await asyncio.sleep(0.01)
+        assert b.queued_samples == 0 and not b.pending
+        await b.submit(["p"] * 2, ["a"] * 2, {})  # fits again
+        await running
+
+    _run(_with(MicroBatcher(reward, max_queue_samples=4, merge=False), body))
+    assert reward.calls == [1, 2]  # the cancelled request never reached the model
+
+
+def test_loading_in_the_background_and_load_failures():
+    async def body(b):
+        with pytest.raises(NotReady):
+            await b.submit(["p"], ["a"], {})
+        for _ in range(100):
+            if b.ready:
+                break
+            await asyncio.sleep(0.01)
+        return await b.submit(["p"], ["a b"], {})
+
+    import time
+
+    def slow_load():
+        time.sleep(0.1)
+        return LengthReward()
+
+    assert _run(_with(MicroBatcher(slow_load), body)).scores == [2.0]
+    errors = []
+
+    def broken():
+        raise ValueError("no such model")
+
+    async def body2(b):
+        for _ in range(100):
+            if b.load_error is not None:
+                break
+            await asyncio.sleep(0.01)
+        with pytest.raises(NotReady, match="no such model"):
+            await b.submit(["p"], ["a"], {})
+
+    _run(_with(MicroBatcher(broken, on_load_error=errors.append), body2))
+    assert len(errors) == 1
+
+
+def test_stop_drains_the_queue():
+    reward = RecordingReward(delay=0.05)
+
+    async def main():
+        b = MicroBatcher(reward, merge=False)
+        await b.start()
+        tasks = [asyncio.create_task(b.submit(["p"], ["a b"], {})) for _ in range(4)]
+        await asyncio.sleep(0.01)
+        await b.stop()
+        return [t.result().scores for t in tasks]
+
+    assert _run(main()) == [[2.0]] * 4
+
+
+def test_token_estimate_counts_prompt_and_completion():
+    assert estimate_tokens("abcd" * 10, "abcd" * 5) == 15
+    assert estimate_tokens([{"role": "user", "content": "abcd" * 10}], ["ab", "cd"]) > 10
+
+
+def test_default_never_waits_and_batches_what_arrives_meanwhile():
+    reward = RecordingReward(delay=0.1)
+
+    async def body(b):
+        first = asyncio.create_task(b.submit(["p"], ["a"], {}))
+        await asyncio.sleep(0.02)  # the first request is already on the model, alone
+        rest = [asyncio.create_task(b.submit(["p"], ["a b"], {})) for _ in range(5)]
+        return await asyncio.gather(first, *rest)
+
+    outs = _run(_with(MicroBatcher(reward), body))
+    assert reward.calls == [1, 5] and [o.scores for o in outs] == [[1.0]] + [[2.0]] * 5
