@@ -19,7 +19,8 @@ $(STAMP): pyproject.toml constraints.txt
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/rewardkit eval --reward loglik:default --reward length --data suite --out $(DEMO_OUT)
+	$(VENV)/bin/rewardkit eval --data suite --out $(DEMO_OUT) \
+	  --reward loglik:default --reward length --reward rule:math --reward rule:constraints
 
 test: $(STAMP)
 	$(PY) -m pytest -q

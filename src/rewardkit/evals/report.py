@@ -67,11 +67,15 @@ def results_table(result: Mapping[str, Any], title: str = "") -> str:
 def lineup_table(results: Mapping[str, Mapping[str, Any]]) -> str:
     names = list(results)
     subsets = sorted({s for r in results.values() for s in r["subsets"]})
-    rows = [("reward", *subsets, "overall", "95% CI", "ties", "trunc")]
+    rows = [("reward", *subsets, "overall", "95% CI", "n", "n/a", "ties", "trunc")]
     for name in names:
         r = results[name]
-        rows.append((name, *[_pct(r["subsets"].get(s, {}).get("accuracy")) for s in subsets], _pct(r["overall"]), _ci(r["overall_ci95"]), str(r["ties"]), str(r.get("truncated", 0))))
-    return _grid(rows)
+        rows.append((name, *[_pct(r["subsets"].get(s, {}).get("accuracy")) for s in subsets], _pct(r["overall"]), _ci(r["overall_ci95"]),
+                     str(r["n"]), str(r.get("not_applicable", 0)), str(r["ties"]), str(r.get("truncated", 0))))
+    text = _grid(rows)
+    if any(r.get("not_applicable") for r in results.values()):
+        text += "\n(n/a: items a reward does not apply to, e.g. a rule on rows without its gold column; its overall covers the rest)"
+    return text
 
 
 def _grid(rows: Sequence[Sequence[str]]) -> str:

@@ -1,0 +1,412 @@
+"""``rule:math``: does the completion's final answer equal the gold ``answer``?
+
+Extraction: the last ``\\boxed{...}`` (nested braces handled), else whichever comes last of GSM8K's
+``#### x``, "the answer is x" / "Answer: x" and a final ``A: x`` line, else the last number.
+
+Comparison, cheapest first, all decided in this process except the last step:
+  1. the normalized strings are equal (LaTeX wrappers, ``\\text{}``, ``\\left``/``\\right``, spacing,
+     ``\\dfrac``, ``$``/currency, units, ``%``, degrees, ``x = 3`` -> ``3``, thousands commas removed);
+  2. both sides are plain numbers (integers, decimals, ``a/b``, ``\\frac{a}{b}``, mixed numbers):
+     compared exactly as fractions;
+  3. anything else goes to math-verify (parse + verify, sympy underneath) in a helper subprocess
+     with a hard wall-clock bound; a helper that runs over is killed and replaced.
+
+Policies (pinned by tests/rewards/rules/test_math.py):
+  * percent is a unit and is dropped: ``50%`` == ``50``; ``0.5`` is *not* ``50%`` (math-verify
+    alone would accept both; dropping keeps gold ``50`` and gold ``50%`` giving the same verdict).
+    Units, currency and degrees are dropped the same way; ``5 million`` means 5000000.
+  * rounding: numbers compare exactly (``18.01`` != ``18``, ``0.33`` != ``1/3``). The one allowance:
+    when one side has no finite decimal form (``1/3``, ``\\sqrt{2}/2``, ``\\pi``), a decimal with at
+    least 3 places that is that value rounded or truncated to its places counts as equal
+    (``0.333``, ``0.7071``, ``3.1416``).
+  * ``1,000`` (groups of three digits, no space) is one thousand; ``1, 000`` and ``(1,000)`` are pairs.
+
+Why a subprocess: math-verify's own timeouts use ``signal.alarm``, which raises in threads and is
+silently wrong in worker processes; and CPU-bound sympy cannot be interrupted from another thread,
+so a thread with a deadline would only abandon the work, not stop it. Here math-verify runs with
+its timeouts disabled (``parsing_timeout=None``, ``timeout_seconds=None``, which skips the signal
+path) inside a small pool of persistent helper processes; callers wait on the pipe with ``poll``
+(works in any thread; POSIX only) and kill the helper on timeout. Obviously explosive inputs
+(power towers such as ``10^{10^{10}}``, very long answers) are refused up front with ``None``.
+The timeout bounds the comparison itself; a helper's one-time start (~0.5 s per calling process)
+and waiting for a free helper (more threads than ``MAX_HELPERS``) come on top.
+"""
+from __future__ import annotations
+
+import re
+from fractions import Fraction
+from typing import Any
+
+from .base import Verdict
+from .symbolic import HelperDied, HelperTimeout, _pool, shutdown_helpers
+
+#: longest extracted/gold answer sent to sympy; longer ones are undecided (None)
+MAX_SYMBOLIC_CHARS = 1000
+#: longest answer compared at all (plain numbers up to this length are compared exactly)
+MAX_ANSWER_CHARS = 4000
+#: a numeric exponent above this is refused (sympy would try to build the number)
+MAX_EXPONENT = 10_000
+
+
+# ------------------------------------------------------------------------------------ extraction
+_ANSWER_IS = re.compile(r"answer\**\s*(?:is|:|=)\**\s*:?", re.IGNORECASE)
+_CALCULATOR = re.compile(r"<<[^<>\n]*>>")  # GSM8K calculator annotations: <<3+4=7>>
+_NUMBER_IN_TEXT = re.compile(
+    r"(?<![\w.])-?\d{1,3}(?:,\d{3})+(?:\.\d+)?(?![\d,]*\d)|(?<![\w.])-?\d+(?:\.\d+)?(?:/\d+)?"
+)
+
+
+def _braced(text: str, start: int) -> int | None:
+    """Index just past the brace group opening at ``text[start] == "{"``; None if unclosed.
+    Escaped braces (``\\{``) do not count."""
+    depth, i, n = 0, start, len(text)
+    while i < n:
+        ch = text[i]
+        if ch == "\\":
+            i += 2
+            continue
+        if ch == "{":
+            depth += 1
+        elif ch == "}":
+            depth -= 1
+            if depth == 0:
+                return i + 1
+        i += 1
+    return None
+
+
+def last_boxed(text: str) -> str | None:
+    """Content of the last ``\\boxed{...}`` / ``\\fbox{...}`` (or ``\\boxed 5``); None when there is
+    none or it is never closed."""
+    best, macro = -1, ""
+    for name in ("\\boxed", "\\fbox"):
+        at = text.rfind(name)
+        if at > best:
+            best, macro = at, name
+    if best < 0:
+        return None
+    i = best + len(macro)
+    while i < len(text) and text[i] == " ":
+        i += 1
+    if i < len(text) and text[i] == "{":
+        end = _braced(text, i)
+        return None if end is None else text[i + 1 : end - 1]
+    m = re.match(r"[^\s$]+", text[i:])
+    return m.group(0) if m else None
+
+
+def _after_marker(rest: str) -> str:
+    """The answer that follows a marker like "the answer is": to the end of the line, the inside of
+    a ``$...$`` span when it starts with one, cut at the end of the sentence."""
+    rest = rest.split("\n", 1)[0].strip().strip("*").strip()
+    if rest.startswith("$"):
+        close = rest.find("$", 2 if rest.startswith("$$") else 1)
+        if close > 0:
+            return rest[: close + 1]
+    sentence_end = re.search(r"(?<!\d)\.(?!\d)|\.(?=\s|$)", rest)
+    if sentence_end:
+        rest = rest[: sentence_end.start()]
+    return rest.strip()
+
+
+def extract_answer(text: str) -> tuple[str, str] | None:
+    """(answer, how it was found) or None. ``how`` is boxed / #### / answer-is / A: / last-number,
+    or unclosed-boxed (answer "") when the last box never closes."""
+    if "\\boxed" in text or "\\fbox" in text:
+        boxed = last_boxed(text)
+        if boxed is None:
+            return ("", "unclosed-boxed")
+        return (boxed.strip(), "boxed")
+    candidates: list[tuple[int, str, str]] = []
+    at = text.rfind("####")
+    if at >= 0:
+        candidates.append((at, _after_marker(text[at + 4 :]), "####"))
+    last_is = None
+    for last_is in _ANSWER_IS.finditer(text):
+        pass
+    if last_is is not None:
+        candidates.append((last_is.start(), _after_marker(text[last_is.end() :]), "answer-is"))
+    lines = text.rstrip().rsplit("\n", 1)
+    last_line = lines[-1].strip()
+    if last_line.startswith("A:"):
+        candidates.append((len(text) - len(last_line), _after_marker(last_line[2:]), "A:"))
+    candidates = [c for c in candidates if c[1]]
+    if candidates:
+        _, answer, how = max(candidates, key=lambda c: c[0])
+        return (answer, how)
+    last = None
+    for last in _NUMBER_IN_TEXT.finditer(_CALCULATOR.sub(" ", text)):
+        pass
+    return (last.group(0), "last-number") if last is not None else None
+
+
+# --------------------------------------------------------------------------------- normalization
+_TEXT_MACROS = re.compile(r"\\(?:text|textbf|textit|textrm|textnormal|mathrm|mathbf|mathit|mbox|operatorname)\s*\{([^{}]*)\}")
+_SPACING = re.compile(r"(\\\\)|\\[!,;:> ]|\\q?quad(?![a-zA-Z])|\\displaystyle(?![a-zA-Z])|\\(?:left|right|big|Big|bigl|bigr|Bigl|Bigr)(?![a-zA-Z])|~")
+_DEGREES = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|\\circ(?![a-zA-Z])|°|\\degree(?![a-zA-Z])")
+_ASSIGNMENT = re.compile(r"(?:[a-zA-Z]|\\[a-zA-Z]+)(?:_\{?\w+\}?)?\s*(?:=|\\in(?![a-zA-Z]))\s*([^=<>]+)")
+_UNIT_WORD = re.compile(r"[a-zA-Z][a-zA-Z.'\-/]*(?:\^\{?[23]\}?)?")
+_THOUSANDS = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
+_SCALE = {"thousand": 10**3, "million": 10**6, "billion": 10**9, "trillion": 10**12}
+
+
+def normalize(answer: str) -> str:
+    """Strip the ways of writing an answer that do not change it (see the module policies)."""
+    s = answer.strip().replace("\u2212", "-")
+    for _ in range(3):  # wrappers can nest: $\boxed{\text{...}}$
+        before = s
+        if s.startswith("\\boxed") or s.startswith("\\fbox"):
+            inner = last_boxed(s)
+            if inner:
+                s = inner
+        s = s.strip()
+        for left, right in (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]")):
+            if len(s) > len(left) + len(right) and s.startswith(left) and s.endswith(right):
+                s = s[len(left) : -len(right)].strip()
+        s = s.rstrip(".").strip()
+        if s == before:
+            break
+    s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
+    s = s.replace("{,}", "").replace("\\%", "").replace("%", "").replace("\\$", "").replace("$", "")
+    s = re.sub(r"[£€¥]", "", s)
+    s = _DEGREES.sub("", s)
+    s = _SPACING.sub(lambda m: m.group(1) or " ", s)  # a row break \\ is kept
+    for _ in range(3):
+        s = _TEXT_MACROS.sub(lambda m: " " + m.group(1) + " ", s)
+    s = re.sub(r"\s+", " ", s).strip().rstrip(".").strip()
+    m = _ASSIGNMENT.fullmatch(s)
+    if m:
+        s = m.group(1).strip()
+    s = _drop_trailing_words(s)
+    if re.fullmatch(r"\(\s*([A-Za-z])\s*\)", s):  # multiple choice: (C) -> C
+        s = s.strip("() ")
+    if _THOUSANDS.fullmatch(s):
+        s = s.replace(",", "")
+    return s
+
+
+def _drop_trailing_words(s: str) -> str:
+    """``18 dollars`` -> ``18``, ``5 cm^2`` -> ``5``, ``2\\sqrt{2} units`` -> ``2\\sqrt{2}``,
+    ``5 million`` -> ``5000000``; only when what precedes the words has no letters of its own."""
+    tokens = re.sub(r"\s+(?=\^)", "", s).split(" ")  # "cm ^2" (from \mbox{ cm}^2) is one word
+    keep = len(tokens)
+    while keep > 1 and _UNIT_WORD.fullmatch(tokens[keep - 1]) and tokens[keep - 1] not in ("i", "e"):
+        keep -= 1
+    if keep == len(tokens):
+        return s
+    number = " ".join(tokens[:keep])
+    if re.search(r"[a-zA-Z]", re.sub(r"\\[a-zA-Z]+", "", number)):
+        return s
+    scale = _SCALE.get(tokens[keep].lower())
+    if scale is not None and len(number) < 100:
+        value = parse_number(number)
+        if value is not None:
+            return _fraction_text(value[0] * scale)
+    return number
+
+
+def _fraction_text(value: Fraction) -> str:
+    return str(value.numerator) if value.denominator == 1 else f"{value.numerator}/{value.denominator}"
+
+
+# ------------------------------------------------------------------------------- exact numbers
+_PLAIN = re.compile(r"(\d+)(?:\.(\d*))?|\.(\d+)")
+
+
+def _plain(text: str) -> tuple[Fraction, int | None] | None:
+    """Unsigned integer or decimal -> (value, decimal places or None for an integer)."""
+    m = _PLAIN.fullmatch(text)
+    if not m:
+        return None
+    whole, frac = (m.group(1) or "0"), (m.group(2) if m.group(1) is not None else m.group(3))
+    if frac is None:
+        return Fraction(int(whole)), None
+    return Fraction(int(whole + frac), 10 ** len(frac)) if frac else Fraction(int(whole)), len(frac) or None
+
+
+def _frac_arg(s: str, i: int) -> tuple[str, int] | None:
+    if i >= len(s):
+        return None
+    if s[i] == "{":
+        end = s.find("}", i)
+        return (s[i + 1 : end], end + 1) if end > 0 else None
+    return s[i], i + 1
+
+
+def parse_number(text: str) -> tuple[Fraction, int | None] | None:
+    """A plain number written any usual way -> (exact value, decimal places if written as a decimal).
+
+    Integers, decimals, ``a/b``, ``\\frac{a}{b}``, ``\\frac ab``, mixed numbers (``2\\frac{1}{2}``,
+    ``137 \\frac{1}{2}``), a leading sign. Anything else (powers, roots, symbols) -> None."""
+    s = text.replace(" ", "")
+    if not s or len(s) > MAX_ANSWER_CHARS:
+        return None
+    sign = 1
+    while s[:1] in ("-", "+"):
+        sign, s = (-sign if s[0] == "-" else sign), s[1:]
+    if s.startswith("(") and s.endswith(")") and s.count("(") == 1:
+        s = s[1:-1]
+        if s[:1] == "-":
+            sign, s = -sign, s[1:]
+    plain = _plain(s)
+    if plain is not None:
+        return sign * plain[0], plain[1]
+    m = re.fullmatch(r"(\d+)/(\d+)", s)
+    if m:
+        return (sign * Fraction(int(m.group(1)), int(m.group(2))), None) if int(m.group(2)) else None
+    at = s.find("\\frac")
+    if at < 0 or s.count("\\frac") != 1:
+        return None
+    whole = Fraction(0)
+    if at > 0:
+        head = _plain(s[:at])
+        if head is None or head[1] is not None:
+            return None
+        whole = head[0]
+    num = _frac_arg(s, at + 5)
+    den = _frac_arg(s, num[1]) if num else None
+    if not num or not den or den[1] != len(s):
+        return None
+    n_sign = -1 if num[0].startswith("-") else 1
+    n, d = _plain(num[0].lstrip("-")), _plain(den[0])
+    if n is None or d is None or d[0] == 0:
+        return None
+    return sign * (whole + n_sign * n[0] / d[0]), None
+
+
+def _terminates(value: Fraction) -> bool:
+    """True when the value has a finite decimal expansion (denominator 2^a 5^b)."""
+    d = value.denominator
+    for p in (2, 5):
+        while d % p == 0:
+            d //= p
+    return d == 1
+
+
+def approximates(decimal: Fraction, places: int, exact: Fraction) -> bool:
+    """The rounding allowance: ``decimal`` (``places`` >= 3 decimals) is ``exact`` rounded half away
+    from zero, or truncated, to that many places."""
+    if places < 3:
+        return False
+    scale = 10**places
+    scaled = abs(exact) * scale
+    candidates = {int(scaled), int(scaled + Fraction(1, 2))}
+    sign = -1 if exact < 0 else 1
+    return any(decimal == sign * Fraction(c, scale) for c in candidates)
+
+
+def numbers_equal(a: tuple[Fraction, int | None], b: tuple[Fraction, int | None]) -> bool:
+    if a[0] == b[0]:
+        return True
+    for (dec, places), (other, _) in ((a, b), (b, a)):
+        if places is not None and not _terminates(other) and approximates(dec, places, other):
+            return True
+    return False
+
+
+# --------------------------------------------------------------------------------- input guards
+_TOO_BIG = float("inf")
+_BIG_OPERATOR_LIMIT = re.compile(r"\\(?:sum|prod|coprod|int|iint|oint|bigcup|bigcap)\s*(?:_\s*(?:\{[^{}]*\}|\S))?\s*$")
+
+
+def _power_value(expr: str, cap: int) -> int | float | None:
+    """Value of a purely numeric exponent (``12``, ``{10^{10}}``, ``2^3^4``) when it is <= cap,
+    ``inf`` when it is larger, None when it is not of that shape. Never builds a number above cap."""
+    expr = expr.strip()
+    while expr.startswith("{") and _braced(expr, 0) == len(expr):
+        expr = expr[1:-1].strip()
+    if re.fullmatch(r"\d+", expr):
+        return int(expr) if len(expr) <= 8 and int(expr) <= cap else _TOO_BIG
+    m = re.fullmatch(r"(\d+)\s*(?:\^|\*\*)\s*(.+)", expr)
+    if not m:
+        return None
+    base, exponent = _power_value(m.group(1), cap), _power_value(m.group(2), cap)
+    if base is None or exponent is None:
+        return None
+    if base in (0, 1):
+        return base
+    if base is _TOO_BIG or exponent is _TOO_BIG:
+        return _TOO_BIG
+    value = 1
+    for _ in range(int(exponent)):
+        value *= int(base)
+        if value > cap:
+            return _TOO_BIG
+    return value
+
+
+def explosive(expr: str) -> str | None:
+    """Why an expression is too risky to hand to sympy at all, or None."""
+    for m in re.finditer(r"\^|\*\*", expr):
+        if _BIG_OPERATOR_LIMIT.search(expr, 0, m.start()):
+            continue  # \sum_{k=1}^{10^9}: an upper limit, not an exponent
+        i = m.end()
+        while i < len(expr) and expr[i] == " ":
+            i += 1
+        if i < len(expr) and expr[i] == "{":
+            end = _braced(expr, i)
+            arg = expr[i : end] if end else expr[i:]
+        else:
+            token = re.match(r"\d+|\\?[a-zA-Z]+|.", expr[i:])
+            arg = token.group(0) if token else ""
+            nxt = expr[i + len(arg) :].lstrip()
+            if nxt[:1] == "^" or nxt[:2] == "**":  # right-associative tower written without braces
+                arg = expr[i:]
+        if re.fullmatch(r"[\d\s{}^*]+", arg) and _power_value(arg, MAX_EXPONENT) is _TOO_BIG:
+            return f"exponent {arg.strip()[:40]!r} is too large to evaluate"
+    m = re.search(r"(\d{5,})\s*!", expr)
+    if m:
+        return f"factorial of {m.group(1)[:40]} is too large to evaluate"
+    return None
+
+
+# ----------------------------------------------------------------------------------------- check
+def _words(s: str) -> str | None:
+    """Text answers (a name, a direction, a choice letter) compare case-insensitively; short
+    letter groups like ``ab`` are left to sympy (they may be products)."""
+    return s.casefold() if re.fullmatch(r"[A-Za-z]{3,}(?: [A-Za-z]+)*|[A-Za-z]", s) else None
+
+
+def check_math(completion: str, *, answer: Any, timeout: float = 2.0) -> Verdict:
+    """1.0 if the completion's final answer equals ``answer``, 0.0 if not, None (with the reason)
+    when no answer can be found or the comparison cannot finish within ``timeout`` seconds."""
+    if timeout <= 0:
+        raise ValueError(f"timeout must be > 0 seconds, got {timeout}")
+    if answer is None or not str(answer).strip():
+        return Verdict(None, "no gold answer")
+    found = extract_answer(completion)
+    if found is None:
+        return Verdict(None, "no final answer found (no \\boxed{}, '####', 'the answer is', 'A:' or number)")
+    extracted, how = found
+    info = {"extracted": extracted}
+    if how == "unclosed-boxed":
+        return Verdict(None, "the last \\boxed{ is never closed (truncated completion?)", info)
+    if len(extracted) > MAX_ANSWER_CHARS:
+        return Verdict(None, f"extracted answer too long to compare ({len(extracted)} chars > {MAX_ANSWER_CHARS})", info)
+    gold, pred = normalize(str(answer)), normalize(extracted)
+    if not pred:
+        return Verdict(None, f"extracted answer is empty ({how})", info)
+    if gold.replace(" ", "") == pred.replace(" ", ""):
+        return Verdict(1.0, None, info)
+    gold_words, pred_words = _words(gold), _words(pred)
+    if gold_words is not None and pred_words is not None:
+        return Verdict(float(gold_words == pred_words), None, info)
+    gold_number, pred_number = parse_number(gold), parse_number(pred)
+    if gold_number is not None and pred_number is not None:
+        return Verdict(float(numbers_equal(gold_number, pred_number)), None, info)
+    for side, text in (("gold answer", gold), ("answer", pred)):
+        if len(text) > MAX_SYMBOLIC_CHARS:
+            return Verdict(None, f"{side} too long for symbolic comparison ({len(text)} chars > {MAX_SYMBOLIC_CHARS})", info)
+        why = explosive(text)
+        if why:
+            return Verdict(None, f"{side} refused: {why}", info)
+    try:
+        equal, reason = _pool().compare(gold, pred, timeout)
+    except (OSError, HelperDied, HelperTimeout) as err:
+        return Verdict(None, f"symbolic helper could not start: {err}", info)
+    if equal is None:
+        return Verdict(None, reason, info)
+    return Verdict(1.0 if equal else 0.0, reason, info)
+
+
+__all__ = ["approximates", "check_math", "extract_answer", "last_boxed", "normalize", "numbers_equal", "parse_number", "shutdown_helpers"]
