@@ -5,7 +5,7 @@ import argparse
 import sys
 
 from . import eval as eval_verb
-from . import ls, score, serve, suite
+from . import ls, score, serve, suite, train
 
 DESCRIPTION = """rewardkit: score with any reward, evaluate reward models honestly.
 
@@ -17,7 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rewardkit", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version="rewardkit 0.1.0")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
-    for module in (eval_verb, score, ls, suite, serve):
+    for module in (eval_verb, score, train, ls, suite, serve):
         module.add_parser(sub)
     return parser
 
@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return int(args.func(args) or 0)
-    except (DataFormatError, ModelNotFoundError, RewardSpecError, FileNotFoundError, ValueError) as err:
+    except (DataFormatError, ModelNotFoundError, RewardSpecError, FileNotFoundError, FileExistsError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

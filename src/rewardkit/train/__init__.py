@@ -1,0 +1,1 @@
+"""Training recipes, one self-contained module per objective (config dataclass beside each)."""

@@ -1,0 +1,355 @@
+"""Bradley-Terry reward-model training: ``-log sigmoid(r_chosen - r_rejected - margin)``.
+
+One self-contained recipe ("Training language models to follow instructions with human feedback"
+uses this objective): read top to bottom. Options from the literature: a per-pair ``margin`` column
+(Llama 2's margin loss), a reward-centering penalty ``coef * (r_c + r_r)^2`` that keeps rewards near
+zero mean, and label smoothing for noisy labels (conservative BT).
+
+Parameter modes: ``head`` (only the scalar head), ``lora`` (peft adapters + head), ``full``.
+Chosen and rejected of a pair go through one forward pass (concatenated micro-batch); each optimizer
+step takes ``pairs_per_step`` pairs, split into micro-batches of at most ``max_tokens_per_micro_batch``
+padded tokens (gradient accumulation). Checkpoints are written atomically; ``resume=True`` continues
+from the last one with the same data order and reaches the same weights as an uninterrupted run.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Sequence
+
+from ..models import Encoder, load_model, load_tokenizer, make_batches, pad_batch, resolve_source
+from ..types import PairRecord
+
+
+@dataclass
+class BTConfig:
+    model: str = "default"
+    output_dir: str = "runs/rm"
+    mode: Literal["head", "lora", "full"] = "lora"
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_targets: tuple[str, ...] = ("q_proj", "v_proj")
+    merge_lora: bool = True
+    learning_rate: float = 2e-4
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    epochs: int = 1
+    max_steps: int | None = None
+    pairs_per_step: int = 16
+    max_tokens_per_micro_batch: int = 4096
+    max_length: int = 512
+    margin_column: str | None = None
+    center_coef: float = 0.0
+    label_smoothing: float = 0.0
+    eval_fraction: float = 0.1
+    eval_every: int = 50
+    patience: int | None = None
+    save_every: int = 50
+    seed: int = 0
+    progress: bool = True
+    command: str = ""
+    data_sources: list[str] = field(default_factory=list)
+
+
+# ------------------------------------------------------------------ data
+
+@dataclass
+class _Pair:
+    chosen: list[int]
+    rejected: list[int]
+    margin: float
+    truncated: bool
+
+
+def _encode(records: Sequence[PairRecord], encoder: Encoder, margin_column: str | None) -> list[_Pair]:
+    chosen = encoder.encode_many([r.prompt for r in records], [r.chosen for r in records])
+    rejected = encoder.encode_many([r.prompt for r in records], [r.rejected for r in records])
+    pairs = []
+    for r, c, j in zip(records, chosen, rejected):
+        margin = 0.0
+        if margin_column is not None:
+            if r.columns.get(margin_column) is None:
+                raise ValueError(f"pair {r.id}: margin column {margin_column!r} is missing")
+            margin = float(r.columns[margin_column])
+        pairs.append(_Pair(c.input_ids, j.input_ids, margin, c.truncated or j.truncated))
+    return pairs
+
+
+def split_heldout(records: Sequence[PairRecord], fraction: float, seed: int) -> tuple[list[PairRecord], list[PairRecord]]:
+    """Hold out whole prompts (pairs sharing a prompt stay on one side), deterministically."""
+    keys = sorted({json.dumps(r.prompt, sort_keys=True) for r in records})
+    random.Random(seed).shuffle(keys)
+    held = set(keys[: max(1, int(round(fraction * len(keys))))]) if fraction > 0 and len(keys) > 1 else set()
+    train = [r for r in records if json.dumps(r.prompt, sort_keys=True) not in held]
+    dev = [r for r in records if json.dumps(r.prompt, sort_keys=True) in held]
+    return train, dev
+
+
+# ------------------------------------------------------------------ model
+
+def _prepare_model(cfg: BTConfig):
+    """(trainable model, the plain HF model whose modules it shares, tokenizer)."""
+    import torch
+
+    source = resolve_source(cfg.model)
+    tokenizer = load_tokenizer(source)
+    hf = load_model(source, "sequence-classification", num_labels=1, seed=cfg.seed, device="cpu" if not torch.cuda.is_available() else None)
+    if hf.config.pad_token_id is None:
+        hf.config.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    for p in hf.parameters():
+        p.requires_grad_(cfg.mode == "full")
+    model = hf
+    if cfg.mode == "lora":
+        from peft import LoraConfig, get_peft_model
+
+        lora = LoraConfig(task_type="SEQ_CLS", r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=0.0,
+                          target_modules=list(cfg.lora_targets), modules_to_save=["score"])
+        model = get_peft_model(hf, lora)
+    else:
+        for p in hf.score.parameters():
+            p.requires_grad_(True)
+    return model, hf, tokenizer
+
+
+def _rewards(hf, sequences: Sequence[Sequence[int]], pad_id: int):
+    """Scalar rewards ``[N]`` read at each sequence's last real token (right padding)."""
+    import torch
+
+    batch = pad_batch(sequences, list(range(len(sequences))), pad_id, "right", str(next(hf.parameters()).device))
+    hidden = hf.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids, use_cache=False).last_hidden_state
+    last = torch.tensor([n - 1 for n in batch.lengths], device=hidden.device)
+    return hf.score(hidden[torch.arange(len(sequences), device=hidden.device), last])[:, 0].float()
+
+
+def bt_loss(r_chosen, r_rejected, margins, *, center_coef: float = 0.0, label_smoothing: float = 0.0):
+    """Per-pair BT loss ``[B]``, with optional margin, centering penalty and label smoothing."""
+    import torch.nn.functional as F
+
+    diff = r_chosen - r_rejected - margins
+    loss = -(1 - label_smoothing) * F.logsigmoid(diff) - label_smoothing * F.logsigmoid(-diff)
+    if center_coef:
+        loss = loss + center_coef * (r_chosen + r_rejected) ** 2
+    return loss
+
+
+def _micro_batches(pairs: Sequence[_Pair], budget: int) -> list[list[int]]:
+    """Group the pairs of one step so that 2 * n * longest <= budget (chosen + rejected together)."""
+    lengths = [max(len(p.chosen), len(p.rejected)) for p in pairs]
+    return make_batches(lengths, max(1, budget // 2), None, max_padding=0.25)
+
+
+# ------------------------------------------------------------------ checkpoints
+
+def _trainable_state(model) -> dict[str, Any]:
+    return {k: v.detach().clone() for k, v in model.named_parameters() if v.requires_grad}
+
+
+def _save_checkpoint(path: Path, model, optimizer, state: dict[str, Any]) -> None:
+    """Write to a temp dir, then rename: a kill mid-write never leaves a broken checkpoint."""
+    import torch
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=path.name + ".tmp-", dir=path.parent))
+    torch.save(_trainable_state(model), tmp / "trainable.pt")
+    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+    (tmp / "state.json").write_text(json.dumps(state, indent=2))
+    if path.exists():
+        shutil.rmtree(path)
+    os.replace(tmp, path)
+
+
+def _load_checkpoint(path: Path, model, optimizer) -> dict[str, Any]:
+    import torch
+
+    weights = torch.load(path / "trainable.pt", map_location="cpu")
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for k, v in weights.items():
+            params[k].copy_(v)
+    optimizer.load_state_dict(torch.load(path / "optimizer.pt", map_location="cpu"))
+    return json.loads((path / "state.json").read_text())
+
+
+# ------------------------------------------------------------------ evaluation
+
+def evaluate_pairs(hf, pairs: Sequence[_Pair], pad_id: int, budget: int, cfg: BTConfig) -> dict[str, float]:
+    import torch
+
+    if not pairs:
+        return {}
+    correct, total_loss = 0, 0.0
+    with torch.inference_mode():
+        for idx in _micro_batches(pairs, budget):
+            chunk = [pairs[i] for i in idx]
+            r = _rewards(hf, [p.chosen for p in chunk] + [p.rejected for p in chunk], pad_id)
+            rc, rr = r[: len(chunk)], r[len(chunk):]
+            margins = torch.tensor([p.margin for p in chunk])
+            total_loss += bt_loss(rc, rr, margins, center_coef=cfg.center_coef, label_smoothing=cfg.label_smoothing).sum().item()
+            correct += int((rc > rr).sum().item())
+    return {"accuracy": correct / len(pairs), "loss": total_loss / len(pairs), "n": len(pairs)}
+
+
+# ------------------------------------------------------------------ the recipe
+
+def train(cfg: BTConfig, train_records: Sequence[PairRecord], eval_records: Sequence[PairRecord] | None = None, *, resume: bool = False) -> dict[str, Any]:
+    """Train, checkpoint, export to ``output_dir/model``; returns the summary written to
+    ``output_dir/train_results.json``."""
+    import torch
+    from tqdm.auto import tqdm
+
+    out = Path(cfg.output_dir)
+    ckpt_dir = out / "checkpoints"
+    if not resume and (ckpt_dir / "last").exists():
+        raise FileExistsError(f"{out} already has checkpoints; pass resume (--resume) to continue, or choose another --out")
+    torch.manual_seed(cfg.seed)
+    if eval_records is None:
+        train_records, eval_records = split_heldout(train_records, cfg.eval_fraction, cfg.seed)
+    if not train_records:
+        raise ValueError("no training pairs")
+    model, hf, tokenizer = _prepare_model(cfg)
+    pad_id = hf.config.pad_token_id
+    encoder = Encoder(tokenizer, max_length=cfg.max_length, truncation_side="left")
+    train_pairs = _encode(train_records, encoder, cfg.margin_column)
+    eval_pairs = _encode(eval_records, encoder, cfg.margin_column)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    steps_per_epoch = math.ceil(len(train_pairs) / cfg.pairs_per_step)
+    total_steps = cfg.max_steps if cfg.max_steps is not None else steps_per_epoch * cfg.epochs
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0)
+
+    state: dict[str, Any] = {"step": 0, "best_accuracy": None, "best_step": None, "bad_evals": 0, "history": []}
+    if resume and (ckpt_dir / "last").exists():
+        state = _load_checkpoint(ckpt_dir / "last", model, optimizer)
+        scheduler.last_epoch = state["step"] - 1
+        scheduler.step()
+        print(f"resumed from step {state['step']}", file=sys.stderr)
+    stopped_early = False
+
+    def order(epoch: int) -> list[int]:
+        perm = list(range(len(train_pairs)))
+        random.Random(f"{cfg.seed}|{epoch}").shuffle(perm)
+        return perm
+
+    n_trunc = sum(p.truncated for p in train_pairs)
+    model.train()
+    start = time.perf_counter()
+    tokens_seen = 0
+    bar = tqdm(total=total_steps, initial=state["step"], desc="train", unit="step", disable=not cfg.progress)
+    while state["step"] < total_steps and not stopped_early:
+        step = state["step"]
+        epoch, pos = divmod(step, steps_per_epoch)
+        perm = order(epoch)
+        idx = perm[pos * cfg.pairs_per_step : (pos + 1) * cfg.pairs_per_step]
+        step_pairs = [train_pairs[i] for i in idx]
+        optimizer.zero_grad(set_to_none=True)
+        step_loss, step_correct = 0.0, 0
+        for micro in _micro_batches(step_pairs, cfg.max_tokens_per_micro_batch):
+            chunk = [step_pairs[i] for i in micro]
+            r = _rewards(hf, [p.chosen for p in chunk] + [p.rejected for p in chunk], pad_id)
+            rc, rr = r[: len(chunk)], r[len(chunk):]
+            margins = torch.tensor([p.margin for p in chunk])
+            loss = bt_loss(rc, rr, margins, center_coef=cfg.center_coef, label_smoothing=cfg.label_smoothing).sum() / len(step_pairs)
+            loss.backward()
+            step_loss += loss.item()
+            step_correct += int((rc.detach() > rr.detach()).sum().item())
+            tokens_seen += sum(len(p.chosen) + len(p.rejected) for p in chunk)
+        optimizer.step()
+        scheduler.step()
+        state["step"] = step + 1
+        elapsed = time.perf_counter() - start
+        bar.set_postfix(loss=f"{step_loss:.4f}", acc=f"{step_correct / len(step_pairs):.2f}", tok_s=f"{tokens_seen / max(elapsed, 1e-9):.0f}")
+        bar.update(1)
+        record: dict[str, Any] = {"step": state["step"], "loss": step_loss, "accuracy": step_correct / len(step_pairs)}
+        is_last = state["step"] >= total_steps
+        if eval_pairs and (state["step"] % cfg.eval_every == 0 or is_last):
+            model.eval()
+            metrics = evaluate_pairs(hf, eval_pairs, pad_id, cfg.max_tokens_per_micro_batch, cfg)
+            model.train()
+            record["eval"] = metrics
+            if state["best_accuracy"] is None or metrics["accuracy"] > state["best_accuracy"]:
+                state["best_accuracy"], state["best_step"], state["bad_evals"] = metrics["accuracy"], state["step"], 0
+                _save_checkpoint(ckpt_dir / "best", model, optimizer, state)
+            else:
+                state["bad_evals"] += 1
+                if cfg.patience is not None and state["bad_evals"] >= cfg.patience:
+                    stopped_early = True
+        state["history"].append(record)
+        if state["step"] % cfg.save_every == 0 or is_last or stopped_early:
+            _save_checkpoint(ckpt_dir / "last", model, optimizer, state)
+    bar.close()
+
+    if (ckpt_dir / "best").exists():
+        _load_checkpoint(ckpt_dir / "best", model, optimizer)
+    model.eval()
+    final_eval = evaluate_pairs(hf, eval_pairs, pad_id, cfg.max_tokens_per_micro_batch, cfg) if eval_pairs else {}
+    export_dir = export(model, hf, tokenizer, cfg, train_pairs, pad_id, final_eval, state, n_trunc)
+    summary = {
+        "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},
+        "train_pairs": len(train_pairs), "eval_pairs": len(eval_pairs), "truncated_train_pairs": n_trunc,
+        "steps": state["step"], "best_step": state["best_step"], "stopped_early": stopped_early,
+        "eval": final_eval, "export": str(export_dir), "history": state["history"],
+    }
+    (out / "train_results.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+# ------------------------------------------------------------------ export
+
+def export(model, hf, tokenizer, cfg: BTConfig, train_pairs: Sequence[_Pair], pad_id: int, metrics: dict, state: dict, n_trunc: int) -> Path:
+    """``save_pretrained`` layout that plain ``AutoModelForSequenceClassification`` loads, with the
+    tokenizer, chat template, reward normalisation (mean/std of training rewards) and a model card."""
+    import torch
+
+    out = Path(cfg.output_dir) / "model"
+    if cfg.mode == "lora" and cfg.merge_lora:
+        final = model.merge_and_unload()
+    elif cfg.mode == "lora":
+        final = model
+    else:
+        final = hf
+    sample = list(train_pairs)[:256]
+    with torch.inference_mode():
+        seqs = [p.chosen for p in sample] + [p.rejected for p in sample]
+        rewards = torch.cat([_rewards(final if cfg.mode != "lora" or cfg.merge_lora else hf, seqs[i : i + 32], pad_id) for i in range(0, len(seqs), 32)]) if seqs else torch.zeros(1)
+    mean, std = float(rewards.mean()), float(rewards.std()) if len(rewards) > 1 else 1.0
+    tmp = Path(tempfile.mkdtemp(prefix="model.tmp-", dir=out.parent))
+    if hasattr(final, "config"):
+        final.config.reward_mean, final.config.reward_std = mean, std
+        final.config.id2label, final.config.label2id = {0: "reward"}, {"reward": 0}
+    final.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    (tmp / "README.md").write_text(_model_card(cfg, metrics, state, len(train_pairs), n_trunc, mean, std))
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    return out
+
+
+def _model_card(cfg: BTConfig, metrics: dict, state: dict, n_train: int, n_trunc: int, mean: float, std: float) -> str:
+    acc = f"{100 * metrics['accuracy']:.2f}% on {metrics['n']} held-out pairs" if metrics else "no held-out evaluation"
+    return f"""# Reward model trained with rewardkit (Bradley-Terry)
+
+- base model: `{cfg.model}`
+- objective: Bradley-Terry `-log sigmoid(r_chosen - r_rejected - margin)`; margin column: {cfg.margin_column or 'none'};
+  centering coefficient: {cfg.center_coef}; label smoothing: {cfg.label_smoothing}
+- parameters trained: {cfg.mode}{f' (r={cfg.lora_r}, alpha={cfg.lora_alpha}, targets={list(cfg.lora_targets)}, merged={cfg.merge_lora})' if cfg.mode == 'lora' else ''}
+- data: {', '.join(cfg.data_sources) or 'given in code'}; {n_train} training pairs ({n_trunc} truncated at {cfg.max_length} tokens)
+- steps: {state['step']} (best at step {state['best_step']}); {cfg.pairs_per_step} pairs per step; learning rate {cfg.learning_rate}; seed {cfg.seed}
+- held-out pairwise accuracy: {acc}
+- reward normalisation (training rewards): mean {mean:.4f}, std {std:.4f} (in `config.json` as `reward_mean` / `reward_std`)
+
+Load it with `transformers.AutoModelForSequenceClassification` (one label, read at the last token of the
+chat-templated conversation) or with rewardkit: `--reward classifier:PATH`.
+
+Produced by:
+
+    {cfg.command or '(python API)'}
+"""

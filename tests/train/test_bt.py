@@ -1,0 +1,116 @@
+"""Bradley-Terry training on tiny random models: it learns, resumes after a kill to the same
+weights, and exports a model that plain transformers scores exactly like rewardkit."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from rewardkit.types import PairRecord
+
+
+def toy_pairs(n: int, seed: int = 0) -> list[PairRecord]:
+    import random
+
+    rng = random.Random(seed)
+    words = ["apple", "river", "stone", "cloud", "lamp", "field"]
+    out = []
+    for i in range(n):
+        topic = " ".join(rng.sample(words, 2))
+        out.append(PairRecord(f"p{i}", f"Tell me about {topic} #{i}", f"good answer about {topic}", f"bad bad {topic}", "toy"))
+    return out
+
+
+def write_pairs(path, records):
+    path.write_text("".join(json.dumps({"id": r.id, "prompt": r.prompt, "chosen": r.chosen, "rejected": r.rejected}) + "\n" for r in records))
+    return path
+
+
+def test_bt_loss_by_hand():
+    import torch
+
+    from rewardkit.train.bt import bt_loss
+
+    rc, rr = torch.tensor([2.0, 0.0]), torch.tensor([1.0, 0.0])
+    ls = lambda x: math.log(1 / (1 + math.exp(-x)))  # noqa: E731
+    assert bt_loss(rc, rr, torch.zeros(2)).tolist() == pytest.approx([-ls(1.0), -ls(0.0)])
+    assert bt_loss(rc, rr, torch.tensor([0.5, 0.0]))[0].item() == pytest.approx(-ls(0.5))
+    smoothed = bt_loss(rc, rr, torch.zeros(2), label_smoothing=0.1)[0].item()
+    assert smoothed == pytest.approx(-0.9 * ls(1.0) - 0.1 * ls(-1.0))
+    centred = bt_loss(rc, rr, torch.zeros(2), center_coef=0.01)[0].item()
+    assert centred == pytest.approx(-ls(1.0) + 0.01 * 9.0)
+
+
+@pytest.mark.parametrize("mode", ["full", "lora", "head"])
+def test_training_learns_and_exports_for_plain_transformers(tiny_dirs, tmp_path, mode):
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from rewardkit import ClassifierReward
+    from rewardkit.train.bt import BTConfig, train
+
+    lr = {"full": 3e-3, "lora": 2e-2, "head": 5e-2}[mode]
+    cfg = BTConfig(model=str(tiny_dirs["lm"]), output_dir=str(tmp_path / mode), mode=mode, lora_targets=("q_proj", "v_proj"),
+                   learning_rate=lr, max_steps=30, pairs_per_step=8, eval_every=10, save_every=10, progress=False, max_length=128)
+    summary = train(cfg, toy_pairs(80))
+    first, last = summary["history"][0]["loss"], summary["history"][-1]["loss"]
+    assert last < first, (first, last)
+    assert summary["eval"]["accuracy"] >= 0.75 and summary["eval"]["n"] > 0
+    export = tmp_path / mode / "model"
+    assert (export / "README.md").read_text().count("Bradley-Terry") >= 1
+    config = json.loads((export / "config.json").read_text())
+    assert "reward_mean" in config and config["reward_std"] > 0
+    # plain transformers (no rewardkit) gives the same score as ClassifierReward
+    model = AutoModelForSequenceClassification.from_pretrained(export).eval()
+    tok = AutoTokenizer.from_pretrained(export)
+    reward = ClassifierReward(str(export))
+    prompts, completions = ["Tell me about lamp field"], ["good answer about lamp field"]
+    ids = reward.encode(prompts, completions)[0].input_ids
+    with torch.inference_mode():
+        plain = model(input_ids=torch.tensor([ids])).logits[0, 0].item()
+    assert abs(plain - reward.score(prompts, completions).scores[0]) < 1e-4
+    assert tok.chat_template
+
+
+def test_resume_after_kill_reaches_the_same_weights(tiny_dirs, tmp_path):
+    import torch
+
+    data = write_pairs(tmp_path / "pairs.jsonl", toy_pairs(64))
+    common = ["--data", str(data), "--model", str(tiny_dirs["lm"]), "--mode", "full", "--lr", "3e-3", "--max-steps", "12",
+              "--pairs-per-step", "8", "--save-every", "1", "--eval-every", "4", "--max-length", "128"]
+    cli = [sys.executable, "-m", "rewardkit.cli.main", "train"]
+    env = {**os.environ, "TQDM_DISABLE": "1"}
+    subprocess.run(cli + common + ["--out", str(tmp_path / "whole")], check=True, capture_output=True, env=env)
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(cli + common + ["--out", str(killed)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    state = killed / "checkpoints" / "last" / "state.json"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if state.exists() and json.loads(state.read_text())["step"] >= 4:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    stopped_at = json.loads(state.read_text())["step"]
+    assert 4 <= stopped_at < 12, "the kill must land mid-run"
+    assert not (killed / "model").exists()
+    # without --resume the run refuses to overwrite; with it, it continues
+    again = subprocess.run(cli + common + ["--out", str(killed)], capture_output=True, text=True, env=env)
+    assert again.returncode == 2 and "--resume" in again.stderr
+    subprocess.run(cli + common + ["--out", str(killed), "--resume"], check=True, capture_output=True, env=env)
+
+    from safetensors.torch import load_file
+
+    a = load_file(str(tmp_path / "whole" / "model" / "model.safetensors"))
+    b = load_file(str(killed / "model" / "model.safetensors"))
+    assert a.keys() == b.keys()
+    worst = max((a[k] - b[k]).abs().max().item() for k in a)
+    assert worst < 1e-6, worst
+    assert json.loads((killed / "train_results.json").read_text())["steps"] == 12
