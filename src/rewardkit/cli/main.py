@@ -7,10 +7,12 @@ import sys
 from . import eval as eval_verb
 from . import ls, score, serve, suite, train
 
-DESCRIPTION = """rewardkit: score with any reward, evaluate reward models honestly.
+DESCRIPTION = """rewardkit: score with any reward, train and evaluate reward models honestly, serve them.
 
 Rewards are named by short specs: length, loglik:default (the embedded SmolLM2-135M-Instruct),
-loglik:PATH, classifier:PATH_OR_HUB_ID, py:module:function. Run `rewardkit ls` for the list."""
+classifier:PATH_OR_HUB_ID, rule:math, rule:code, rule:constraints, compositions such as
+'ensemble:lcb(a, b, k=1)' or 'gate(rule:math, loglik:default)', remote:http://HOST:PORT,
+py:module:function. Run `rewardkit ls` for the list."""
 
 
 def build_parser() -> argparse.ArgumentParser:
