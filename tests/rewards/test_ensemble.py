@@ -144,6 +144,9 @@ def test_rule_not_applicable_items_are_reported_apart(tmp_path):
     result = json.loads((out / "results.json").read_text())
     assert result["overall"] == 0.5 and result["n"] == 2 and result["not_applicable"] == 1
     assert result["subsets"]["chat"]["n"] == 0 and result["subsets"]["chat"]["not_applicable"] == 1
+    rows = [json.loads(line) for line in (out / "scores.jsonl").read_text().splitlines()]
+    assert [r.get("not_applicable", False) for r in rows] == [False, False, True]
+    assert not any("applicable" in r.get(side, {}) for r in rows for side in ("chosen_details", "rejected_details"))
     again = tmp_path / "again"
     assert main(["eval", "--scores", str(out / "scores.jsonl"), "--out", str(again), "--bootstrap", "20"]) == 0
     assert json.loads((again / "results.json").read_text())["not_applicable"] == 1
@@ -165,3 +168,16 @@ def test_rule_options_in_specs(monkeypatch):
     with pytest.raises(ValueError, match="unknown option"):
         load_reward("rule:exact(nope=1)")
     assert parse_spec("rule:regex(pattern='^a, (b)$')").kwargs == {"pattern": "^a, (b)$"}
+
+
+def test_review_regressions_optional_columns_and_group_ids():
+    # an optional column that is None for a sample keeps the check's default
+    def near(completion, *, answer, tol=0.5):
+        return float(abs(float(completion) - float(answer)) <= tol)
+
+    assert RuleReward(near).score(["p"] * 2, ["1.2", "1.2"], answer=["1", "1"], tol=[0.1, None]).scores == [0.0, 1.0]
+    # samples without a group_id are grouped by their prompt, not lumped together
+    length = FunctionReward(lambda prompts, completions: [float(len(c)) for c in completions], name="len")
+    t = TransformReward(length, "group", eps=0.0)
+    by_prompt = t.score(["a", "a", "b", "b"], ["x", "xxx", "y", "yyyyy"]).scores
+    assert t.score(["a", "a", "b", "b"], ["x", "xxx", "y", "yyyyy"], group_id=[None] * 4).scores == by_prompt == [-1.0, 1.0, -1.0, 1.0]

@@ -77,7 +77,7 @@ def score_dataset(
                         run.truncated += 1
                         run.truncated_by_subset[record.subset] += 1
                 scores = [p.pop("score") for p in per]
-                applicable = any(p.pop("applicable", True) for p in per)
+                applicable = any([p.pop("applicable", True) for p in per])  # pop from every sample
                 if isinstance(record, PairRecord):
                     row = {"id": record.id, "subset": record.subset, "chosen_score": scores[0], "rejected_score": scores[1]}
                     if any(per[0].values()) or any(per[1].values()):

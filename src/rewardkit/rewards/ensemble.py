@@ -178,10 +178,12 @@ class TransformReward(BaseReward):
         self.name = name or f"transform:{how}({getattr(inner, 'name', 'reward')})"
 
     def _groups(self, prompts: Sequence[Prompt], columns: dict[str, Any]) -> list[str]:
-        ids = columns.get("group_id")
-        if ids is not None:
-            return [str(g) for g in ids]
-        return [p if isinstance(p, str) else json.dumps(p, sort_keys=True) for p in prompts]
+        """Group key per sample: its ``group_id`` when it has one, else its prompt."""
+        ids = columns.get("group_id") or [None] * len(prompts)
+        return [
+            "id:" + json.dumps(g, sort_keys=True) if g is not None else "prompt:" + (p if isinstance(p, str) else json.dumps(p, sort_keys=True))
+            for g, p in zip(ids, prompts)
+        ]
 
     def score(self, prompts: Sequence[Prompt], completions: Sequence[Completion], **columns: Any) -> RewardOutput:
         inner = self.inner.score(prompts, completions, **columns)

@@ -66,7 +66,7 @@ class RemoteReward(BaseReward):
         self.name = name or f"remote:{self.url}"
         self.retries, self.backoff, self.max_backoff = int(retries), float(backoff), float(max_backoff)
         self.max_samples_per_request = max_samples_per_request
-        token = token if token is not None else os.environ.get(TOKEN_ENV)
+        token = (token if token is not None else os.environ.get(TOKEN_ENV) or "").strip()
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.client = httpx.Client(
             base_url=self.url,
@@ -150,6 +150,8 @@ class RemoteReward(BaseReward):
             retry_after = None
             try:
                 response = self.client.request(method, path, **kwargs)
+            except httpx.LocalProtocolError as err:  # a request we cannot even send (e.g. a bad header): no retry
+                raise RemoteRewardError(f"{self.name}: could not send the request: {err}") from err
             except (httpx.TransportError, httpx.TimeoutException) as err:  # connection refused/reset, timeouts
                 last = f"{type(err).__name__}: {err}"
             else:

@@ -85,7 +85,8 @@ class RuleReward(BaseReward):
                 per_sample[col] = self.require_column(columns, col, n)
         args = []
         for i in range(n):
-            kw = {**self.options, **{col: values[i] for col, values in per_sample.items()}}
+            # an optional column with no value for this sample leaves the check's default in place
+            kw = {**self.options, **{col: values[i] for col, values in per_sample.items() if not (col in self.optional and values[i] is None)}}
             if self.wants_prompt:
                 kw["prompt"] = prompts[i]
             args.append(kw)
