@@ -308,9 +308,14 @@ def create_app(reward: Any, settings: ServeSettings | None = None, *, on_load_er
             raise ApiError(422, "validation_error", errors[0][1], field=errors[0][0], errors=items)
 
     async def run(prompts: list[Any], completions: list[Any], columns: dict[str, Any]):
+        deadline = asyncio.timeout(settings.request_timeout)
         try:
-            return await asyncio.wait_for(batcher.submit(prompts, completions, columns), settings.request_timeout)
-        except TimeoutError:
+            async with deadline:
+                return await batcher.submit(prompts, completions, columns)
+        except TimeoutError as err:
+            if not deadline.expired():  # the reward itself raised TimeoutError: not our deadline
+                log.exception("reward %s failed", batcher.name)
+                raise ApiError(500, "reward_error", f"reward {batcher.name!r} failed: TimeoutError: {err}") from None
             metrics.rejected.labels("timeout").inc()
             raise ApiError(504, "timeout", f"the request was not scored within {settings.request_timeout:g}s (--request-timeout)") from None
         except QueueFull as err:
