@@ -114,3 +114,23 @@ def test_resume_after_kill_reaches_the_same_weights(tiny_dirs, tmp_path):
     worst = max((a[k] - b[k]).abs().max().item() for k in a)
     assert worst < 1e-6, worst
     assert json.loads((killed / "train_results.json").read_text())["steps"] == 40
+
+
+def test_unmerged_lora_adapter_loads_as_a_reward(tiny_dirs, tmp_path):
+    """An adapter export names its base by spec and scores like the merged export of the same run."""
+    from rewardkit import ClassifierReward
+    from rewardkit.train.bt import BTConfig, train
+
+    outs = {}
+    for merge in (True, False):
+        cfg = BTConfig(model=str(tiny_dirs["lm"]), output_dir=str(tmp_path / f"merge-{merge}"), mode="lora", merge_lora=merge,
+                       learning_rate=2e-2, max_steps=8, pairs_per_step=8, eval_every=4, save_every=4, progress=False, max_length=128)
+        train(cfg, toy_pairs(40))
+        outs[merge] = tmp_path / f"merge-{merge}" / "model"
+    adapter = json.loads((outs[False] / "adapter_config.json").read_text())
+    assert adapter["base_model_name_or_path"] == str(tiny_dirs["lm"])
+    assert not (outs[False] / "model.safetensors").exists()  # small: adapter + head only
+    prompts, completions = ["Tell me about lamp field", "q"], ["good answer about lamp field", "bad bad"]
+    merged = ClassifierReward(str(outs[True])).score(prompts, completions).scores
+    from_adapter = ClassifierReward(str(outs[False])).score(prompts, completions).scores
+    assert max(abs(a - b) for a, b in zip(merged, from_adapter)) < 1e-4

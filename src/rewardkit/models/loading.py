@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import logging
 import os
 import re
@@ -48,7 +49,7 @@ def embedded_default_path() -> Path:
 class ModelSource:
     """Where a model comes from. ``path`` is a directory, a hub id, or (for GGUF) the file's directory."""
 
-    kind: Literal["dir", "hub", "gguf"]
+    kind: Literal["dir", "hub", "gguf", "adapter"]  # adapter: a peft adapter dir over a base model spec
     path: str
     gguf_file: str | None = None
     label: str = ""
@@ -70,6 +71,8 @@ def resolve_source(spec: str) -> ModelSource:
             raise ModelNotFoundError(f"GGUF file not found: {path}")
         return ModelSource("gguf", str(path.resolve().parent), path.name, label=path.name)
     if path.is_dir():
+        if (path / "adapter_config.json").is_file() and not (path / "config.json").is_file():
+            return ModelSource("adapter", str(path.resolve()), label=str(path))
         if not (path / "config.json").is_file():
             ggufs = sorted(path.glob("*.gguf"))
             if len(ggufs) == 1:
@@ -140,9 +143,34 @@ def _local_path(source: ModelSource) -> str:
     return str(_materialize_gguf(source)) if source.kind == "gguf" else source.path
 
 
+def adapter_base(source: ModelSource) -> str:
+    """The base model spec of a peft adapter directory (``default``, a path or a hub id)."""
+    config = json.loads((Path(source.path) / "adapter_config.json").read_text())
+    base = config.get("base_model_name_or_path")
+    if not base:
+        raise ModelNotFoundError(f"{source.path}/adapter_config.json names no base_model_name_or_path")
+    return base
+
+
 def _from_pretrained(auto_class: Any, source: ModelSource | str, **kwargs: Any) -> Any:
-    """``auto_class.from_pretrained`` on a resolved source, with hub failures named clearly."""
+    """``auto_class.from_pretrained`` on a resolved source, with hub failures named clearly. For a
+    peft adapter: the tokenizer saved beside it, the base model's config, and the base model with
+    the adapter merged in (so scoring runs at full speed)."""
     source = resolve_source(source) if isinstance(source, str) else source
+    if source.kind == "adapter":
+        from transformers import AutoConfig
+
+        if getattr(auto_class, "__name__", "") == "AutoTokenizer":
+            return auto_class.from_pretrained(source.path, **kwargs)
+        if auto_class is AutoConfig:
+            return _from_pretrained(auto_class, adapter_base(source), **kwargs)
+        from peft import PeftModel
+
+        loaded = _from_pretrained(auto_class, adapter_base(source), **kwargs)
+        base, info = loaded if kwargs.get("output_loading_info") else (loaded, {})
+        merged = PeftModel.from_pretrained(base, source.path).merge_and_unload()
+        info = {**info, "missing_keys": []}  # the adapter supplies the head (modules_to_save)
+        return (merged, info) if kwargs.get("output_loading_info") else merged
     try:
         return auto_class.from_pretrained(_local_path(source), **kwargs)
     except OSError as err:

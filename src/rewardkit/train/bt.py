@@ -326,6 +326,13 @@ def export(model, hf, tokenizer, cfg: BTConfig, train_pairs: Sequence[_Pair], pa
         final.config.id2label, final.config.label2id = {0: "reward"}, {"reward": 0}
     final.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
+    if cfg.mode == "lora" and not cfg.merge_lora:
+        # an adapter names its base by the spec it was trained from (e.g. "default"), not by the
+        # local cache path, so it loads on any machine that has that base
+        adapter_config = json.loads((tmp / "adapter_config.json").read_text())
+        adapter_config["base_model_name_or_path"] = cfg.model
+        (tmp / "adapter_config.json").write_text(json.dumps(adapter_config, indent=2))
+        (tmp / "reward_normalization.json").write_text(json.dumps({"reward_mean": mean, "reward_std": std}))
     (tmp / "README.md").write_text(_model_card(cfg, metrics, state, len(train_pairs), n_trunc, mean, std))
     if out.exists():
         shutil.rmtree(out)
