@@ -75,6 +75,19 @@ def reward_class(kind: str) -> type:
     return _import(ALIASES[kind])
 
 
+def default_reward_model_path() -> Path | None:
+    """The trained default reward model shipped in the package (a LoRA adapter + head over the
+    embedded SmolLM2-135M-Instruct), if this install has it."""
+    from importlib import resources
+
+    folder = resources.files("rewardkit").joinpath("assets", "default_rm")
+    try:
+        path = Path(str(folder))
+    except TypeError:
+        return None
+    return path if (path / "adapter_config.json").is_file() else None
+
+
 def unknown_kind_message(kind: str) -> str:
     known = ", ".join(sorted(ALIASES) + ["py"])
     hint = ""
@@ -93,6 +106,12 @@ def load_reward(spec: str | Reward, **options: Any) -> Reward:
         return load_reward_yaml(text, **options)
     if "(" in text:
         return _build(parse_spec(text), options)
+    if text == "default":
+        path = default_reward_model_path()
+        if path is None:
+            raise RewardSpecError(unknown_kind_message("default"))
+        cls = reward_class("classifier")
+        return cls(str(path), **{**_accepted(cls, options), "name": "default"})
     kind, sep, arg = text.partition(":")
     if kind == "py":
         obj = _import(arg)

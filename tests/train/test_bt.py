@@ -134,3 +134,7 @@ def test_unmerged_lora_adapter_loads_as_a_reward(tiny_dirs, tmp_path):
     merged = ClassifierReward(str(outs[True])).score(prompts, completions).scores
     from_adapter = ClassifierReward(str(outs[False])).score(prompts, completions).scores
     assert max(abs(a - b) for a, b in zip(merged, from_adapter)) < 1e-4
+    # a merged LoRA run also keeps the small adapter form (tokenizer from the base)
+    side = tmp_path / "merge-True" / "adapter"
+    assert (side / "adapter_config.json").is_file() and not (side / "tokenizer.json").exists()
+    assert max(abs(a - b) for a, b in zip(merged, ClassifierReward(str(side)).score(prompts, completions).scores)) < 1e-4

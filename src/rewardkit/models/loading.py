@@ -161,7 +161,8 @@ def _from_pretrained(auto_class: Any, source: ModelSource | str, **kwargs: Any) 
         from transformers import AutoConfig
 
         if getattr(auto_class, "__name__", "") == "AutoTokenizer":
-            return auto_class.from_pretrained(source.path, **kwargs)
+            has_own = any((Path(source.path) / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json"))
+            return auto_class.from_pretrained(source.path, **kwargs) if has_own else _from_pretrained(auto_class, adapter_base(source), **kwargs)
         if auto_class is AutoConfig:
             return _from_pretrained(auto_class, adapter_base(source), **kwargs)
         from peft import PeftModel

@@ -310,6 +310,7 @@ def export(model, hf, tokenizer, cfg: BTConfig, train_pairs: Sequence[_Pair], pa
 
     out = Path(cfg.output_dir) / "model"
     if cfg.mode == "lora" and cfg.merge_lora:
+        save_adapter(model, cfg, Path(cfg.output_dir) / "adapter")  # the small form, before merging
         final = model.merge_and_unload()
     elif cfg.mode == "lora":
         final = model
@@ -327,13 +328,29 @@ def export(model, hf, tokenizer, cfg: BTConfig, train_pairs: Sequence[_Pair], pa
     final.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
     if cfg.mode == "lora" and not cfg.merge_lora:
-        # an adapter names its base by the spec it was trained from (e.g. "default"), not by the
-        # local cache path, so it loads on any machine that has that base
-        adapter_config = json.loads((tmp / "adapter_config.json").read_text())
-        adapter_config["base_model_name_or_path"] = cfg.model
-        (tmp / "adapter_config.json").write_text(json.dumps(adapter_config, indent=2))
+        _name_base(tmp, cfg)
         (tmp / "reward_normalization.json").write_text(json.dumps({"reward_mean": mean, "reward_std": std}))
     (tmp / "README.md").write_text(_model_card(cfg, metrics, state, len(train_pairs), n_trunc, mean, std))
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    return out
+
+
+def _name_base(adapter_dir: Path, cfg: BTConfig) -> None:
+    """An adapter names its base by the spec it was trained from (e.g. ``default``), not by the local
+    cache path, so it loads on any machine that has that base."""
+    config = json.loads((adapter_dir / "adapter_config.json").read_text())
+    config["base_model_name_or_path"] = cfg.model
+    (adapter_dir / "adapter_config.json").write_text(json.dumps(config, indent=2))
+
+
+def save_adapter(model, cfg: BTConfig, out: Path) -> Path:
+    """Save only the LoRA adapter and the head (a few MB; loads with ``classifier:OUT``, the
+    tokenizer coming from the base model)."""
+    tmp = Path(tempfile.mkdtemp(prefix="adapter.tmp-", dir=out.parent))
+    model.save_pretrained(tmp)
+    _name_base(tmp, cfg)
     if out.exists():
         shutil.rmtree(out)
     os.replace(tmp, out)
