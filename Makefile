@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml constraints.txt
 
 demo: $(STAMP)
 	$(VENV)/bin/rewardkit eval --data suite --out $(DEMO_OUT) \
-	  --reward loglik:default --reward length --reward rule:math --reward rule:constraints
+	  --reward default --reward loglik:default --reward length --reward rule:math --reward rule:constraints
 
 test: $(STAMP)
 	$(PY) -m pytest -q

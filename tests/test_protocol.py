@@ -86,8 +86,6 @@ def test_specs():
     with pytest.raises(ValueError, match="unknown reward kind 'nope'") as info:
         load_reward("nope:x")
     assert all(kind in str(info.value) for kind in [*ALIASES, "py"])
-    with pytest.raises(ValueError, match="loglik:default"):
-        load_reward("default")
     with pytest.raises(ValueError, match="empty argument"):
         load_reward("loglik:")
     fn = load_reward("py:test_protocol:exact_match")
