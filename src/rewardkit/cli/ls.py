@@ -15,7 +15,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..data.benchmarks import describe_builtin
-    from ..specs import ALIASES, DESCRIPTIONS
+    from ..specs import ALIASES, DESCRIPTIONS, default_reward_model_path
 
     from ..rewards.rules import DESCRIPTIONS as RULE_DESCRIPTIONS
     from ..rewards.rules import RULES
@@ -24,9 +24,12 @@ def run(args: argparse.Namespace) -> int:
     rules = [{"spec": f"rule:{name}", "check": target, "description": RULE_DESCRIPTIONS.get(name, "")} for name, target in RULES.items()]
     benches = describe_builtin()
     if args.json:
-        print(json.dumps({"rewards": kinds, "rules": rules, "benchmarks": benches}, indent=2))
+        print(json.dumps({"default": str(default_reward_model_path() or ""), "rewards": kinds, "rules": rules, "benchmarks": benches}, indent=2))
         return 0
-    print("reward kinds (use as --reward KIND[:ARG]; 'default' = the embedded SmolLM2-135M-Instruct):")
+    shipped = default_reward_model_path()
+    print("reward kinds (use as --reward KIND[:ARG]; in KIND:default, default = the embedded SmolLM2-135M-Instruct):")
+    if shipped is not None:
+        print(f"  default     the packaged trained reward model (LoRA adapter + head over the embedded model; card: {shipped / 'README.md'})")
     width = max(len(k["kind"]) for k in kinds)
     for k in kinds:
         print(f"  {k['kind'].ljust(width)}  {k['description']}")
