@@ -10,7 +10,7 @@ from rewardkit.specs import default_reward_model_path
 
 def test_default_spec_is_the_packaged_trained_reward_model(embedded_available):
     path = default_reward_model_path()
-    assert path is not None and (path / "adapter_model.safetensors").stat().st_size < 5_000_000  # small enough to ship
+    assert path is not None and (path / "adapter_model.safetensors").stat().st_size < 8_000_000  # small enough to ship
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)  # no "head initialised randomly" warning: the head is trained
         rm = load_reward("default")
