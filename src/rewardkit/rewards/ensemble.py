@@ -33,6 +33,11 @@ def _member_names(members: Sequence[Reward]) -> tuple[str, ...]:
     return tuple(names)
 
 
+def _select(columns: dict[str, Any], rows: Sequence[int], n: int) -> dict[str, list]:
+    """The per-sample columns (lists of ``n`` values) restricted to ``rows``, in that order."""
+    return {k: [v[i] for i in rows] for k, v in columns.items() if isinstance(v, (list, tuple)) and len(v) == n}
+
+
 def _reference_scores(reward: Reward, prompts: Sequence[Prompt], columns: dict[str, Any]) -> list[float | None] | None:
     """Scores of the per-sample ``reference`` responses under ``reward`` (``None`` if no such column)."""
     refs = columns.get("reference")
@@ -44,8 +49,7 @@ def _reference_scores(reward: Reward, prompts: Sequence[Prompt], columns: dict[s
     rows = [i for i, r in enumerate(refs) if r is not None]
     out: list[float | None] = [None] * len(prompts)
     if rows:
-        sub_columns = {k: [v[i] for i in rows] for k, v in columns.items() if isinstance(v, (list, tuple)) and len(v) == len(prompts)}
-        scored = reward.score([prompts[i] for i in rows], [refs[i] for i in rows], **sub_columns).scores
+        scored = reward.score([prompts[i] for i in rows], [refs[i] for i in rows], **_select(columns, rows, len(prompts))).scores
         for i, s in zip(rows, scored):
             out[i] = s
     return out
@@ -252,8 +256,7 @@ class GateReward(BaseReward):
         source = ["verifier" if v is not None else None for v in verdicts]
         todo = [i for i, v in enumerate(verdicts) if v is None]
         if todo:
-            sub_columns = {k: [v[i] for i in todo] for k, v in columns.items() if isinstance(v, (list, tuple)) and len(v) == n}
-            filled = self.fallback.score([prompts[i] for i in todo], [completions[i] for i in todo], **sub_columns).scores
+            filled = self.fallback.score([prompts[i] for i in todo], [completions[i] for i in todo], **_select(columns, todo, n)).scores
             for i, s in zip(todo, filled):
                 scores[i] = s
                 source[i] = "fallback" if s is not None else None
