@@ -5,7 +5,7 @@ import argparse
 import sys
 
 from . import eval as eval_verb
-from . import ls, score, serve, suite, train
+from . import ls, score, serve, split, suite, train
 
 DESCRIPTION = """rewardkit: score with any reward, train and evaluate reward models honestly, serve them.
 
@@ -19,7 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rewardkit", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version="rewardkit 0.1.0")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
-    for module in (eval_verb, score, train, ls, suite, serve):
+    for module in (eval_verb, score, train, ls, suite, split, serve):
         module.add_parser(sub)
     return parser
 
