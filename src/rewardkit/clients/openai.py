@@ -1,0 +1,246 @@
+"""Client of any OpenAI-compatible completion server (vLLM, SGLang, llama.cpp, TGI, hosted APIs).
+
+Async ``httpx`` under the hood: requests for many prompts run concurrently up to ``concurrency``.
+Transient trouble (429, 500, 502, 503, 504, connection errors, timeouts) is retried with exponential
+backoff (``Retry-After`` respected, both capped by ``max_backoff``); other errors fail at once with the
+server's message. ``seed`` is sent with every request: servers that honour it (vLLM, SGLang, the
+rewardkit one in :mod:`rewardkit.serve.openai_compat`) give the same text for the same input.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import threading
+from typing import Any, Literal, Sequence
+
+import httpx
+
+from ..models.encoding import to_messages
+from ..types import Prompt
+from .base import Generation, check_sampling
+
+RETRY_STATUS = (429, 500, 502, 503, 504)
+KEY_ENV = "OPENAI_API_KEY"
+
+
+class OpenAIClientError(RuntimeError):
+    def __init__(self, message: str, *, status: int | None = None):
+        self.status = status
+        super().__init__(message)
+
+
+class OpenAIClient:
+    """Generate through ``/v1/chat/completions`` (endpoint="chat", default) or ``/v1/completions``.
+
+    model: the model name the server expects.
+    base_url: e.g. ``http://127.0.0.1:8000/v1`` (a trailing ``/v1`` is added when missing).
+    api_key: bearer key; default: ``$OPENAI_API_KEY`` (none sent when empty).
+    timeout / connect_timeout: seconds per request / for connecting.
+    retries, backoff, max_backoff: extra attempts on transient errors, first wait and its cap (seconds).
+    concurrency: requests in flight at once.
+    transport: an ``httpx.AsyncBaseTransport`` (``httpx.MockTransport`` in tests, custom networking).
+    """
+
+    def __init__(
+        self,
+        model: str,
+        base_url: str = "http://127.0.0.1:8000/v1",
+        *,
+        api_key: str | None = None,
+        endpoint: Literal["chat", "completions"] = "chat",
+        timeout: float = 120.0,
+        connect_timeout: float = 10.0,
+        retries: int = 4,
+        backoff: float = 0.5,
+        max_backoff: float = 20.0,
+        concurrency: int = 8,
+        transport: httpx.AsyncBaseTransport | None = None,
+        extra_body: dict[str, Any] | None = None,
+        name: str | None = None,
+    ):
+        if not base_url.startswith(("http://", "https://")):
+            raise ValueError(f"base_url must start with http:// or https://, got {base_url!r}")
+        if endpoint not in ("chat", "completions"):
+            raise ValueError(f"endpoint must be 'chat' or 'completions', got {endpoint!r}")
+        if retries < 0 or backoff < 0 or max_backoff < 0 or concurrency < 1:
+            raise ValueError("retries, backoff, max_backoff must be >= 0 and concurrency >= 1")
+        base = base_url.rstrip("/")
+        self.base_url = base if base.endswith("/v1") else base + "/v1"
+        self.model, self.endpoint = model, endpoint
+        self.name = name or f"openai:{model}@{self.base_url}"
+        self.api_key = (api_key if api_key is not None else os.environ.get(KEY_ENV, "")).strip()
+        self.timeout = httpx.Timeout(timeout, connect=connect_timeout)
+        self.retries, self.backoff, self.max_backoff = int(retries), float(backoff), float(max_backoff)
+        self.concurrency = int(concurrency)
+        self.transport = transport
+        self.extra_body = dict(extra_body or {})
+        self._jitter = random.Random(0)  # spreads retries only; never touches an output
+
+    # ----------------------------------------------------------------- public API
+    def generate(self, prompts: Sequence[Prompt], **kwargs: Any) -> list[list[Generation]]:
+        """Blocking form of :meth:`agenerate` (safe to call from inside a running event loop)."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(self.agenerate(prompts, **kwargs))
+        box: dict[str, Any] = {}
+
+        def work() -> None:
+            try:
+                box["out"] = asyncio.run(self.agenerate(prompts, **kwargs))
+            except BaseException as err:  # noqa: BLE001 - re-raised in the caller's thread
+                box["err"] = err
+
+        thread = threading.Thread(target=work)
+        thread.start()
+        thread.join()
+        if "err" in box:
+            raise box["err"]
+        return box["out"]
+
+    async def agenerate(
+        self,
+        prompts: Sequence[Prompt],
+        *,
+        max_new_tokens: int = 256,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        n: int = 1,
+        seed: int | None = 0,
+        stop: Sequence[str] | None = None,
+        logprobs: bool = False,
+        top_logprobs: int = 0,
+    ) -> list[list[Generation]]:
+        """``n`` generations per prompt, one list per prompt in input order."""
+        check_sampling(max_new_tokens, temperature, top_p, n, top_logprobs)
+        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        limit = asyncio.Semaphore(self.concurrency)
+        async with httpx.AsyncClient(base_url=self.base_url, headers=headers, timeout=self.timeout, transport=self.transport) as client:
+            async def one(prompt: Prompt) -> list[Generation]:
+                body = self._body(prompt, max_new_tokens, temperature, top_p, n, seed, stop, logprobs, top_logprobs)
+                async with limit:
+                    data = await self._post(client, body)
+                return self._parse(data, n, seed)
+
+            return list(await asyncio.gather(*(one(p) for p in prompts)))
+
+    # ----------------------------------------------------------------- wire format
+    def _body(self, prompt, max_new_tokens, temperature, top_p, n, seed, stop, logprobs, top_logprobs) -> dict[str, Any]:
+        body: dict[str, Any] = {"model": self.model, "max_tokens": max_new_tokens, "temperature": temperature,
+                                "top_p": top_p, "n": n}
+        if seed is not None:
+            body["seed"] = int(seed)
+        if stop:
+            body["stop"] = list(stop)
+        want = logprobs or top_logprobs > 0
+        if self.endpoint == "chat":
+            body["messages"] = to_messages(prompt)
+            if want:
+                body["logprobs"] = True
+                body["top_logprobs"] = top_logprobs
+        else:
+            if not isinstance(prompt, str):
+                raise TypeError("endpoint='completions' takes text prompts; use endpoint='chat' for messages")
+            body["prompt"] = prompt
+            if want:
+                body["logprobs"] = max(1, top_logprobs)
+        body.update(self.extra_body)
+        return body
+
+    def _parse(self, data: dict[str, Any], n: int, seed: int | None) -> list[Generation]:
+        choices = sorted(data.get("choices") or [], key=lambda c: c.get("index", 0))
+        if len(choices) != n:
+            raise OpenAIClientError(f"{self.name}: asked for {n} choices, the server returned {len(choices)} (does it support n?)")
+        usage = data.get("usage") or {}
+        out = []
+        for choice in choices:
+            if self.endpoint == "chat":
+                text = (choice.get("message") or {}).get("content") or ""
+                tokens, lps, tops = _chat_logprobs(choice.get("logprobs"))
+            else:
+                text = choice.get("text") or ""
+                tokens, lps, tops = _completion_logprobs(choice.get("logprobs"))
+            ids = choice.get("token_ids")  # vLLM and the rewardkit server return them
+            count = len(tokens) if tokens is not None else (len(ids) if isinstance(ids, list) else None)
+            if count is None and usage.get("completion_tokens") is not None and n == 1:
+                count = int(usage["completion_tokens"])
+            out.append(Generation(
+                text=text,
+                token_ids=ids if isinstance(ids, list) else None,
+                finish_reason="length" if choice.get("finish_reason") == "length" else "stop",
+                num_tokens=count,
+                prompt_tokens=usage.get("prompt_tokens"),
+                tokens=tokens, logprobs=lps, top_logprobs=tops,
+                seed=seed,
+            ))
+        return out
+
+    # ----------------------------------------------------------------- HTTP
+    def _wait(self, attempt: int, retry_after: str | None) -> float:
+        delay = min(self.max_backoff, self.backoff * (2 ** attempt)) * (0.5 + self._jitter.random() / 2)
+        if retry_after:
+            try:
+                delay = max(delay, min(self.max_backoff, float(retry_after)))
+            except ValueError:
+                pass
+        return delay
+
+    async def _post(self, client: httpx.AsyncClient, body: dict[str, Any]) -> dict[str, Any]:
+        path = "/chat/completions" if self.endpoint == "chat" else "/completions"
+        last = ""
+        for attempt in range(self.retries + 1):
+            retry_after = None
+            try:
+                response = await client.post(self.base_url + path, json=body)
+            except httpx.LocalProtocolError as err:
+                raise OpenAIClientError(f"{self.name}: could not send the request: {err}") from err
+            except (httpx.TransportError, httpx.TimeoutException) as err:
+                last = f"{type(err).__name__}: {err}"
+            else:
+                if response.status_code < 400:
+                    try:
+                        return response.json()
+                    except ValueError as err:
+                        raise OpenAIClientError(f"{self.name}: {path} answered with invalid JSON", status=response.status_code) from err
+                message = _error_message(response)
+                if response.status_code not in RETRY_STATUS:
+                    raise OpenAIClientError(f"{self.name}: {path} failed with HTTP {response.status_code}: {message}",
+                                            status=response.status_code)
+                last = f"HTTP {response.status_code}: {message}"
+                retry_after = response.headers.get("Retry-After")
+            if attempt < self.retries:
+                await asyncio.sleep(self._wait(attempt, retry_after))
+        raise OpenAIClientError(f"{self.name}: {path} failed after {self.retries + 1} attempts; last error: {last}")
+
+
+def _chat_logprobs(block: Any) -> tuple[list[str] | None, list[float] | None, list[dict[str, float]] | None]:
+    content = (block or {}).get("content") if isinstance(block, dict) else None
+    if not content:
+        return None, None, None
+    tokens = [str(c.get("token", "")) for c in content]
+    lps = [float(c.get("logprob", float("-inf"))) for c in content]
+    tops = [{str(t.get("token", "")): float(t.get("logprob")) for t in (c.get("top_logprobs") or [])} for c in content]
+    return tokens, lps, tops
+
+
+def _completion_logprobs(block: Any) -> tuple[list[str] | None, list[float] | None, list[dict[str, float]] | None]:
+    if not isinstance(block, dict) or not block.get("tokens"):
+        return None, None, None
+    tokens = [str(t) for t in block["tokens"]]
+    lps = [float(x) if x is not None else float("-inf") for x in block.get("token_logprobs") or []]
+    tops = [{str(k): float(v) for k, v in (d or {}).items()} for d in block.get("top_logprobs") or []]
+    return tokens, lps, tops
+
+
+def _error_message(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:500]
+    if isinstance(body, dict):
+        err = body.get("error")
+        if isinstance(err, dict):
+            return str(err.get("message") or err)
+        return str(err or body.get("detail") or body)[:500]
+    return str(body)[:500]
