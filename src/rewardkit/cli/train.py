@@ -7,11 +7,19 @@ import sys
 
 from .common import command_line, quiet_libraries
 
-HELP = "train a Bradley-Terry reward model on preference pairs (head, LoRA or full; resumable)"
+HELP = "train a reward model: Bradley-Terry on pairs, regression / multi-objective on ratings, or both (resumable)"
 EPILOG = """examples:
   rewardkit train --out runs/rm                                  # embedded model, built-in suite train split
   rewardkit train --data pairs.jsonl --mode full --max-steps 500 --out runs/rm-full
   rewardkit train --out runs/rm --resume                         # continue after a crash or kill
+  rewardkit train --objective regression --data helpsteer2.jsonl --attributes helpfulness,correctness,coherence \
+      --combination fixed --weights 1,1,0.5 --out runs/rm-hs2          # one head per attribute, fixed combination
+  rewardkit train --objective bt+regression --data ratings.jsonl --data pairs.jsonl --attributes a,b \
+      --combination learned --out runs/rm-mo                           # heads from ratings, weights from pairs
+
+Objectives: bt (pairs), regression (rated samples: prompt + completion/response + numeric attribute
+columns; one head per attribute, MSE on standardised ratings, missing ratings masked), bt+regression
+(both kinds of data; the BT term acts on the combined score).
 
 Writes checkpoints (atomically) under OUT/checkpoints, the exported model under OUT/model (loadable by
 transformers.AutoModelForSequenceClassification, with tokenizer, chat template, reward mean/std and a
@@ -24,6 +32,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", action="append", metavar="DATA", help="preference data (repeatable); default: the built-in suite's train split")
     p.add_argument("--eval-data", metavar="DATA", help="held-out pairs; default: a split of the training prompts (--eval-fraction)")
     p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--objective", choices=["bt", "regression", "bt+regression"], default="bt")
+    p.add_argument("--attributes", metavar="A,B,..", help="rating columns, one head each (regression objectives)")
+    p.add_argument("--combination", choices=["mean", "fixed", "learned"], default="mean",
+                   help="how the heads combine into the scalar reward: their mean, --weights, or learned from pairs")
+    p.add_argument("--weights", metavar="W1,W2,..", help="fixed combination weights, one per attribute")
+    p.add_argument("--pair-coef", type=float, default=1.0, help="weight of the BT term in bt+regression")
     p.add_argument("--model", default="default", help="base model: default (embedded), a directory, a .gguf file or a hub id")
     p.add_argument("--mode", choices=["head", "lora", "full"], default="lora")
     p.add_argument("--lora-r", type=int, default=8)
@@ -52,12 +66,14 @@ def run(args: argparse.Namespace) -> int:
     from ..train.bt import BTConfig, train
 
     quiet_libraries()
+    if args.objective != "bt":
+        return run_regression(args)
     sources = args.data or ["suite:train"]
     records = []
     for spec in sources:
         data = resolve_data(spec, limit=args.limit, seed=args.seed)
         if data.kind != "pairs":
-            print(f"error: {spec} holds {data.kind} records; training needs preference pairs", file=sys.stderr)
+            print(f"error: {spec} holds {data.kind} records; the bt objective needs preference pairs (rated samples: --objective regression)", file=sys.stderr)
             return 2
         records.extend(data.records)
     eval_records = None
@@ -75,4 +91,47 @@ def run(args: argparse.Namespace) -> int:
     )
     summary = train(cfg, records, eval_records, resume=args.resume)
     print(json.dumps({k: summary[k] for k in ("train_pairs", "eval_pairs", "steps", "best_step", "eval", "export")}, indent=2))
+    return 0
+
+
+def run_regression(args: argparse.Namespace) -> int:
+    from ..data.benchmarks import resolve_data
+    from ..train.regression import RegressionConfig, train
+
+    if not args.data:
+        print("error: --objective regression needs --data with rated samples (prompt, completion or response, numeric attribute columns)", file=sys.stderr)
+        return 2
+    if not args.attributes:
+        print("error: name the rating columns with --attributes (e.g. helpfulness,correctness)", file=sys.stderr)
+        return 2
+    samples, pairs = [], []
+    for spec in args.data:
+        data = resolve_data(spec, limit=args.limit, seed=args.seed)
+        if data.kind not in ("samples", "pairs"):
+            print(f"error: {spec} holds {data.kind} records; use rated samples or preference pairs", file=sys.stderr)
+            return 2
+        (samples if data.kind == "samples" else pairs).extend(data.records)
+    if args.objective == "bt+regression" and not pairs:
+        print("error: bt+regression needs preference pairs as well as rated samples (add a --data with pairs)", file=sys.stderr)
+        return 2
+    if args.objective == "regression" and pairs and args.combination != "learned":
+        print(f"note: ignoring {len(pairs)} preference pairs (use --objective bt+regression to train on them)", file=sys.stderr)
+        pairs = []
+    attributes = tuple(a.strip() for a in args.attributes.split(",") if a.strip())
+    weights = tuple(float(w) for w in args.weights.split(",")) if args.weights else None
+    if args.combination == "fixed" and weights is None:
+        print("error: --combination fixed needs --weights", file=sys.stderr)
+        return 2
+    lr = args.lr if args.lr is not None else (2e-5 if args.mode == "full" else 2e-4)
+    cfg = RegressionConfig(
+        attributes=attributes, model=args.model, output_dir=args.out, mode=args.mode, lora_r=args.lora_r, lora_alpha=2 * args.lora_r,
+        merge_lora=not args.no_merge, learning_rate=lr, epochs=args.epochs, max_steps=args.max_steps,
+        samples_per_step=2 * args.pairs_per_step, pairs_per_step=args.pairs_per_step, max_tokens_per_micro_batch=args.max_tokens_per_micro_batch,
+        max_length=args.max_length, combination=args.combination, weights=weights,
+        pair_coef=args.pair_coef if args.objective == "bt+regression" or args.combination == "learned" else 0.0,
+        eval_fraction=args.eval_fraction, eval_every=args.eval_every, patience=args.patience, save_every=args.save_every,
+        seed=args.seed, command=command_line(args.argv), data_sources=list(args.data),
+    )
+    summary = train(cfg, samples, pairs, resume=args.resume)
+    print(json.dumps({k: summary[k] for k in ("train_samples", "eval_samples", "train_pairs", "eval_pairs", "steps", "best_step", "weights", "eval", "export")}, indent=2))
     return 0

@@ -30,7 +30,7 @@ from ..types import BestOfNRecord, PairRecord, SampleRecord, ScoredBestOfN, Scor
 FORMATS = ("auto", "pairwise", "hh-rlhf", "best-of-n", "samples", "scores")
 _HH_TURN = re.compile(r"(?:^|\n\n)(Human|Assistant):[ ]?")
 _ASSISTANT = "\n\nAssistant:"
-_CORE = {"id", "prompt", "chosen", "rejected", "subset", "completions", "num_correct", "completion"}
+_CORE = {"id", "prompt", "chosen", "rejected", "subset", "completions", "num_correct", "completion", "response"}
 
 
 class DataFormatError(ValueError):
@@ -197,8 +197,8 @@ def detect_format(row: dict[str, Any]) -> str:
         return "scores"
     if "completions" in keys and "num_correct" in keys:
         return "best-of-n"
-    if "completion" in keys and "prompt" in keys:
-        return "samples"
+    if ("completion" in keys or "response" in keys) and "prompt" in keys and "chosen" not in keys:
+        return "samples"  # "response": HelpSteer2-style rated responses
     if {"chosen", "rejected"} <= keys:
         chosen = row["chosen"]
         if isinstance(chosen, list) and chosen and all(isinstance(c, (str, list)) for c in chosen) and not _is_messages(chosen):
@@ -286,7 +286,8 @@ def _parse_best_of_n(row, path, where):
 
 def _parse_sample(row, path, where):
     prompt = _prompt(_need(row, "prompt", path, where), path, where)
-    completion = _completion(_need(row, "completion", path, where), path, where, "completion")
+    key = "completion" if "completion" in row or "response" not in row else "response"
+    completion = _completion(_need(row, key, path, where), path, where, key)
     return SampleRecord(_id(row, where), prompt, completion, _subset(row), _columns(row, _CORE))
 
 

@@ -95,13 +95,14 @@ def split_heldout(records: Sequence[PairRecord], fraction: float, seed: int) -> 
 
 # ------------------------------------------------------------------ model
 
-def _prepare_model(cfg: BTConfig):
-    """(trainable model, the plain HF model whose modules it shares, tokenizer)."""
+def _prepare_model(cfg: Any, num_labels: int = 1):
+    """(trainable model, the plain HF model whose modules it shares, tokenizer). ``cfg`` needs the
+    fields model, mode, lora_r, lora_alpha, lora_targets and seed."""
     import torch
 
     source = resolve_source(cfg.model)
     tokenizer = load_tokenizer(source)
-    hf = load_model(source, "sequence-classification", num_labels=1, seed=cfg.seed, device="cpu" if not torch.cuda.is_available() else None)
+    hf = load_model(source, "sequence-classification", num_labels=num_labels, seed=cfg.seed, device="cpu" if not torch.cuda.is_available() else None)
     if hf.config.pad_token_id is None:
         hf.config.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     for p in hf.parameters():
@@ -337,7 +338,7 @@ def export(model, hf, tokenizer, cfg: BTConfig, train_pairs: Sequence[_Pair], pa
     return out
 
 
-def _name_base(adapter_dir: Path, cfg: BTConfig) -> None:
+def _name_base(adapter_dir: Path, cfg: Any) -> None:
     """An adapter names its base by the spec it was trained from (e.g. ``default``), not by the local
     cache path, so it loads on any machine that has that base."""
     config = json.loads((adapter_dir / "adapter_config.json").read_text())
@@ -345,7 +346,7 @@ def _name_base(adapter_dir: Path, cfg: BTConfig) -> None:
     (adapter_dir / "adapter_config.json").write_text(json.dumps(config, indent=2))
 
 
-def save_adapter(model, cfg: BTConfig, out: Path) -> Path:
+def save_adapter(model, cfg: Any, out: Path) -> Path:
     """Save only the LoRA adapter and the head (a few MB; loads with ``classifier:OUT``, the
     tokenizer coming from the base model)."""
     tmp = Path(tempfile.mkdtemp(prefix="adapter.tmp-", dir=out.parent))

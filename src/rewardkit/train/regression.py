@@ -1,0 +1,395 @@
+"""Regression and multi-objective reward models, optionally with a Bradley-Terry term.
+
+One self-contained recipe for rating data, read top to bottom:
+
+- **Regression** (HelpSteer2 style, "HelpSteer2: Open-source dataset for training top-performing reward
+  models"): one head per numeric attribute of a response (helpfulness, correctness, ...), trained with
+  MSE on standardised ratings. A rating that is missing for a row is masked out of the loss, so
+  datasets that rate different attributes on different rows can be mixed.
+- **Multi-objective** ("Interpretable Preferences via Multi-Objective Reward Modeling and
+  Mixture-of-Experts", ArmoRM): the heads stay separate (``ClassifierReward`` exposes them as
+  ``vector`` with their names in ``dims``) and are combined into one scalar by weights that are
+  fixed (``combination="mean"`` or given ``weights``) or learned from preference pairs
+  (``combination="learned"``: softmax weights trained by the BT term, heads shared).
+- **BT + regression**: when preference pairs are given too, ``pair_coef * BT(combined(chosen) -
+  combined(rejected))`` is added to the MSE, so one model learns from both kinds of labels.
+
+The export is a plain ``AutoModelForSequenceClassification`` with ``num_labels`` = number of
+attributes; ``config.id2label`` names them, ``config.reward_weights`` holds the combination (which
+``ClassifierReward`` applies), ``config.attribute_mean`` / ``attribute_std`` map a head's output back
+to the rating scale (``rating = mean + std * head``). Checkpoints and exact resume work as in
+``train/bt.py`` (whose atomic checkpoint helpers this recipe uses).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Sequence
+
+from ..models import Encoder, make_batches, pad_batch
+from ..types import PairRecord, SampleRecord
+from .bt import _load_checkpoint, _name_base, _prepare_model, _save_checkpoint, bt_loss, save_adapter, split_heldout
+
+
+@dataclass
+class RegressionConfig:
+    attributes: tuple[str, ...] = ("score",)
+    model: str = "default"
+    output_dir: str = "runs/rm-regression"
+    mode: Literal["head", "lora", "full"] = "lora"
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_targets: tuple[str, ...] = ("q_proj", "v_proj")
+    merge_lora: bool = True
+    learning_rate: float = 2e-4
+    epochs: int = 1
+    max_steps: int | None = None
+    samples_per_step: int = 32
+    pairs_per_step: int = 8
+    max_tokens_per_micro_batch: int = 4096
+    max_length: int = 512
+    normalize: bool = True
+    combination: Literal["mean", "fixed", "learned"] = "mean"
+    weights: tuple[float, ...] | None = None
+    pair_coef: float = 1.0
+    eval_fraction: float = 0.1
+    eval_every: int = 50
+    patience: int | None = None
+    save_every: int = 50
+    seed: int = 0
+    progress: bool = True
+    command: str = ""
+    data_sources: list[str] = field(default_factory=list)
+
+
+# ------------------------------------------------------------------ data
+
+def read_ratings(records: Sequence[SampleRecord], attributes: Sequence[str]) -> list[list[float | None]]:
+    """The attribute columns of each sample (``None`` = not rated); a value that is not a number is an error."""
+    out = []
+    for r in records:
+        row = []
+        for a in attributes:
+            v = r.columns.get(a)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+                raise ValueError(f"sample {r.id}: attribute {a!r} must be a number or null, got {v!r}")
+            row.append(None if v is None or math.isnan(v) else float(v))
+        out.append(row)
+    rated = [any(v is not None for v in row) for row in out]
+    if records and not any(rated):
+        raise ValueError(f"no sample has any of the attributes {list(attributes)} (columns of the first sample: {sorted(records[0].columns)})")
+    return out
+
+
+def attribute_stats(ratings: Sequence[Sequence[float | None]], k: int, normalize: bool) -> tuple[list[float], list[float]]:
+    means, stds = [], []
+    for j in range(k):
+        vals = [row[j] for row in ratings if row[j] is not None]
+        if not normalize or not vals:
+            means.append(0.0)
+            stds.append(1.0)
+            continue
+        m = sum(vals) / len(vals)
+        s = math.sqrt(sum((v - m) ** 2 for v in vals) / max(1, len(vals) - 1))
+        means.append(m)
+        stds.append(s if s > 1e-8 else 1.0)
+    return means, stds
+
+
+# ------------------------------------------------------------------ model
+
+def _heads(hf, sequences: Sequence[Sequence[int]], pad_id: int):
+    """Head outputs ``[N, k]`` read at each sequence's last real token (right padding)."""
+    import torch
+
+    batch = pad_batch(sequences, list(range(len(sequences))), pad_id, "right", str(next(hf.parameters()).device))
+    hidden = hf.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids, use_cache=False).last_hidden_state
+    last = torch.tensor([n - 1 for n in batch.lengths], device=hidden.device)
+    return hf.score(hidden[torch.arange(len(sequences), device=hidden.device), last]).float()
+
+
+def _make_combination(cfg: RegressionConfig, k: int):
+    """Softmax logits over the heads; trainable only for ``combination="learned"``."""
+    import torch
+
+    if cfg.combination == "fixed":
+        if cfg.weights is None or len(cfg.weights) != k:
+            raise ValueError(f"combination 'fixed' needs {k} weights (one per attribute), got {cfg.weights}")
+    elif cfg.weights is not None:
+        raise ValueError("weights are only used with combination 'fixed'")
+    param = torch.nn.Parameter(torch.zeros(k), requires_grad=cfg.combination == "learned")
+    return param
+
+
+def _weights(cfg: RegressionConfig, logits) -> Any:
+    import torch
+
+    if cfg.combination == "fixed":
+        return torch.tensor(cfg.weights, dtype=torch.float32)
+    return torch.softmax(logits, dim=0)
+
+
+class _Trainable:
+    """The model plus the combination logits, seen by the optimizer and the checkpoint as one set of
+    named parameters."""
+
+    def __init__(self, model, combo):
+        self.model, self.combo = model, combo
+
+    def named_parameters(self):
+        yield from self.model.named_parameters()
+        yield "reward_combination", self.combo
+
+    def parameters(self):
+        return [p for _, p in self.named_parameters()]
+
+
+# ------------------------------------------------------------------ evaluation
+
+def evaluate(hf, weights, samples, targets, pairs, pad_id: int, budget: int) -> dict[str, Any]:
+    """Per-attribute MSE (standardised units) and Pearson r on held-out samples; accuracy of the
+    combined score on held-out pairs."""
+    import torch
+
+    out: dict[str, Any] = {}
+    with torch.inference_mode():
+        if samples:
+            groups = _groups([len(s) for s in samples], budget)
+            preds = torch.cat([_heads(hf, [samples[i] for i in idx], pad_id) for idx in groups])
+            order = [i for idx in groups for i in idx]
+            y = torch.tensor([[math.nan if v is None else v for v in targets[i]] for i in order])
+            mask = ~torch.isnan(y)
+            per = {}
+            for j in range(y.shape[1]):
+                m = mask[:, j]
+                if m.sum() < 2:
+                    continue
+                p, t = preds[m, j], y[m, j]
+                r = torch.corrcoef(torch.stack([p, t]))[0, 1].item() if p.std() > 0 and t.std() > 0 else float("nan")
+                per[j] = {"mse": float(((p - t) ** 2).mean()), "pearson": r, "n": int(m.sum())}
+            out["attributes"] = per
+            out["mse"] = sum(v["mse"] for v in per.values()) / max(1, len(per))
+        if pairs:
+            correct = 0
+            for idx in _groups([max(len(c), len(r)) for c, r in pairs], max(1, budget // 2)):
+                chunk = [pairs[i] for i in idx]
+                h = _heads(hf, [c for c, _ in chunk] + [r for _, r in chunk], pad_id) @ weights
+                correct += int((h[: len(chunk)] > h[len(chunk):]).sum())
+            out["pair_accuracy"] = correct / len(pairs)
+            out["pairs"] = len(pairs)
+    return out
+
+
+def _groups(lengths: Sequence[int], budget: int) -> list[list[int]]:
+    return make_batches(lengths, max(1, budget), None, max_padding=0.25)
+
+
+# ------------------------------------------------------------------ the recipe
+
+def train(cfg: RegressionConfig, samples: Sequence[SampleRecord], pairs: Sequence[PairRecord] = (), *, resume: bool = False) -> dict[str, Any]:
+    """Train on rated samples (and pairs, if any); export to ``output_dir/model``; return the summary
+    written to ``output_dir/train_results.json``."""
+    import torch
+    from tqdm.auto import tqdm
+
+    k = len(cfg.attributes)
+    if not k:
+        raise ValueError("name at least one rating attribute")
+    if not samples:
+        raise ValueError("regression needs rated samples (prompt + completion + attribute columns)")
+    if cfg.combination == "learned" and not pairs:
+        raise ValueError("a learned combination is trained from preference pairs; give pairs or use combination 'mean'/'fixed'")
+    out = Path(cfg.output_dir)
+    ckpt_dir = out / "checkpoints"
+    if not resume and (ckpt_dir / "last").exists():
+        raise FileExistsError(f"{out} already has checkpoints; pass resume (--resume) to continue, or choose another --out")
+    torch.manual_seed(cfg.seed)
+    train_samples, dev_samples = split_heldout(samples, cfg.eval_fraction, cfg.seed)
+    train_pairs_r, dev_pairs_r = split_heldout(pairs, cfg.eval_fraction, cfg.seed) if pairs else ([], [])
+    raw = read_ratings(train_samples, cfg.attributes)
+    means, stds = attribute_stats(raw, k, cfg.normalize)
+    norm = lambda rows: [[None if v is None else (v - means[j]) / stds[j] for j, v in enumerate(row)] for row in rows]  # noqa: E731
+    train_y, dev_y = norm(raw), norm(read_ratings(dev_samples, cfg.attributes) if dev_samples else [])
+
+    model, hf, tokenizer = _prepare_model(cfg, num_labels=k)
+    pad_id = hf.config.pad_token_id
+    encoder = Encoder(tokenizer, max_length=cfg.max_length, truncation_side="left")
+    enc = lambda recs: [e.input_ids for e in encoder.encode_many([r.prompt for r in recs], [r.completion for r in recs])]  # noqa: E731
+    enc_pairs = lambda recs: list(zip(  # noqa: E731
+        [e.input_ids for e in encoder.encode_many([r.prompt for r in recs], [r.chosen for r in recs])],
+        [e.input_ids for e in encoder.encode_many([r.prompt for r in recs], [r.rejected for r in recs])]))
+    train_x, dev_x = enc(train_samples), enc(dev_samples)
+    train_pairs, dev_pairs = enc_pairs(train_pairs_r), enc_pairs(dev_pairs_r)
+
+    combo = _make_combination(cfg, k)
+    trainable = _Trainable(model, combo)
+    optimizer = torch.optim.AdamW([p for p in trainable.parameters() if p.requires_grad], lr=cfg.learning_rate)
+    steps_per_epoch = math.ceil(len(train_x) / cfg.samples_per_step)
+    total_steps = cfg.max_steps if cfg.max_steps is not None else steps_per_epoch * cfg.epochs
+
+    state: dict[str, Any] = {"step": 0, "best": None, "best_step": None, "bad_evals": 0, "history": []}
+    if resume and (ckpt_dir / "last").exists():
+        state = _load_checkpoint(ckpt_dir / "last", trainable, optimizer)
+        print(f"resumed from step {state['step']}", file=sys.stderr)
+
+    def batch_of(n_items: int, per_step: int, step: int, salt: str) -> list[int]:
+        """The items of ``step``: a fresh seeded permutation per epoch, so resume replays the order."""
+        if not n_items:
+            return []
+        per_epoch = math.ceil(n_items / per_step)
+        epoch, pos = divmod(step, per_epoch)
+        perm = list(range(n_items))
+        random.Random(f"{cfg.seed}|{salt}|{epoch}").shuffle(perm)
+        return perm[pos * per_step : (pos + 1) * per_step]
+
+    stopped_early = False
+    model.train()
+    start, tokens_seen = time.perf_counter(), 0
+    bar = tqdm(total=total_steps, initial=state["step"], desc="train", unit="step", disable=not cfg.progress)
+    while state["step"] < total_steps and not stopped_early:
+        step = state["step"]
+        optimizer.zero_grad(set_to_none=True)
+        s_idx = batch_of(len(train_x), cfg.samples_per_step, step, "samples")
+        p_idx = batch_of(len(train_pairs), cfg.pairs_per_step, step, "pairs")
+        mse_total, bt_total, n_rated = 0.0, 0.0, sum(1 for i in s_idx for v in train_y[i] if v is not None)
+        for micro in _groups([len(train_x[i]) for i in s_idx], cfg.max_tokens_per_micro_batch):
+            rows = [s_idx[i] for i in micro]
+            pred = _heads(hf, [train_x[i] for i in rows], pad_id)
+            y = torch.tensor([[math.nan if v is None else v for v in train_y[i]] for i in rows])
+            mask = ~torch.isnan(y)
+            loss = ((pred - torch.nan_to_num(y)) ** 2 * mask).sum() / max(1, n_rated)
+            loss.backward()
+            mse_total += loss.item()
+            tokens_seen += sum(len(train_x[i]) for i in rows)
+        correct = 0
+        if p_idx and cfg.pair_coef:
+            for micro in _groups([max(len(train_pairs[i][0]), len(train_pairs[i][1])) for i in p_idx], max(1, cfg.max_tokens_per_micro_batch // 2)):
+                chunk = [train_pairs[p_idx[i]] for i in micro]
+                h = _heads(hf, [c for c, _ in chunk] + [r for _, r in chunk], pad_id) @ _weights(cfg, combo)
+                rc, rr = h[: len(chunk)], h[len(chunk):]
+                loss = cfg.pair_coef * bt_loss(rc, rr, torch.zeros(len(chunk))).sum() / len(p_idx)
+                loss.backward()
+                bt_total += loss.item()
+                correct += int((rc.detach() > rr.detach()).sum())
+                tokens_seen += sum(len(c) + len(r) for c, r in chunk)
+        optimizer.step()
+        state["step"] = step + 1
+        elapsed = time.perf_counter() - start
+        record: dict[str, Any] = {"step": state["step"], "mse": mse_total}
+        if p_idx and cfg.pair_coef:
+            record.update(bt_loss=bt_total / cfg.pair_coef, pair_accuracy=correct / len(p_idx))
+        bar.set_postfix(mse=f"{mse_total:.4f}", **({"bt": f"{record['bt_loss']:.3f}"} if "bt_loss" in record else {}), tok_s=f"{tokens_seen / max(elapsed, 1e-9):.0f}")
+        bar.update(1)
+        is_last = state["step"] >= total_steps
+        if (dev_x or dev_pairs) and (state["step"] % cfg.eval_every == 0 or is_last):
+            model.eval()
+            metrics = evaluate(hf, _weights(cfg, combo).detach(), dev_x, dev_y, dev_pairs, pad_id, cfg.max_tokens_per_micro_batch)
+            model.train()
+            record["eval"] = metrics
+            # Pairs decide what "best" means when there are any (that is what the reward is used for).
+            value = metrics["pair_accuracy"] if "pair_accuracy" in metrics else -metrics.get("mse", 0.0)
+            if state["best"] is None or value > state["best"]:
+                state["best"], state["best_step"], state["bad_evals"] = value, state["step"], 0
+                _save_checkpoint(ckpt_dir / "best", trainable, optimizer, state)
+            else:
+                state["bad_evals"] += 1
+                stopped_early = cfg.patience is not None and state["bad_evals"] >= cfg.patience
+        state["history"].append(record)
+        if state["step"] % cfg.save_every == 0 or is_last or stopped_early:
+            _save_checkpoint(ckpt_dir / "last", trainable, optimizer, state)
+    bar.close()
+
+    if (ckpt_dir / "best").exists():
+        _load_checkpoint(ckpt_dir / "best", trainable, optimizer)
+    model.eval()
+    weights = _weights(cfg, combo).detach()
+    final_eval = evaluate(hf, weights, dev_x, dev_y, dev_pairs, pad_id, cfg.max_tokens_per_micro_batch) if (dev_x or dev_pairs) else {}
+    named_eval = dict(final_eval)
+    if "attributes" in named_eval:
+        named_eval["attributes"] = {cfg.attributes[j]: v for j, v in named_eval["attributes"].items()}
+    export_dir = export(model, hf, tokenizer, cfg, train_x, pad_id, weights.tolist(), means, stds, named_eval, state)
+    summary = {
+        "config": {key: (list(v) if isinstance(v, tuple) else v) for key, v in asdict(cfg).items()},
+        "train_samples": len(train_x), "eval_samples": len(dev_x), "train_pairs": len(train_pairs), "eval_pairs": len(dev_pairs),
+        "steps": state["step"], "best_step": state["best_step"], "stopped_early": stopped_early,
+        "weights": dict(zip(cfg.attributes, weights.tolist())), "attribute_mean": means, "attribute_std": stds,
+        "eval": named_eval, "export": str(export_dir), "history": state["history"],
+    }
+    (out / "train_results.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+# ------------------------------------------------------------------ export
+
+def export(model, hf, tokenizer, cfg: RegressionConfig, train_x, pad_id: int, weights: list[float], means, stds, metrics: dict, state: dict) -> Path:
+    import torch
+
+    out = Path(cfg.output_dir) / "model"
+    if cfg.mode == "lora" and cfg.merge_lora:
+        save_adapter(model, cfg, Path(cfg.output_dir) / "adapter")
+        final = model.merge_and_unload()
+    else:
+        final = model if cfg.mode == "lora" else hf
+    with torch.inference_mode():
+        sample = list(train_x)[:256]
+        heads = torch.cat([_heads(hf if cfg.mode == "lora" and not cfg.merge_lora else final, sample[i : i + 32], pad_id) for i in range(0, len(sample), 32)])
+        combined = heads @ torch.tensor(weights)
+    extra = {
+        "reward_weights": weights, "attribute_mean": means, "attribute_std": stds,
+        "reward_mean": float(combined.mean()), "reward_std": float(combined.std()) if len(combined) > 1 else 1.0,
+    }
+    tmp = Path(tempfile.mkdtemp(prefix="model.tmp-", dir=out.parent))
+    config = final.config
+    for key, value in extra.items():
+        setattr(config, key, value)
+    config.id2label = dict(enumerate(cfg.attributes))
+    config.label2id = {a: i for i, a in enumerate(cfg.attributes)}
+    final.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    if cfg.mode == "lora" and not cfg.merge_lora:
+        _name_base(tmp, cfg)
+        (tmp / "reward_normalization.json").write_text(json.dumps(extra))
+    (tmp / "README.md").write_text(_model_card(cfg, metrics, state, len(train_x), weights, means, stds))
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    return out
+
+
+def _model_card(cfg: RegressionConfig, metrics: dict, state: dict, n_train: int, weights, means, stds) -> str:
+    rows = "\n".join(
+        f"| {a} | {weights[j]:.3f} | {means[j]:.3f} | {stds[j]:.3f} | "
+        + (f"{metrics['attributes'][a]['mse']:.4f} | {metrics['attributes'][a]['pearson']:.3f}" if a in metrics.get("attributes", {}) else "- | -") + " |"
+        for j, a in enumerate(cfg.attributes)
+    )
+    pairs = f"{100 * metrics['pair_accuracy']:.2f}% on {metrics['pairs']} held-out pairs" if "pair_accuracy" in metrics else "no held-out pairs"
+    return f"""# Reward model trained with rewardkit (regression{' + Bradley-Terry' if cfg.pair_coef and state.get('history') and 'bt_loss' in state['history'][-1] else ''})
+
+- base model: `{cfg.model}`
+- objective: MSE on standardised ratings, one head per attribute; combination: {cfg.combination}{f'; BT term on pairs with coefficient {cfg.pair_coef}' if cfg.pair_coef else ''}
+- parameters trained: {cfg.mode}{f' (r={cfg.lora_r}, alpha={cfg.lora_alpha}, merged={cfg.merge_lora})' if cfg.mode == 'lora' else ''}
+- data: {', '.join(cfg.data_sources) or 'given in code'}; {n_train} training samples
+- steps: {state['step']} (best at step {state['best_step']}); learning rate {cfg.learning_rate}; seed {cfg.seed}
+- held-out combined-score accuracy: {pairs}
+
+| attribute (head) | weight | rating mean | rating std | held-out MSE (std units) | Pearson r |
+|---|---|---|---|---|---|
+{rows}
+
+Load it with `transformers.AutoModelForSequenceClassification`: logits are the heads, in standardised
+units (`rating = attribute_mean + attribute_std * logit`, both in `config.json`); the scalar reward is
+`sum(reward_weights * logits)`, which `rewardkit` computes for `--reward classifier:PATH` (the heads are
+in the output's `vector`).
+
+Produced by:
+
+    {cfg.command or '(python API)'}
+"""
