@@ -55,6 +55,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--eval-every", type=int, default=50)
     p.add_argument("--save-every", type=int, default=50)
     p.add_argument("--patience", type=int, default=None, help="stop after this many evaluations without improvement")
+    g = p.add_argument_group("noisy labels (bt objective; applied to the training pairs only, counts reported)")
+    g.add_argument("--vote-reward", action="append", metavar="SPEC",
+                   help="score every training pair with this reward (repeat for an ensemble); pairs the ensemble disagrees with are dropped or down-weighted")
+    g.add_argument("--vote-action", choices=["drop", "weight"], default="drop",
+                   help="drop pairs whose agreeing share is below --min-agreement, or weight each pair's loss by its agreeing share")
+    g.add_argument("--min-agreement", type=float, default=0.5, help="share of members that must agree with the label to keep a pair (drop)")
+    g.add_argument("--drop-inconsistent-margins", action="store_true",
+                   help="drop pairs whose own ratings (chosen_score/rejected_score or --margin-column) do not favour the chosen side")
     p.add_argument("--limit", type=int, default=None, help="use the first N rows of each data file (suite: N per subset)")
     p.add_argument("--resume", action="store_true")
     p.add_argument("--seed", type=int, default=0)
@@ -79,6 +87,13 @@ def run(args: argparse.Namespace) -> int:
     eval_records = None
     if args.eval_data:
         eval_records = resolve_data(args.eval_data, seed=args.seed).records
+    filters = []
+    if args.vote_reward or args.drop_inconsistent_margins:
+        from ..train.bt import split_heldout
+
+        if eval_records is None:  # hold out before filtering, so the held-out pairs stay as labelled
+            records, eval_records = split_heldout(records, args.eval_fraction, args.seed)
+        records, filters = clean_pairs(records, args, reward_options={"seed": args.seed, "max_length": args.max_length})
     lr = args.lr if args.lr is not None else (2e-5 if args.mode == "full" else 2e-4)
     cfg = BTConfig(
         model=args.model, output_dir=args.out, mode=args.mode, lora_r=args.lora_r, lora_alpha=2 * args.lora_r,
@@ -87,11 +102,36 @@ def run(args: argparse.Namespace) -> int:
         max_length=args.max_length, margin_column=args.margin_column, center_coef=args.center_coef,
         label_smoothing=args.label_smoothing, eval_fraction=args.eval_fraction, eval_every=args.eval_every,
         save_every=args.save_every, patience=args.patience, seed=args.seed, command=command_line(args.argv),
-        data_sources=list(sources),
+        data_sources=list(sources), data_filters=filters,
     )
     summary = train(cfg, records, eval_records, resume=args.resume)
-    print(json.dumps({k: summary[k] for k in ("train_pairs", "eval_pairs", "steps", "best_step", "eval", "export")}, indent=2))
+    print(json.dumps({k: summary[k] for k in ("train_pairs", "eval_pairs", "steps", "best_step", "eval", "export")} | {"data_filters": filters}, indent=2))
     return 0
+
+
+def clean_pairs(records: list, args: argparse.Namespace, reward_options: dict) -> tuple[list, list[dict]]:
+    """Apply the noisy-label options in order (margins, then votes) and print what each touched."""
+    from pathlib import Path
+
+    from ..specs import load_reward
+    from ..train.noise import apply_votes, drop_inconsistent_margins, ensemble_votes, write_votes
+
+    reports = []
+    if args.drop_inconsistent_margins:
+        records, report = drop_inconsistent_margins(records, args.margin_column)
+        reports.append(report)
+    if args.vote_reward:
+        members = [load_reward(spec, **reward_options) for spec in args.vote_reward]
+        votes = ensemble_votes(records, members)
+        write_votes(Path(args.out) / "pair_votes.jsonl", votes, args.vote_reward)
+        records, report = apply_votes(records, votes, action=args.vote_action, min_agreement=args.min_agreement)
+        reports.append(report | {"members": list(args.vote_reward)})
+    for report in reports:
+        touched = {k: v for k, v in report.items() if k in ("dropped", "down_weighted", "without_ratings", "unscored", "ensemble_disagrees")}
+        print(f"{report['option']}: {touched} of {report['pairs']} training pairs", file=sys.stderr)
+    if not records:
+        raise ValueError("the noisy-label filters dropped every training pair")
+    return records, reports
 
 
 def run_regression(args: argparse.Namespace) -> int:

@@ -193,7 +193,8 @@ def _columns(row: dict[str, Any], skip: set[str]) -> dict[str, Any]:
 
 def detect_format(row: dict[str, Any]) -> str:
     keys = set(row)
-    if {"chosen_score", "rejected_score"} <= keys or {"scores", "num_correct"} <= keys or {"score_A", "score_B"} <= keys:
+    texts = {"chosen", "rejected"} <= keys  # pairs that carry their own ratings (UltraFeedback) are pairs
+    if ({"chosen_score", "rejected_score"} <= keys and not texts) or {"scores", "num_correct"} <= keys or {"score_A", "score_B"} <= keys:
         return "scores"
     if "completions" in keys and "num_correct" in keys:
         return "best-of-n"

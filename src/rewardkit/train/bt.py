@@ -57,6 +57,8 @@ class BTConfig:
     progress: bool = True
     command: str = ""
     data_sources: list[str] = field(default_factory=list)
+    #: reports of the noisy-label tools applied to the training pairs (train/noise.py)
+    data_filters: list[dict] = field(default_factory=list)
 
 
 # ------------------------------------------------------------------ data
@@ -67,6 +69,7 @@ class _Pair:
     rejected: list[int]
     margin: float
     truncated: bool
+    weight: float = 1.0
 
 
 def _encode(records: Sequence[PairRecord], encoder: Encoder, margin_column: str | None) -> list[_Pair]:
@@ -79,7 +82,8 @@ def _encode(records: Sequence[PairRecord], encoder: Encoder, margin_column: str 
             if r.columns.get(margin_column) is None:
                 raise ValueError(f"pair {r.id}: margin column {margin_column!r} is missing")
             margin = float(r.columns[margin_column])
-        pairs.append(_Pair(c.input_ids, j.input_ids, margin, c.truncated or j.truncated))
+        weight = float(r.columns.get("pair_weight", 1.0))  # set by train/noise.py's vote weighting, or given in the data
+        pairs.append(_Pair(c.input_ids, j.input_ids, margin, c.truncated or j.truncated, weight))
     return pairs
 
 
@@ -257,7 +261,8 @@ def train(cfg: BTConfig, train_records: Sequence[PairRecord], eval_records: Sequ
             r = _rewards(hf, [p.chosen for p in chunk] + [p.rejected for p in chunk], pad_id)
             rc, rr = r[: len(chunk)], r[len(chunk):]
             margins = torch.tensor([p.margin for p in chunk])
-            loss = bt_loss(rc, rr, margins, center_coef=cfg.center_coef, label_smoothing=cfg.label_smoothing).sum() / len(step_pairs)
+            weights = torch.tensor([p.weight for p in chunk])
+            loss = (weights * bt_loss(rc, rr, margins, center_coef=cfg.center_coef, label_smoothing=cfg.label_smoothing)).sum() / len(step_pairs)
             loss.backward()
             step_loss += loss.item()
             step_correct += int((rc.detach() > rr.detach()).sum().item())
@@ -358,6 +363,11 @@ def save_adapter(model, cfg: Any, out: Path) -> Path:
     return out
 
 
+def _describe_filter(report: dict) -> str:
+    touched = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in report.items() if k in ("dropped", "down_weighted") and v)
+    return f"{report['option']}: {touched or 'no pair touched'} of {report['pairs']}"
+
+
 def _model_card(cfg: BTConfig, metrics: dict, state: dict, n_train: int, n_trunc: int, mean: float, std: float) -> str:
     acc = f"{100 * metrics['accuracy']:.2f}% on {metrics['n']} held-out pairs" if metrics else "no held-out evaluation"
     return f"""# Reward model trained with rewardkit (Bradley-Terry)
@@ -369,6 +379,7 @@ def _model_card(cfg: BTConfig, metrics: dict, state: dict, n_train: int, n_trunc
 - data: {', '.join(cfg.data_sources) or 'given in code'}; {n_train} training pairs ({n_trunc} truncated at {cfg.max_length} tokens)
 - steps: {state['step']} (best at step {state['best_step']}); {cfg.pairs_per_step} pairs per step; learning rate {cfg.learning_rate}; seed {cfg.seed}
 - held-out pairwise accuracy: {acc}
+- noisy-label filters on the training pairs: {'; '.join(_describe_filter(f) for f in cfg.data_filters) or 'none'}
 - reward normalisation (training rewards): mean {mean:.4f}, std {std:.4f} (in `config.json` as `reward_mean` / `reward_std`)
 
 Load it with `transformers.AutoModelForSequenceClassification` (one label, read at the last token of the
