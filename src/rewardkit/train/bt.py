@@ -273,7 +273,7 @@ def train(cfg: BTConfig, train_records: Sequence[PairRecord], eval_records: Sequ
         elapsed = time.perf_counter() - start
         bar.set_postfix(loss=f"{step_loss:.4f}", acc=f"{step_correct / len(step_pairs):.2f}", tok_s=f"{tokens_seen / max(elapsed, 1e-9):.0f}")
         bar.update(1)
-        record: dict[str, Any] = {"step": state["step"], "loss": step_loss, "accuracy": step_correct / len(step_pairs)}
+        record: dict[str, Any] = {"step": state["step"], "loss": step_loss, "accuracy": step_correct / len(step_pairs), "elapsed": round(elapsed, 4)}
         is_last = state["step"] >= total_steps
         if eval_pairs and (state["step"] % cfg.eval_every == 0 or is_last):
             model.eval()
