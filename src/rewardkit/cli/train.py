@@ -32,7 +32,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", action="append", metavar="DATA", help="preference data (repeatable); default: the built-in suite's train split")
     p.add_argument("--eval-data", metavar="DATA", help="held-out pairs; default: a split of the training prompts (--eval-fraction)")
     p.add_argument("--out", required=True, metavar="DIR")
-    p.add_argument("--objective", choices=["bt", "regression", "bt+regression"], default="bt")
+    p.add_argument("--objective", choices=["bt", "regression", "bt+regression", "prm"], default="bt",
+                   help="prm: process reward model, per-step BCE on step-labelled solutions (default data: arith:train; --pairs-per-step = solutions per step)")
     p.add_argument("--attributes", metavar="A,B,..", help="rating columns, one head each (regression objectives)")
     p.add_argument("--combination", choices=["mean", "fixed", "learned"], default="mean",
                    help="how the heads combine into the scalar reward: their mean, --weights, or learned from pairs")
@@ -66,10 +67,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=int, default=None, help="use the first N rows of each data file (suite: N per subset)")
     p.add_argument("--resume", action="store_true")
     p.add_argument("--seed", type=int, default=0)
+    # --- process reward models (rewardkit.train.prm); the BT options above that also apply are reused
+    p.add_argument("--after-error", choices=["zero", "ignore"], default="zero", help="prm: label steps after the first error 0, or skip them")
+    p.add_argument("--last-step-only", action="store_true", help="prm: train on the final step's label only")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "objective", "bt") == "prm":
+        from .train_prm import run_prm
+
+        return run_prm(args)
     from ..data.benchmarks import resolve_data
     from ..train.bt import BTConfig, train
 

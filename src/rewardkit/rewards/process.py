@@ -1,0 +1,273 @@
+"""Process reward models (PRMs): a score for every reasoning step, all steps in ONE forward pass.
+
+The completion is encoded step by step: each step (plus the step-end marker, a newline by default)
+is tokenized on its own and the pieces are concatenated after the chat-templated prompt, so the
+last token of each piece is known exactly. A value head read at those tokens gives every step's
+score from one forward pass; because the model is causal, the score at step k equals the score of
+the prefix ending at step k fed alone (the per-prefix way, k times the compute). Training
+(``rewardkit train --objective prm``) uses the same encoding, so scoring reads what was trained.
+
+Aggregates turn step scores into the sample's ``score``: min, last, product, mean, sum, and the clip
+and delta forms of "On Designing Effective RL Reward at Training Time for LLM Reasoning" (Gao et
+al., 2024), which bound the return so a policy cannot farm reward by adding steps.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..data.steps import as_steps
+from ..models import Encoder
+from ..types import Completion, Prompt, RewardOutput
+from ._lm import TransformerReward
+
+AGGREGATES = ("min", "last", "product", "mean", "sum", "clip", "delta")
+
+
+@dataclass
+class StepEncoded:
+    """Token ids of prompt + steps, with the index of each step's last token (``ends``)."""
+
+    input_ids: list[int]
+    ends: list[int]
+    completion_start: int
+    truncated: bool = False
+    fits: bool = True  # False: the steps alone do not fit in max_length (the sample is not scored)
+
+    def __len__(self) -> int:
+        return len(self.input_ids) if self.fits else 0
+
+
+def encode_steps(encoder: Encoder, prompts: Sequence[Prompt], step_lists: Sequence[Sequence[str]], step_end: str = "\n") -> list[StepEncoded]:
+    """Encode (prompt, steps) pairs. Each step + ``step_end`` is tokenized separately so step
+    boundaries are exact and a prefix of steps has exactly a prefix of the tokens. Over-long inputs
+    lose the oldest prompt tokens (the special prefix such as BOS stays); if the steps alone do not
+    fit, the sample is marked ``fits=False``."""
+    tok = encoder.tokenizer
+    heads_text = [encoder.render(p, "\n".join(s))[0] for p, s in zip(prompts, step_lists)]
+    heads = tok(heads_text, add_special_tokens=False)["input_ids"] if heads_text else []
+    flat = [s + step_end for steps in step_lists for s in steps]
+    pieces = tok(flat, add_special_tokens=False)["input_ids"] if flat else []
+    prefix = encoder.special_prefix
+    out, k = [], 0
+    for head, steps in zip(heads, step_lists):
+        head = list(head)
+        if prefix and head[: len(prefix)] != prefix:
+            head = prefix + head
+        body: list[int] = []
+        ends: list[int] = []
+        for _ in steps:
+            piece = list(pieces[k]) or [tok.eos_token_id or 0]  # an empty piece still needs a token to read
+            k += 1
+            body.extend(piece)
+            ends.append(len(body) - 1)
+        limit = encoder.max_length
+        truncated, fits = False, True
+        if limit is not None and len(head) + len(body) > limit:
+            truncated = True
+            keep = len(prefix) if len(prefix) < limit else 0
+            room = limit - keep - len(body)
+            if room < 0:
+                fits = False
+                head = head[:keep]
+            else:
+                head = head[:keep] + (head[len(head) - room :] if room else [])
+        start = len(head)
+        out.append(StepEncoded(head + body, [start + e for e in ends], start, truncated, fits))
+    return out
+
+
+def aggregate(scores: Sequence[float], how: str = "min", clip_threshold: float = 0.5) -> tuple[float, list[float]]:
+    """(sample score, per-step rewards) from step scores in [0, 1].
+
+    clip:  r_k = min(s_k - eta, 0); the return sum_k r_k can only fall with more steps.
+    delta: r_k = s_k - s_{k+1} (k < K), r_K = s_K; the return telescopes to s_1, so no
+           repetition of good-looking steps pays (Gao et al., 2024).
+    Other aggregates leave the per-step rewards equal to the scores.
+    """
+    s = [float(x) for x in scores]
+    if not s:
+        raise ValueError("no steps to aggregate")
+    if how == "clip":
+        rewards = [min(x - clip_threshold, 0.0) for x in s]
+        return sum(rewards), rewards
+    if how == "delta":
+        rewards = [s[k] - s[k + 1] for k in range(len(s) - 1)] + [s[-1]]
+        return sum(rewards), rewards
+    if how == "min":
+        value = min(s)
+    elif how == "last":
+        value = s[-1]
+    elif how == "product":
+        value = math.prod(s)
+    elif how == "mean":
+        value = sum(s) / len(s)
+    elif how == "sum":
+        value = sum(s)
+    else:
+        raise ValueError(f"unknown aggregate {how!r}; choose from {', '.join(AGGREGATES)}")
+    return value, s
+
+
+def default_prm_path() -> Path | None:
+    """The packaged default PRM (LoRA adapter + value head over the embedded model), if present."""
+    from importlib import resources
+
+    try:
+        path = Path(str(resources.files("rewardkit").joinpath("assets", "default_prm")))
+    except TypeError:
+        return None
+    return path if (path / "adapter_config.json").is_file() else None
+
+
+class ProcessReward(TransformerReward):
+    """Value-head PRM: step scores are ``sigmoid(head(h_t))`` at each step's last token (for a two-label
+    head, the probability of label 1). ``RewardOutput.steps`` holds them; ``scores`` holds the
+    ``aggregate``; for clip/delta the dense per-step rewards are in ``extras["step_rewards"]``.
+
+    model: ``default`` = the packaged trained PRM (``prm:default``), or any directory / adapter.
+    step_separator: how text completions are split into steps (``list[str]`` completions are used as given).
+    step_end: the marker appended to each step; its last token is where the score is read.
+    """
+
+    task = "sequence-classification"
+    kind = "prm"
+
+    def __init__(
+        self,
+        model: Any = "default",
+        *,
+        aggregate: str = "min",
+        clip_threshold: float = 0.5,
+        step_separator: str = "\n",
+        step_end: str = "\n",
+        num_labels: int | None = None,
+        **kwargs: Any,
+    ):
+        if aggregate not in AGGREGATES:
+            raise ValueError(f"unknown aggregate {aggregate!r}; choose from {', '.join(AGGREGATES)}")
+        if model == "default":
+            path = default_prm_path()
+            if path is None:
+                raise FileNotFoundError("this install has no packaged default PRM; train one with `rewardkit train --objective prm`")
+            model = str(path)
+            kwargs.setdefault("name", "prm:default")
+        if num_labels is None and isinstance(model, str):
+            from ..models.loading import load_config
+
+            architectures = getattr(load_config(model), "architectures", None) or []
+            if not any(a.endswith(("ForSequenceClassification", "ForTokenClassification")) for a in architectures):
+                num_labels = 1
+        if num_labels is not None:
+            kwargs["num_labels"] = num_labels
+        super().__init__(model, **kwargs)
+        head_missing = [k for k in self.missing_weights if k.split(".")[0] in ("score", "classifier")]
+        if head_missing:
+            warnings.warn(f"{self.name}: the value head is not in the checkpoint and was initialised randomly (seed={self.seed}); "
+                          "step scores are reproducible but meaningless until it is trained.", stacklevel=2)
+        self.head = getattr(self.model, "score", None)
+        if self.head is None:
+            raise ValueError(f"{self.name}: the model has no 'score' head to read step values from")
+        self.num_labels = int(self.model.config.num_labels)
+        if self.num_labels not in (1, 2):
+            raise ValueError(f"{self.name}: a PRM head needs 1 (value) or 2 (wrong/right) labels, got {self.num_labels}")
+        self.aggregate = aggregate
+        self.clip_threshold = float(clip_threshold)
+        self.step_separator = step_separator
+        self.step_end = step_end
+
+    def encode_steps(self, prompts: Sequence[Prompt], completions: Sequence[Completion]) -> tuple[list[list[str]], list[StepEncoded]]:
+        self._check_lengths(prompts, completions)
+        steps = [as_steps(c, self.step_separator) for c in completions]
+        return steps, encode_steps(self.encoder, prompts, steps, self.step_end)
+
+    def step_probabilities(self, logits):
+        """``[N, L]`` head logits -> ``[N]`` probabilities that the step is correct."""
+        import torch
+
+        if self.num_labels == 1:
+            return torch.sigmoid(logits[:, 0].double())
+        return torch.softmax(logits.double(), dim=-1)[:, 1]
+
+    def _readout(self, hidden, batch, rows):
+        import torch
+
+        r_idx, t_idx, counts = [], [], []
+        for r, (row, off) in enumerate(zip(rows, batch.offsets)):
+            r_idx.extend([r] * len(row.ends))
+            t_idx.extend(off + e for e in row.ends)
+            counts.append(len(row.ends))
+        if not r_idx:
+            return [[] for _ in rows]
+        dev = hidden.device
+        picked = hidden[torch.tensor(r_idx, device=dev), torch.tensor(t_idx, device=dev)]
+        probs = self.step_probabilities(self.head(picked).float()).tolist()
+        out, k = [], 0
+        for n in counts:
+            out.append(probs[k : k + n])
+            k += n
+        return out
+
+    def score(self, prompts: Sequence[Prompt], completions: Sequence[Completion], **columns: Any) -> RewardOutput:
+        steps, encoded = self.encode_steps(prompts, completions)
+        results = self.run(encoded, self._readout)
+        scores: list[float | None] = []
+        step_scores: list[list[float]] = []
+        step_rewards: list[list[float]] = []
+        reasons: list[str | None] = []
+        for s, e, res in zip(steps, encoded, results):
+            reason = None
+            if not s:
+                reason = "no steps (empty completion)"
+            elif not e.fits:
+                reason = "the steps do not fit in max_length"
+            if reason is not None or res is None:
+                scores.append(None)
+                step_scores.append([])
+                step_rewards.append([])
+                reasons.append(reason or "empty input")
+                continue
+            value, rewards = aggregate(res, self.aggregate, self.clip_threshold)
+            scores.append(value)
+            step_scores.append([float(x) for x in res])
+            step_rewards.append(rewards)
+            reasons.append(None)
+        extras: dict[str, list] = {
+            "num_steps": [len(s) for s in steps],
+            "truncated": [e.truncated for e in encoded],
+            "num_tokens": [len(e.input_ids) for e in encoded],
+        }
+        if self.aggregate in ("clip", "delta"):
+            extras["step_rewards"] = step_rewards
+        if any(reasons):
+            extras["reason"] = reasons
+        return RewardOutput(scores=scores, steps=step_scores, extras=extras)
+
+    def score_prefixes(self, prompts: Sequence[Prompt], completions: Sequence[Completion]) -> list[list[float | None]]:
+        """The slow reference: each step prefix in its own sequence, score read at its last token.
+        Agrees with :meth:`score` (the benchmark and the invariance test check it)."""
+        from ..models.encoding import Encoded
+
+        steps, encoded = self.encode_steps(prompts, completions)
+        flat, owners = [], []
+        for i, e in enumerate(encoded):
+            for end in e.ends:
+                flat.append(Encoded(e.input_ids[: end + 1], e.completion_start))
+                owners.append(i)
+
+        def last(hidden, batch, rows):
+            import torch
+
+            dev = hidden.device
+            pos = torch.tensor([off + n - 1 for off, n in zip(batch.offsets, batch.lengths)], device=dev)
+            picked = hidden[torch.arange(hidden.shape[0], device=dev), pos]
+            return self.step_probabilities(self.head(picked).float()).tolist()
+
+        values = self.run(flat, last, desc="per-prefix")
+        out: list[list[float | None]] = [[] for _ in encoded]
+        for i, v in zip(owners, values):
+            out[i].append(v)
+        return out

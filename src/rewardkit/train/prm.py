@@ -1,0 +1,316 @@
+"""Process reward model training: binary cross-entropy at each step's last token.
+
+One self-contained recipe in the spirit of ``train/bt.py``, read top to bottom. The objective is the
+per-step classification of "Let's Verify Step by Step" (Lightman et al., 2023) and Math-Shepherd
+(Wang et al., 2024): a value head on the LM reads the hidden state at the end of every step and is
+trained with ``BCE(sigmoid(v_k), y_k)`` where ``y_k`` is a hard (0/1) or soft (Monte-Carlo estimate)
+label. Steps without a label are skipped; steps after the first error can be labelled 0
+(``after_error="zero"``: no continuation of a wrong solution leads to a right answer, Math-Shepherd's
+hard estimate) or skipped (``"ignore"``, ProcessBench's convention). ``last_step_only`` trains on
+the final step alone (outcome supervision through the same head, for ablations).
+
+The encoding is the one :class:`~rewardkit.rewards.process.ProcessReward` scores with (each step
+tokenized on its own, read at its last token), so the exported model is read where it was trained.
+Checkpoints are atomic and ``resume=True`` reaches the same weights as an uninterrupted run.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Sequence
+
+from ..data.steps import StepRecord
+from ..models import Encoder, load_model, load_tokenizer, make_batches, pad_batch, resolve_source
+from ..rewards.process import encode_steps
+from .bt import _load_checkpoint, _save_checkpoint, save_adapter, split_heldout
+
+
+@dataclass
+class PRMConfig:
+    model: str = "default"
+    output_dir: str = "runs/prm"
+    mode: Literal["head", "lora", "full"] = "lora"
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_targets: tuple[str, ...] = ("q_proj", "v_proj")
+    learning_rate: float = 2e-4
+    weight_decay: float = 0.0
+    epochs: int = 1
+    max_steps: int | None = None
+    samples_per_step: int = 16
+    max_tokens_per_micro_batch: int = 4096
+    max_length: int = 512
+    step_end: str = "\n"
+    after_error: Literal["zero", "ignore"] = "zero"
+    last_step_only: bool = False
+    eval_fraction: float = 0.1
+    eval_every: int = 50
+    save_every: int = 25
+    seed: int = 0
+    progress: bool = True
+    command: str = ""
+    data_sources: list[str] = field(default_factory=list)
+
+
+# ------------------------------------------------------------------ data
+
+@dataclass
+class _Sample:
+    input_ids: list[int]
+    ends: list[int]  # token index of each trained step's end
+    targets: list[float]
+    first_error: int
+    truncated: bool
+
+
+def step_targets(record: StepRecord, after_error: str, last_step_only: bool) -> list[float | None]:
+    """Training label per step (None = no loss at this step)."""
+    fes = record.first_error_step
+    if last_step_only:
+        return [None] * (len(record.steps) - 1) + [1.0 if fes < 0 else 0.0]
+    out: list[float | None] = []
+    for j, label in enumerate(record.labels):
+        if fes >= 0 and j > fes and after_error == "zero":
+            out.append(0.0)
+        else:
+            out.append(label)
+    return out
+
+
+def _encode(records: Sequence[StepRecord], encoder: Encoder, cfg: PRMConfig) -> list[_Sample]:
+    encoded = encode_steps(encoder, [r.prompt for r in records], [r.steps for r in records], cfg.step_end)
+    samples = []
+    for r, e in zip(records, encoded):
+        if not e.fits:
+            continue  # counted by the caller as dropped-for-length
+        targets = step_targets(r, cfg.after_error, cfg.last_step_only)
+        keep = [(end, t) for end, t in zip(e.ends, targets) if t is not None]
+        if keep:
+            samples.append(_Sample(e.input_ids, [k for k, _ in keep], [t for _, t in keep], r.first_error_step, e.truncated))
+    return samples
+
+
+# ------------------------------------------------------------------ model
+
+def _prepare_model(cfg: PRMConfig):
+    """(trainable model, the plain HF model whose modules it shares, tokenizer): a one-label
+    sequence-classification model whose ``score`` head is the value head."""
+    import torch
+
+    source = resolve_source(cfg.model)
+    tokenizer = load_tokenizer(source)
+    hf = load_model(source, "sequence-classification", num_labels=1, seed=cfg.seed, device="cpu" if not torch.cuda.is_available() else None)
+    if hf.config.pad_token_id is None:
+        hf.config.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    for p in hf.parameters():
+        p.requires_grad_(cfg.mode == "full")
+    model = hf
+    if cfg.mode == "lora":
+        from peft import LoraConfig, get_peft_model
+
+        lora = LoraConfig(task_type="SEQ_CLS", r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=0.0,
+                          target_modules=list(cfg.lora_targets), modules_to_save=["score"])
+        model = get_peft_model(hf, lora)
+    else:
+        for p in hf.score.parameters():
+            p.requires_grad_(True)
+    return model, hf, tokenizer
+
+
+def step_logits(hf, samples: Sequence[_Sample], pad_id: int):
+    """Head logits ``[S]`` at every trained step end of the batch (S = total steps), in sample order."""
+    import torch
+
+    batch = pad_batch([s.input_ids for s in samples], list(range(len(samples))), pad_id, "right", str(next(hf.parameters()).device))
+    hidden = hf.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids, use_cache=False).last_hidden_state
+    rows = torch.tensor([r for r, s in enumerate(samples) for _ in s.ends], device=hidden.device)
+    cols = torch.tensor([e for s in samples for e in s.ends], device=hidden.device)
+    return hf.score(hidden[rows, cols])[:, 0].float()
+
+
+def _micro_batches(samples: Sequence[_Sample], budget: int) -> list[list[int]]:
+    return make_batches([len(s.input_ids) for s in samples], budget, None, max_padding=0.25)
+
+
+# ------------------------------------------------------------------ evaluation
+
+def evaluate_samples(hf, samples: Sequence[_Sample], pad_id: int, budget: int) -> dict[str, Any]:
+    """Held-out step AUROC, BCE and first-error F1 at threshold 0.5 (the evaluator picks its own
+    threshold on a dev split; this is only for choosing the best checkpoint)."""
+    import torch
+    import torch.nn.functional as F
+
+    from ..evals.process import auroc, first_error_metrics
+
+    if not samples:
+        return {}
+    probs: list[list[float]] = [[] for _ in samples]
+    total, count = 0.0, 0
+    with torch.inference_mode():
+        for idx in _micro_batches(samples, budget):
+            chunk = [samples[i] for i in idx]
+            logits = step_logits(hf, chunk, pad_id)
+            targets = torch.tensor([t for s in chunk for t in s.targets])
+            total += F.binary_cross_entropy_with_logits(logits, targets, reduction="sum").item()
+            count += len(targets)
+            p = torch.sigmoid(logits).tolist()
+            k = 0
+            for i, s in zip(idx, chunk):
+                probs[i] = p[k : k + len(s.ends)]
+                k += len(s.ends)
+    flat_p = [x for p in probs for x in p]
+    flat_y = [t for s in samples for t in s.targets]
+    fe = first_error_metrics(probs, [s.first_error for s in samples], 0.5)
+    return {"auroc": auroc(flat_p, flat_y), "loss": total / max(count, 1), "f1_at_0.5": fe["f1"], "n": len(samples), "n_steps": count}
+
+
+# ------------------------------------------------------------------ the recipe
+
+def train(cfg: PRMConfig, train_records: Sequence[StepRecord], eval_records: Sequence[StepRecord] | None = None, *, resume: bool = False) -> dict[str, Any]:
+    """Train, checkpoint, export to ``output_dir/model`` (and the adapter to ``output_dir/adapter``);
+    returns the summary written to ``output_dir/train_results.json``."""
+    import torch
+    import torch.nn.functional as F
+    from tqdm.auto import tqdm
+
+    out = Path(cfg.output_dir)
+    ckpt_dir = out / "checkpoints"
+    if not resume and (ckpt_dir / "last").exists():
+        raise FileExistsError(f"{out} already has checkpoints; pass resume (--resume) to continue, or choose another --out")
+    torch.manual_seed(cfg.seed)
+    if eval_records is None:
+        train_records, eval_records = split_heldout(train_records, cfg.eval_fraction, cfg.seed)
+    if not train_records:
+        raise ValueError("no training solutions")
+    model, hf, tokenizer = _prepare_model(cfg)
+    pad_id = hf.config.pad_token_id
+    encoder = Encoder(tokenizer, max_length=cfg.max_length, truncation_side="left")
+    train_samples = _encode(train_records, encoder, cfg)
+    eval_samples = _encode(eval_records, encoder, cfg)
+    dropped = len(train_records) - len(train_samples)
+    if not train_samples:
+        raise ValueError("no training solution has a labelled step that fits in max_length")
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    steps_per_epoch = math.ceil(len(train_samples) / cfg.samples_per_step)
+    total_steps = cfg.max_steps if cfg.max_steps is not None else steps_per_epoch * cfg.epochs
+
+    state: dict[str, Any] = {"step": 0, "best_auroc": None, "best_step": None, "history": []}
+    if resume and (ckpt_dir / "last").exists():
+        state = _load_checkpoint(ckpt_dir / "last", model, optimizer)
+        print(f"resumed from step {state['step']}", file=sys.stderr)
+
+    def order(epoch: int) -> list[int]:
+        perm = list(range(len(train_samples)))
+        random.Random(f"{cfg.seed}|{epoch}").shuffle(perm)
+        return perm
+
+    model.train()
+    start = time.perf_counter()
+    first_step = state["step"]
+    bar = tqdm(total=total_steps, initial=state["step"], desc="train prm", unit="step", disable=not cfg.progress)
+    while state["step"] < total_steps:
+        step = state["step"]
+        epoch, pos = divmod(step, steps_per_epoch)
+        idx = order(epoch)[pos * cfg.samples_per_step : (pos + 1) * cfg.samples_per_step]
+        batch = [train_samples[i] for i in idx]
+        n_targets = sum(len(s.targets) for s in batch)
+        optimizer.zero_grad(set_to_none=True)
+        step_loss = 0.0
+        for micro in _micro_batches(batch, cfg.max_tokens_per_micro_batch):
+            chunk = [batch[i] for i in micro]
+            logits = step_logits(hf, chunk, pad_id)
+            targets = torch.tensor([t for s in chunk for t in s.targets])
+            loss = F.binary_cross_entropy_with_logits(logits, targets, reduction="sum") / n_targets
+            loss.backward()
+            step_loss += loss.item()
+        optimizer.step()
+        state["step"] = step + 1
+        bar.set_postfix(loss=f"{step_loss:.4f}", s_per_step=f"{(time.perf_counter() - start) / (state['step'] - first_step):.1f}")
+        bar.update(1)
+        record: dict[str, Any] = {"step": state["step"], "loss": step_loss}
+        is_last = state["step"] >= total_steps
+        if eval_samples and (state["step"] % cfg.eval_every == 0 or is_last):
+            model.eval()
+            metrics = evaluate_samples(hf, eval_samples, pad_id, cfg.max_tokens_per_micro_batch)
+            model.train()
+            record["eval"] = metrics
+            value = metrics["auroc"] if metrics["auroc"] is not None else -metrics["loss"]
+            if state["best_auroc"] is None or value > state["best_auroc"]:
+                state["best_auroc"], state["best_step"] = value, state["step"]
+                _save_checkpoint(ckpt_dir / "best", model, optimizer, state)
+        state["history"].append(record)
+        if state["step"] % cfg.save_every == 0 or is_last:
+            _save_checkpoint(ckpt_dir / "last", model, optimizer, state)
+    bar.close()
+
+    if (ckpt_dir / "best").exists():
+        _load_checkpoint(ckpt_dir / "best", model, optimizer)
+    model.eval()
+    final_eval = evaluate_samples(hf, eval_samples, pad_id, cfg.max_tokens_per_micro_batch) if eval_samples else {}
+    export_dir = export(model, hf, tokenizer, cfg, final_eval, state, len(train_samples), dropped)
+    summary = {
+        "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},
+        "train_solutions": len(train_samples), "eval_solutions": len(eval_samples), "dropped_too_long": dropped,
+        "train_steps_labelled": sum(len(s.targets) for s in train_samples),
+        "steps": state["step"], "best_step": state["best_step"], "eval": final_eval, "export": str(export_dir),
+        "seconds": round(time.perf_counter() - start, 1), "history": state["history"],
+    }
+    (out / "train_results.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+# ------------------------------------------------------------------ export
+
+def export(model, hf, tokenizer, cfg: PRMConfig, metrics: dict, state: dict, n_train: int, dropped: int) -> Path:
+    """``OUT/model``: a plain transformers sequence-classification checkpoint (load it with
+    ``prm:OUT/model``); for LoRA also ``OUT/adapter``, the few-MB form (``prm:OUT/adapter``)."""
+    out = Path(cfg.output_dir) / "model"
+    if cfg.mode == "lora":
+        save_adapter(model, cfg, Path(cfg.output_dir) / "adapter")  # type: ignore[arg-type]
+        (Path(cfg.output_dir) / "adapter" / "README.md").write_text(model_card(cfg, metrics, state, n_train, dropped))
+        final = model.merge_and_unload()
+    else:
+        final = hf
+    tmp = Path(tempfile.mkdtemp(prefix="model.tmp-", dir=out.parent))
+    final.config.id2label, final.config.label2id = {0: "step_correct"}, {"step_correct": 0}
+    final.config.prm_step_end = cfg.step_end
+    final.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    (tmp / "README.md").write_text(model_card(cfg, metrics, state, n_train, dropped))
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    return out
+
+
+def model_card(cfg: PRMConfig, metrics: dict, state: dict, n_train: int, dropped: int) -> str:
+    held = (f"step AUROC {metrics['auroc']:.4f}, first-error F1 at 0.5 {metrics['f1_at_0.5']:.4f} on {metrics['n']} held-out solutions"
+            if metrics and metrics.get("auroc") is not None and metrics.get("f1_at_0.5") is not None else "no held-out evaluation")
+    return f"""# Process reward model trained with rewardkit
+
+- base model: `{cfg.model}`; parameters trained: {cfg.mode}{f' (LoRA r={cfg.lora_r}, alpha={cfg.lora_alpha}, targets={list(cfg.lora_targets)})' if cfg.mode == 'lora' else ''}
+- objective: binary cross-entropy of a value head read at the last token of each step (each step + {cfg.step_end!r}
+  tokenized on its own after the chat-templated question); steps after the first error: {cfg.after_error};
+  last step only: {cfg.last_step_only}
+- data: {', '.join(cfg.data_sources) or 'given in code'}; {n_train} training solutions ({dropped} dropped: longer than {cfg.max_length} tokens or unlabelled)
+- optimizer steps: {state['step']} (best at step {state['best_step']}); {cfg.samples_per_step} solutions per step; learning rate {cfg.learning_rate}; seed {cfg.seed}
+- held-out: {held}
+
+Score with rewardkit: `--reward prm:PATH` (step scores in `steps`, aggregate with `aggregate=min|last|product|mean|clip|delta`).
+
+Produced by:
+
+    {cfg.command or '(python API)'}
+"""
+
+
+
