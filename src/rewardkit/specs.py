@@ -32,6 +32,12 @@ ALIASES: dict[str, str] = {
     "transform": "rewardkit.rewards.ensemble:TransformReward",
     "gate": "rewardkit.rewards.ensemble:GateReward",
     "remote": "rewardkit.rewards.remote:RemoteReward",
+    "judge": "rewardkit.rewards.judge:JudgeReward",
+    "pairwise": "rewardkit.rewards.judge:PairwiseJudge",
+    "verify": "rewardkit.rewards.judge:VerifierJudge",
+    "dpo": "rewardkit.rewards.implicit:DPOReward",
+    "ratio": "rewardkit.rewards.implicit:DensityRatioReward",
+    "flr": "rewardkit.rewards.implicit:FollowUpReward",
 }
 #: keyword arguments of compositions that hold nested rewards
 NESTED = ("members", "inner", "verifier", "fallback")
@@ -45,6 +51,12 @@ DESCRIPTIONS: dict[str, str] = {
     "transform": "transform:zscore|group|clip|logsigmoid|par(spec, mean=, std=, min=, max=, center=)",
     "gate": "gate(verifier, fallback): the verifier decides when it can, the fallback fills in (source in extras)",
     "remote": "a reward served by `rewardkit serve` elsewhere: remote:http://HOST:PORT (token from REWARDKIT_API_TOKEN)",
+    "judge": "LLM-as-a-judge, pointwise score (judge:default = embedded model; judge:openai:MODEL@URL = any OpenAI-compatible server)",
+    "pairwise": "LLM-as-a-judge comparing responses to the same prompt in both orders; score = win probability (pairwise:default)",
+    "verify": "reference-guided judge: correct/incorrect against the `answer` or `reference` column, hardened against empty answers (verify:default)",
+    "dpo": "DPO implicit reward beta*(log pi - log pi_ref): dpo:POLICY,REF",
+    "ratio": "strong-over-weak density ratio log p_strong - log p_weak: ratio:STRONG,WEAK",
+    "flr": "follow-up likelihood: log-probability of a positive user follow-up after the response (flr:default)",
     "py": "your own function or Reward class: py:package.module:name",
 }
 

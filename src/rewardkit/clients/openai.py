@@ -111,22 +111,32 @@ class OpenAIClient:
         stop: Sequence[str] | None = None,
         logprobs: bool = False,
         top_logprobs: int = 0,
+        assistant_prefix: Sequence[str] | str | None = None,
     ) -> list[list[Generation]]:
-        """``n`` generations per prompt, one list per prompt in input order."""
+        """``n`` generations per prompt, one list per prompt in input order.
+
+        assistant_prefix: text the answer starts with; sent as a final assistant message with vLLM's
+        ``continue_final_message`` (chat) or appended to the prompt (completions). The returned text is
+        the continuation only, as with :class:`LocalClient`.
+        """
         check_sampling(max_new_tokens, temperature, top_p, n, top_logprobs)
+        prefixes = [""] * len(prompts) if assistant_prefix is None else (
+            [assistant_prefix] * len(prompts) if isinstance(assistant_prefix, str) else list(assistant_prefix))
+        if len(prefixes) != len(prompts):
+            raise ValueError(f"assistant_prefix has {len(prefixes)} values for {len(prompts)} prompts")
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
         limit = asyncio.Semaphore(self.concurrency)
         async with httpx.AsyncClient(base_url=self.base_url, headers=headers, timeout=self.timeout, transport=self.transport) as client:
-            async def one(prompt: Prompt) -> list[Generation]:
-                body = self._body(prompt, max_new_tokens, temperature, top_p, n, seed, stop, logprobs, top_logprobs)
+            async def one(prompt: Prompt, prefix: str) -> list[Generation]:
+                body = self._body(prompt, max_new_tokens, temperature, top_p, n, seed, stop, logprobs, top_logprobs, prefix)
                 async with limit:
                     data = await self._post(client, body)
                 return self._parse(data, n, seed)
 
-            return list(await asyncio.gather(*(one(p) for p in prompts)))
+            return list(await asyncio.gather(*(one(p, pre) for p, pre in zip(prompts, prefixes))))
 
     # ----------------------------------------------------------------- wire format
-    def _body(self, prompt, max_new_tokens, temperature, top_p, n, seed, stop, logprobs, top_logprobs) -> dict[str, Any]:
+    def _body(self, prompt, max_new_tokens, temperature, top_p, n, seed, stop, logprobs, top_logprobs, prefix="") -> dict[str, Any]:
         body: dict[str, Any] = {"model": self.model, "max_tokens": max_new_tokens, "temperature": temperature,
                                 "top_p": top_p, "n": n}
         if seed is not None:
@@ -136,13 +146,16 @@ class OpenAIClient:
         want = logprobs or top_logprobs > 0
         if self.endpoint == "chat":
             body["messages"] = to_messages(prompt)
+            if prefix:
+                body["messages"].append({"role": "assistant", "content": prefix})
+                body["continue_final_message"], body["add_generation_prompt"] = True, False
             if want:
                 body["logprobs"] = True
                 body["top_logprobs"] = top_logprobs
         else:
             if not isinstance(prompt, str):
                 raise TypeError("endpoint='completions' takes text prompts; use endpoint='chat' for messages")
-            body["prompt"] = prompt
+            body["prompt"] = prompt + prefix
             if want:
                 body["logprobs"] = max(1, top_logprobs)
         body.update(self.extra_body)

@@ -4,7 +4,8 @@ path is tested against a real server.
 
 Endpoints: ``/v1/chat/completions``, ``/v1/completions``, ``/v1/models``, ``/health``, ``/ready``.
 Supported fields: ``model``, ``messages``/``prompt``, ``max_tokens``, ``temperature``, ``top_p``, ``n``,
-``seed``, ``stop``, ``logprobs``/``top_logprobs``. Not supported: streaming, tools (rejected with 400).
+``seed``, ``stop``, ``logprobs``/``top_logprobs``, and vLLM's ``continue_final_message`` (the answer
+continues a final assistant message). Not supported: streaming, tools (rejected with 400).
 Requests are served one at a time by the model (no continuous batching): for throughput, use vLLM.
 """
 from __future__ import annotations
@@ -53,11 +54,12 @@ def create_openai_app(client: Any, model_name: str = "rewardkit-local", *, defau
     A request without ``seed`` is sampled with seed 0, so answers are always reproducible."""
     app = FastAPI(title="rewardkit OpenAI-compatible generation server")
 
-    def run(prompt: Any, req: _Common, want_lp: bool, top: int) -> tuple[list, int]:
+    def run(prompt: Any, req: _Common, want_lp: bool, top: int, prefix: str | None = None) -> tuple[list, int]:
         stop = [req.stop] if isinstance(req.stop, str) else req.stop
         max_new = req.max_completion_tokens or req.max_tokens or default_max_tokens
+        extra = {"assistant_prefix": prefix} if prefix else {}
         gens = client.generate([prompt], max_new_tokens=max_new, temperature=req.temperature, top_p=req.top_p, n=req.n,
-                               seed=0 if req.seed is None else req.seed, stop=stop, logprobs=want_lp, top_logprobs=top)[0]
+                               seed=0 if req.seed is None else req.seed, stop=stop, logprobs=want_lp, top_logprobs=top, **extra)[0]
         return gens, gens[0].prompt_tokens or 0
 
     def usage(gens: list, prompt_tokens: int) -> dict[str, int]:
@@ -93,7 +95,10 @@ def create_openai_app(client: Any, model_name: str = "rewardkit-local", *, defau
         except KeyError as err:
             return _error(400, f"every message needs 'role' and 'content' (missing {err})")
         top = req.top_logprobs or 0
-        gens, n_prompt = run(messages, req, req.logprobs or top > 0, top)
+        prefix = None
+        if (req.model_extra or {}).get("continue_final_message") and messages and messages[-1]["role"] == "assistant":
+            prefix = messages.pop()["content"]  # vLLM's way to start the answer with given text
+        gens, n_prompt = run(messages, req, req.logprobs or top > 0, top, prefix)
         choices = []
         for i, g in enumerate(gens):
             choice: dict[str, Any] = {"index": i, "message": {"role": "assistant", "content": g.text},
