@@ -61,6 +61,8 @@ def results_table(result: Mapping[str, Any], title: str = "") -> str:
         foot += f" {result['not_applicable']} item(s) the reward does not apply to were left out (not_applicable)."
     if result.get("truncated"):
         foot += f" {result['truncated']} input(s) were truncated (per sample in scores.jsonl)."
+    if result.get("judge"):
+        foot += "\njudge: " + ", ".join(f"{k}={v}" for k, v in result["judge"].items())
     return head + text + "\n" + foot
 
 

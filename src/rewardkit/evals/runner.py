@@ -65,6 +65,8 @@ def score_dataset(
         for lo in range(0, len(records), chunk_records):
             chunk = records[lo : lo + chunk_records]
             prompts, completions, columns, spans = _flatten(chunk)
+            if getattr(reward, "groups_by_record", False):  # e.g. a pairwise judge compares a record's own completions
+                columns["group_id"] = [r.id for r, (_, count) in zip(chunk, spans) for _ in range(count)]
             out = reward.score(prompts, completions, **columns)
             if len(out.scores) != len(prompts):
                 raise ValueError(f"reward {run.reward} returned {len(out.scores)} scores for {len(prompts)} samples")
@@ -153,6 +155,9 @@ def evaluate(reward: Reward, data: Dataset, *, n_boot: int = 1000, seed: int = 0
     result = evaluate_scored(run.scored, data.sections, n_boot=n_boot, seed=seed)[""]
     for subset, stats in result["subsets"].items():
         stats["truncated"] = run.truncated_by_subset.get(subset, 0)
+    judge = judge_summary(run.rows)
+    if judge:
+        result["judge"] = judge
     result.update(
         reward=run.reward,
         data=data.source,
@@ -161,3 +166,40 @@ def evaluate(reward: Reward, data: Dataset, *, n_boot: int = 1000, seed: int = 0
         timing={"seconds": round(run.seconds, 3), "samples": run.samples, "samples_per_second": round(run.samples / run.seconds, 2) if run.seconds else None},
     )
     return result, run
+
+
+JUDGE_KEYS = ("judge_calls", "parse_failures", "generated_tokens", "comparisons", "order_inconsistent", "first_position_wins", "rejected_empty")
+
+
+def judge_summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Judge cost and reliability from the per-sample ``extras`` judges report (empty for other rewards):
+    parse-failure rate, position consistency (pairs whose verdict survived swapping the answers), how
+    often the first position won, generated tokens. A pairwise call counts for both of its samples, so
+    only rates (and the token total, which judges split between the two) are summed."""
+    totals: dict[str, float] = defaultdict(float)
+    items = 0
+    for row in rows:
+        details = [row.get("chosen_details"), row.get("rejected_details"), row.get("details")]
+        flat = [d for x in details for d in (x if isinstance(x, list) else [x]) if isinstance(d, dict)]
+        if any("judge_calls" in d for d in flat):
+            items += 1
+        for d in flat:
+            for key in JUDGE_KEYS:
+                value = d.get(key)
+                if isinstance(value, (int, float)):
+                    totals[key] += float(value)
+    if not items:
+        return {}
+    calls = totals["judge_calls"]
+    out: dict[str, Any] = {
+        "parse_failure_rate": round(totals["parse_failures"] / calls, 4) if calls else None,
+        "generated_tokens": int(round(totals["generated_tokens"])),
+        "generated_tokens_per_item": round(totals["generated_tokens"] / items, 2),
+    }
+    if totals["comparisons"]:
+        out["position_consistency"] = round(1 - totals["order_inconsistent"] / totals["comparisons"], 4)
+        parsed = calls - totals["parse_failures"]
+        out["first_position_rate"] = round(totals["first_position_wins"] / parsed, 4) if parsed else None
+    if totals["rejected_empty"]:
+        out["rejected_empty"] = int(totals["rejected_empty"])
+    return out
