@@ -143,3 +143,21 @@ def test_cli_trains_on_helpsteer_style_rows(tiny_dirs, tmp_path, capsys):
     assert main(common + ["--objective", "regression", "--attributes", "quality,brevity"]) == 0
     config = json.loads((tmp_path / "out/model/config.json").read_text())
     assert config["id2label"] == {"0": "quality", "1": "brevity"} and config["reward_weights"] == [0.5, 0.5]
+
+
+def test_multi_objective_lora_adapter_loads_with_its_heads(tiny_dirs, tmp_path):
+    """The small adapter form of a multi-head model keeps its head names and weights (the base
+    model's config knows nothing of them) and scores like the merged export."""
+    from rewardkit import ClassifierReward
+    from rewardkit.train.regression import RegressionConfig, train
+
+    cfg = RegressionConfig(attributes=("quality", "brevity"), model=str(tiny_dirs["lm"]), output_dir=str(tmp_path / "lora"),
+                           mode="lora", learning_rate=1e-2, max_steps=3, samples_per_step=8, eval_every=100, save_every=100,
+                           progress=False, max_length=64, combination="fixed", weights=(2.0, 1.0))
+    train(cfg, toy_ratings(24))
+    prompts, completions = ["Tell me about lamp field"], ["good answer about lamp field"]
+    merged = ClassifierReward(str(tmp_path / "lora/model")).score(prompts, completions)
+    adapter = ClassifierReward(str(tmp_path / "lora/adapter")).score(prompts, completions)
+    assert adapter.dims == merged.dims == ("quality", "brevity")
+    assert max(abs(a - b) for a, b in zip(adapter.vector[0], merged.vector[0])) < 1e-4
+    assert adapter.scores[0] == pytest.approx(2 * adapter.vector[0][0] + adapter.vector[0][1], abs=1e-5)

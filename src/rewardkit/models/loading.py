@@ -152,6 +152,24 @@ def adapter_base(source: ModelSource) -> str:
     return base
 
 
+def adapter_head(source: ModelSource) -> dict[str, Any]:
+    """What a rewardkit adapter says about its head (``reward_normalization.json`` beside it): names
+    of the objectives (``id2label``), combination weights and reward statistics. The base model's
+    config knows nothing of the head, so without this a multi-objective adapter would load as one label."""
+    path = Path(source.path) / "reward_normalization.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _apply_head(config: Any, head: dict[str, Any]) -> Any:
+    for key, value in head.items():
+        if key == "id2label":
+            config.id2label = {int(i): label for i, label in value.items()}
+            config.label2id = {label: int(i) for i, label in value.items()}
+        else:
+            setattr(config, key, value)
+    return config
+
+
 def _from_pretrained(auto_class: Any, source: ModelSource | str, **kwargs: Any) -> Any:
     """``auto_class.from_pretrained`` on a resolved source, with hub failures named clearly. For a
     peft adapter: the tokenizer saved beside it, the base model's config, and the base model with
@@ -163,13 +181,17 @@ def _from_pretrained(auto_class: Any, source: ModelSource | str, **kwargs: Any) 
         if getattr(auto_class, "__name__", "") == "AutoTokenizer":
             has_own = any((Path(source.path) / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json"))
             return auto_class.from_pretrained(source.path, **kwargs) if has_own else _from_pretrained(auto_class, adapter_base(source), **kwargs)
+        head = adapter_head(source)
         if auto_class is AutoConfig:
-            return _from_pretrained(auto_class, adapter_base(source), **kwargs)
+            return _apply_head(_from_pretrained(auto_class, adapter_base(source), **kwargs), head)
         from peft import PeftModel
 
+        if head.get("id2label") and kwargs.get("num_labels") is None and "config" not in kwargs:
+            kwargs["num_labels"] = len(head["id2label"])
         loaded = _from_pretrained(auto_class, adapter_base(source), **kwargs)
         base, info = loaded if kwargs.get("output_loading_info") else (loaded, {})
         merged = PeftModel.from_pretrained(base, source.path).merge_and_unload()
+        _apply_head(merged.config, head)
         info = {**info, "missing_keys": []}  # the adapter supplies the head (modules_to_save)
         return (merged, info) if kwargs.get("output_loading_info") else merged
     try:

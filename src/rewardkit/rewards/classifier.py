@@ -27,9 +27,11 @@ class ClassifierReward(TransformerReward):
             # A plain LM given as a reward model gets one scalar head (transformers would default to 2).
             from ..models.loading import load_config
 
-            architectures = getattr(load_config(model), "architectures", None) or []
+            config = load_config(model)
+            architectures = getattr(config, "architectures", None) or []
             if not any(a.endswith("ForSequenceClassification") for a in architectures):
-                num_labels = 1
+                # a rewardkit multi-objective adapter names its heads; anything else gets one
+                num_labels = len(config.id2label) if getattr(config, "reward_weights", None) is not None else 1
         if num_labels is not None:
             kwargs["num_labels"] = num_labels
         super().__init__(model, **kwargs)

@@ -333,9 +333,12 @@ def export(model, hf, tokenizer, cfg: BTConfig, train_pairs: Sequence[_Pair], pa
         final.config.id2label, final.config.label2id = {0: "reward"}, {"reward": 0}
     final.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
+    head = json.dumps({"reward_mean": mean, "reward_std": std})
     if cfg.mode == "lora" and not cfg.merge_lora:
         _name_base(tmp, cfg)
-        (tmp / "reward_normalization.json").write_text(json.dumps({"reward_mean": mean, "reward_std": std}))
+        (tmp / "reward_normalization.json").write_text(head)
+    elif cfg.mode == "lora":
+        (Path(cfg.output_dir) / "adapter" / "reward_normalization.json").write_text(head)
     (tmp / "README.md").write_text(_model_card(cfg, metrics, state, len(train_pairs), n_trunc, mean, std))
     if out.exists():
         shutil.rmtree(out)

@@ -354,9 +354,13 @@ def export(model, hf, tokenizer, cfg: RegressionConfig, train_x, pad_id: int, we
     config.label2id = {a: i for i, a in enumerate(cfg.attributes)}
     final.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
+    # an adapter's base config knows nothing of the heads: name them beside it (models/loading.py reads this)
+    head = json.dumps({**extra, "id2label": {str(i): a for i, a in enumerate(cfg.attributes)}})
     if cfg.mode == "lora" and not cfg.merge_lora:
         _name_base(tmp, cfg)
-        (tmp / "reward_normalization.json").write_text(json.dumps(extra))
+        (tmp / "reward_normalization.json").write_text(head)
+    elif cfg.mode == "lora":
+        (Path(cfg.output_dir) / "adapter" / "reward_normalization.json").write_text(head)
     (tmp / "README.md").write_text(_model_card(cfg, metrics, state, len(train_x), weights, means, stds))
     if out.exists():
         shutil.rmtree(out)
