@@ -138,3 +138,27 @@ def test_unmerged_lora_adapter_loads_as_a_reward(tiny_dirs, tmp_path):
     side = tmp_path / "merge-True" / "adapter"
     assert (side / "adapter_config.json").is_file() and not (side / "tokenizer.json").exists()
     assert max(abs(a - b) for a, b in zip(merged, ClassifierReward(str(side)).score(prompts, completions).scores)) < 1e-4
+
+
+def test_training_continues_from_a_saved_adapter(tiny_dirs, tmp_path):
+    """--init-adapter starts from the adapter's weights (lr 0: the export scores exactly like the
+    original) and refuses an adapter trained on another base."""
+    from rewardkit import ClassifierReward
+    from rewardkit.train.bt import BTConfig, train
+
+    first = BTConfig(model=str(tiny_dirs["lm"]), output_dir=str(tmp_path / "first"), mode="lora", learning_rate=2e-2,
+                     max_steps=4, pairs_per_step=8, eval_every=4, save_every=4, progress=False, max_length=128)
+    train(first, toy_pairs(40))
+    again = BTConfig(model=str(tiny_dirs["lm"]), output_dir=str(tmp_path / "again"), mode="lora", learning_rate=0.0,
+                     max_steps=1, pairs_per_step=8, eval_every=1, save_every=1, progress=False, max_length=128,
+                     init_adapter=str(tmp_path / "first" / "adapter"), shuffle_seed=7)
+    train(again, toy_pairs(40))
+    prompts, completions = ["Tell me about lamp field", "q"], ["good answer about lamp field", "bad bad"]
+    a = ClassifierReward(str(tmp_path / "first/model")).score(prompts, completions).scores
+    b = ClassifierReward(str(tmp_path / "again/model")).score(prompts, completions).scores
+    assert max(abs(x - y) for x, y in zip(a, b)) < 1e-5
+    assert "continued from the adapter" in (tmp_path / "again/model/README.md").read_text()
+    wrong = BTConfig(model=str(tiny_dirs["rm"]), output_dir=str(tmp_path / "wrong"), mode="lora", max_steps=1,
+                     progress=False, init_adapter=str(tmp_path / "first" / "adapter"))
+    with pytest.raises(ValueError, match="trained on base"):
+        train(wrong, toy_pairs(8))

@@ -42,6 +42,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default="default", help="base model: default (embedded), a directory, a .gguf file or a hub id")
     p.add_argument("--mode", choices=["head", "lora", "full"], default="lora")
     p.add_argument("--lora-r", type=int, default=8)
+    p.add_argument("--init-adapter", metavar="DIR", help="bt, lora: continue training a saved LoRA adapter (OUT/adapter of a run, or 'default' for the packaged RM)")
+    p.add_argument("--shuffle-seed", type=int, default=None, help="seed of the data order only (default --seed); the held-out split stays fixed by --seed")
     p.add_argument("--no-merge", action="store_true", help="export the LoRA adapter unmerged")
     p.add_argument("--lr", type=float, default=None, help="learning rate (default 2e-4 for lora/head, 2e-5 for full)")
     p.add_argument("--epochs", type=int, default=1)
@@ -110,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
         max_length=args.max_length, margin_column=args.margin_column, center_coef=args.center_coef,
         label_smoothing=args.label_smoothing, eval_fraction=args.eval_fraction, eval_every=args.eval_every,
         save_every=args.save_every, patience=args.patience, seed=args.seed, command=command_line(args.argv),
-        data_sources=list(sources), data_filters=filters,
+        data_sources=list(sources), data_filters=filters, init_adapter=args.init_adapter, shuffle_seed=args.shuffle_seed,
     )
     summary = train(cfg, records, eval_records, resume=args.resume)
     print(json.dumps({k: summary[k] for k in ("train_pairs", "eval_pairs", "steps", "best_step", "eval", "export")} | {"data_filters": filters}, indent=2))

@@ -54,6 +54,10 @@ class BTConfig:
     patience: int | None = None
     save_every: int = 50
     seed: int = 0
+    #: seed of the data order (default: ``seed``); vary it to reshuffle without changing the held-out split
+    shuffle_seed: int | None = None
+    #: continue from a trained LoRA adapter (a directory, or ``default`` for the packaged reward model)
+    init_adapter: str | None = None
     progress: bool = True
     command: str = ""
     data_sources: list[str] = field(default_factory=list)
@@ -112,7 +116,9 @@ def _prepare_model(cfg: Any, num_labels: int = 1):
     for p in hf.parameters():
         p.requires_grad_(cfg.mode == "full")
     model = hf
-    if cfg.mode == "lora":
+    if cfg.mode == "lora" and getattr(cfg, "init_adapter", None):
+        model = _load_adapter(hf, cfg)
+    elif cfg.mode == "lora":
         from peft import LoraConfig, get_peft_model
 
         lora = LoraConfig(task_type="SEQ_CLS", r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=0.0,
@@ -122,6 +128,26 @@ def _prepare_model(cfg: Any, num_labels: int = 1):
         for p in hf.score.parameters():
             p.requires_grad_(True)
     return model, hf, tokenizer
+
+
+def _load_adapter(hf, cfg: Any):
+    """A trainable PeftModel from a saved adapter, whose base must be the model being trained."""
+    from peft import PeftModel
+
+    path = cfg.init_adapter
+    if path == "default":
+        from ..specs import default_reward_model_path
+
+        path = default_reward_model_path()
+        if path is None:
+            raise FileNotFoundError("this install has no packaged default reward model to continue from")
+    path = Path(path)
+    if not (path / "adapter_config.json").is_file():
+        raise FileNotFoundError(f"--init-adapter {path}: no adapter_config.json there (expected a LoRA adapter directory)")
+    base = json.loads((path / "adapter_config.json").read_text()).get("base_model_name_or_path")
+    if base != cfg.model:
+        raise ValueError(f"--init-adapter {path} was trained on base {base!r}, but --model is {cfg.model!r}")
+    return PeftModel.from_pretrained(hf, str(path), is_trainable=True)
 
 
 def _rewards(hf, sequences: Sequence[Sequence[int]], pad_id: int):
@@ -240,7 +266,7 @@ def train(cfg: BTConfig, train_records: Sequence[PairRecord], eval_records: Sequ
 
     def order(epoch: int) -> list[int]:
         perm = list(range(len(train_pairs)))
-        random.Random(f"{cfg.seed}|{epoch}").shuffle(perm)
+        random.Random(f"{cfg.seed if cfg.shuffle_seed is None else cfg.shuffle_seed}|{epoch}").shuffle(perm)
         return perm
 
     n_trunc = sum(p.truncated for p in train_pairs)
@@ -378,7 +404,7 @@ def _model_card(cfg: BTConfig, metrics: dict, state: dict, n_train: int, n_trunc
 - base model: `{cfg.model}`
 - objective: Bradley-Terry `-log sigmoid(r_chosen - r_rejected - margin)`; margin column: {cfg.margin_column or 'none'};
   centering coefficient: {cfg.center_coef}; label smoothing: {cfg.label_smoothing}
-- parameters trained: {cfg.mode}{f' (r={cfg.lora_r}, alpha={cfg.lora_alpha}, targets={list(cfg.lora_targets)}, merged={cfg.merge_lora})' if cfg.mode == 'lora' else ''}
+- parameters trained: {cfg.mode}{f' (r={cfg.lora_r}, alpha={cfg.lora_alpha}, targets={list(cfg.lora_targets)}, merged={cfg.merge_lora})' if cfg.mode == 'lora' and not cfg.init_adapter else ''}{f' (continued from the adapter {cfg.init_adapter})' if cfg.init_adapter else ''}
 - data: {', '.join(cfg.data_sources) or 'given in code'}; {n_train} training pairs ({n_trunc} truncated at {cfg.max_length} tokens)
 - steps: {state['step']} (best at step {state['best_step']}); {cfg.pairs_per_step} pairs per step; learning rate {cfg.learning_rate}; seed {cfg.seed}
 - held-out pairwise accuracy: {acc}
