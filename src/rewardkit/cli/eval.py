@@ -31,6 +31,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="bootstrap resamples for the 95%% intervals (default 1000)")
     add_reward_options(p)
+    from .eval_process import add_options as add_process_options  # step-labelled data: first-error F1, AUROC
+
+    add_process_options(p)
     p.set_defaults(func=run)
 
 
@@ -60,7 +63,11 @@ def run(args: argparse.Namespace) -> int:
         return 2
     quiet_libraries()
     from ..specs import load_reward
+    from .eval_process import run_process, step_data
 
+    steps = step_data(args)
+    if steps is not None:
+        return run_process(args, steps)
     data = resolve_data(args.data, format=args.format, limit=args.limit, seed=args.seed)
     print(f"data: {data.source} ({len(data)} {data.kind} records, format {data.format})", file=sys.stderr)
     duplicates = sorted({spec for spec in args.reward if args.reward.count(spec) > 1})

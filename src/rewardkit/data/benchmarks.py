@@ -74,6 +74,10 @@ def builtin_benchmarks() -> dict[str, Benchmark]:
 def resolve_data(spec: str, *, format: str = "auto", limit: int | None = None, seed: int = 0) -> Dataset:
     """``suite`` / ``suite:train`` / ``my_bench.yaml`` / ``data.jsonl``."""
     name, _, split = spec.partition(":")
+    if name == "arith-steps" and not Path(spec).exists():  # the suite's arith subset as step-labelled data
+        from .steps import arith_steps
+
+        return arith_steps(split or "test", limit, seed)
     known = builtin_benchmarks()
     if name in known and not Path(spec).exists():
         if split and split not in synth.SPLITS and known[name].source == "builtin:suite":

@@ -27,7 +27,7 @@ from typing import Any, Iterator
 
 from ..types import BestOfNRecord, PairRecord, SampleRecord, ScoredBestOfN, ScoredPair
 
-FORMATS = ("auto", "pairwise", "hh-rlhf", "best-of-n", "samples", "scores")
+FORMATS = ("auto", "pairwise", "hh-rlhf", "best-of-n", "samples", "scores", "steps")
 _HH_TURN = re.compile(r"(?:^|\n\n)(Human|Assistant):[ ]?")
 _ASSISTANT = "\n\nAssistant:"
 _CORE = {"id", "prompt", "chosen", "rejected", "subset", "completions", "num_correct", "completion", "response"}
@@ -345,6 +345,13 @@ def load_dataset(path: str | Path, format: str = "auto", limit: int | None = Non
     records: list[Any] = []
     chosen_format = None if format == "auto" else format
     for where, row in iter_rows(path):
+        if chosen_format is None:
+            from .steps import detect_step_format, load_steps  # step-labelled solutions live in data/steps.py
+
+            if detect_step_format(row) is not None:
+                chosen_format = "steps"
+        if chosen_format == "steps":
+            return load_steps(path, limit=limit)
         if chosen_format is None:
             try:
                 chosen_format = detect_format(row)
