@@ -42,7 +42,10 @@ class StepRecord:
 
     @property
     def group(self) -> str:
-        """Key of the question (solutions of one question stay on one side of a dev/test split)."""
+        """Key of the question (solutions of one question stay on one side of a dev/test split): the
+        row's ``group`` column when it has one (variants of one problem whose texts differ), else the prompt."""
+        if self.columns.get("group") is not None:
+            return str(self.columns["group"])
         return json.dumps(self.prompt, sort_keys=True)
 
 
