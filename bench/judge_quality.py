@@ -1,0 +1,174 @@
+"""Quality of the embedded model (SmolLM2-135M-Instruct) as a judge, measured on real and built-in data.
+
+Sections (each writes its numbers as soon as it finishes, so a partial run keeps what it measured):
+  pairwise   PairwiseJudge, both orders, on a GSM8K pairs slice (one pair per question, first --n
+             questions; chosen = correct final answer) and on the built-in suite (--suite-limit per subset):
+             soft accuracy (win probability from verdict log-probabilities, the score `rewardkit eval`
+             reports), hard accuracy (both orders agree and pick the chosen answer), position consistency,
+             first-position rate.
+  verify     VerifierJudge against the gold answer (GSM8K test set joined by question; the suite's arith
+             `answer`): per-answer accuracy, true-positive and true-negative rates.
+  probes     "One Token to Fool LLM-as-a-Judge" attack answers (":", "Thought process:", ...) against
+             --probe-items questions: false-positive rate of the verifier unhardened vs hardened.
+  votes      accuracy vs k on --k-n GSM8K pairs: k hard verdicts per order sampled at T=0.7 (k=1 greedy),
+             averaged (both orders).
+
+Run: .venv/bin/python bench/judge_quality.py --out bench/results/judge_quality.json   (~40 min on 2 busy cores)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def gsm8k_slice(n: int) -> list[dict]:
+    gold = {r["id"]: r["answer"] for r in map(json.loads, open(SHARED / "math" / "gsm8k_test.jsonl"))}
+    seen, out = set(), []
+    for row in map(json.loads, open(SHARED / "pairwise" / "gsm8k_model_solution_pairs.jsonl")):
+        q = "-".join(row["id"].split("-")[:3])
+        if q in seen:
+            continue
+        seen.add(q)
+        out.append({**row, "answer": gold[q]})
+        if len(out) == n:
+            break
+    return out
+
+
+def suite_rows(limit: int, subsets=None) -> list[dict]:
+    from rewardkit.data.benchmarks import resolve_data
+
+    data = resolve_data("suite", limit=limit)
+    return [{"id": r.id, "prompt": r.prompt, "chosen": r.chosen, "rejected": r.rejected, "subset": r.subset, **r.columns}
+            for r in data.records if subsets is None or r.subset in subsets]
+
+
+def pairwise_stats(judge, rows) -> dict:
+    prompts, comps, gid = [], [], []
+    for r in rows:
+        prompts += [r["prompt"]] * 2
+        comps += [r["chosen"], r["rejected"]]
+        gid += [r["id"]] * 2
+    t = time.perf_counter()
+    out = judge.score(prompts, comps, group_id=gid)
+    secs = time.perf_counter() - t
+    soft = hard = consistent = first = calls = 0
+    for k in range(len(rows)):
+        c, w = out.scores[2 * k], out.scores[2 * k + 1]
+        soft += c is not None and w is not None and c > w
+        raws = out.extras["judge_raw"][2 * k]  # order (chosen first), then (rejected first)
+        v = [_label(x) for x in raws]
+        consistent += v[0] is not None and v[1] is not None and v[0] != v[1]
+        hard += v[0] == "A" and v[1] == "B"
+        first += sum(x == "A" for x in v)
+        calls += sum(x is not None for x in v)
+    n = len(rows)
+    return {"n_pairs": n, "soft_accuracy": soft / n, "hard_accuracy": hard / n, "position_consistency": consistent / n,
+            "first_position_rate": first / calls if calls else None,
+            "parse_failures": sum(out.extras["parse_failures"]) // 2, "seconds": round(secs, 1)}
+
+
+def _label(text: str):
+    from rewardkit.rewards._judge_text import parse_choice
+
+    found = parse_choice(text, ("A", "B"))
+    return found[0] if found else None
+
+
+def verify_stats(judge, rows) -> dict:
+    prompts, comps, answers = [], [], []
+    for r in rows:
+        prompts += [r["prompt"]] * 2
+        comps += [r["chosen"], r["rejected"]]
+        answers += [str(r["answer"])] * 2
+    t = time.perf_counter()
+    s = judge.score(prompts, comps, answer=answers).scores
+    tp = sum(s[2 * k] == 1.0 for k in range(len(rows)))
+    tn = sum(s[2 * k + 1] == 0.0 for k in range(len(rows)))
+    n = len(rows)
+    return {"n_pairs": n, "answers": 2 * n, "accuracy": (tp + tn) / (2 * n), "true_positive_rate": tp / n,
+            "true_negative_rate": tn / n, "pair_accuracy": sum(s[2 * k] == 1.0 and s[2 * k + 1] == 0.0 for k in range(n)) / n,
+            "unparsed": sum(x is None for x in s), "seconds": round(time.perf_counter() - t, 1)}
+
+
+def probe_stats(client, rows) -> dict:
+    from rewardkit.rewards._judge_text import ATTACK_PROBES
+    from rewardkit.rewards.judge import VerifierJudge
+
+    prompts = [r["prompt"] for r in rows for _ in ATTACK_PROBES]
+    comps = [p for _ in rows for p in ATTACK_PROBES]
+    answers = [str(r["answer"]) for r in rows for _ in ATTACK_PROBES]
+    out = {"items": len(rows), "probes": list(ATTACK_PROBES)}
+    for harden in (False, True):
+        s = VerifierJudge(client=client, harden=harden).score(prompts, comps, answer=answers).scores
+        per = {p: sum(s[k] == 1.0 for k in range(len(s)) if comps[k] == p) / len(rows) for p in ATTACK_PROBES}
+        out["hardened" if harden else "unhardened"] = {"false_positive_rate": sum(x == 1.0 for x in s) / len(s), "per_probe": per}
+    return out
+
+
+def vote_stats(client, rows, ks) -> dict:
+    from rewardkit.rewards.judge import PairwiseJudge
+
+    out = {}
+    for k in ks:
+        judge = PairwiseJudge(client=client, samples=k, use_logprobs=False, temperature=0.0 if k == 1 else 0.7, seed=0)
+        prompts, comps, gid = [], [], []
+        for r in rows:
+            prompts += [r["prompt"]] * 2
+            comps += [r["chosen"], r["rejected"]]
+            gid += [r["id"]] * 2
+        t = time.perf_counter()
+        s = judge.score(prompts, comps, group_id=gid).scores
+        out[str(k)] = {"accuracy": sum(s[2 * i] is not None and s[2 * i] > s[2 * i + 1] for i in range(len(rows))) / len(rows),
+                       "ties": sum(s[2 * i] == s[2 * i + 1] for i in range(len(rows))), "seconds": round(time.perf_counter() - t, 1)}
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=100)
+    ap.add_argument("--suite-limit", type=int, default=10)
+    ap.add_argument("--probe-items", type=int, default=10)
+    ap.add_argument("--k-n", type=int, default=30)
+    ap.add_argument("--ks", default="1,2,4")
+    ap.add_argument("--sections", default="pairwise,verify,probes,votes")
+    ap.add_argument("--out", default="bench/results/judge_quality.json")
+    args = ap.parse_args()
+
+    from rewardkit.clients import LocalClient
+    from rewardkit.rewards.judge import PairwiseJudge, VerifierJudge
+
+    client = LocalClient("default")
+    out_path = Path(args.out)
+    results = json.loads(out_path.read_text()) if out_path.is_file() else {}
+    results["config"] = vars(args) | {"model": client.name}
+
+    def save(key, value):
+        results[key] = value
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        out_path.write_text(json.dumps(results, indent=2))
+        print(key, json.dumps(value, indent=1), flush=True)
+
+    gsm = gsm8k_slice(args.n)
+    sections = args.sections.split(",")
+    if "pairwise" in sections:
+        judge = PairwiseJudge(client=client)
+        save("pairwise_gsm8k", pairwise_stats(judge, gsm))
+        save("pairwise_suite", {s: pairwise_stats(judge, suite_rows(args.suite_limit, {s}))
+                                for s in ("arith", "constraints", "length-trap", "refusal")})
+    if "verify" in sections:
+        judge = VerifierJudge(client=client)
+        save("verify_gsm8k", verify_stats(judge, gsm))
+        save("verify_suite_arith", verify_stats(judge, suite_rows(args.suite_limit, {"arith"})))
+    if "probes" in sections:
+        save("attack_probes", probe_stats(client, gsm[: args.probe_items]))
+    if "votes" in sections:
+        save("votes_gsm8k", vote_stats(client, gsm[: args.k_n], [int(k) for k in args.ks.split(",")]))
+
+
+if __name__ == "__main__":
+    main()
