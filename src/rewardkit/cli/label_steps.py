@@ -1,0 +1,87 @@
+"""rewardkit label-steps: automatic step labels by Monte-Carlo rollouts (Math-Shepherd hard/soft
+estimates and "Rewarding Progress" advantages), resumable, one output row per solution."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .common import quiet_libraries
+
+HELP = "label reasoning steps automatically by Monte-Carlo rollouts checked by a verifier (resumable)"
+EPILOG = """examples:
+  rewardkit label-steps --data gsm8k_train.jsonl --limit 50 --out runs/steps/gsm8k.jsonl
+  rewardkit label-steps --data gsm8k_train.jsonl --solutions sample --rollouts 16 --label soft --out runs/steps/s.jsonl
+  rewardkit label-steps --data arith-steps:train --out runs/steps/arith.jsonl      # re-label known steps
+  rewardkit train --objective prm --data runs/steps/gsm8k.jsonl --out runs/prm     # train on the labels
+
+--data: math rows {"question","answer"[, "solution"]} (GSM8K layout) or step rows with an "answer"
+column. With --solutions reference (default) a GSM8K reference solution is split into steps and
+labelled; with --solutions sample the generator writes the solutions first. The output JSONL grows
+one solution at a time; rerun the same command to resume (done ids are skipped)."""
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("label-steps", help=HELP, description=HELP, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", required=True, metavar="DATA")
+    p.add_argument("--out", required=True, metavar="FILE.jsonl")
+    p.add_argument("--generator", default="default", help="causal LM that rolls out (default: the embedded model)")
+    p.add_argument("--verifier", default="rule:math", help="reward spec that checks a finished solution against the 'answer' column")
+    p.add_argument("--solutions", choices=["reference", "sample"], default="reference")
+    p.add_argument("--rollouts", type=int, default=8, help="completions per step prefix")
+    p.add_argument("--max-new-tokens", type=int, default=256)
+    p.add_argument("--temperature", type=float, default=0.7)
+    p.add_argument("--top-p", type=float, default=0.95)
+    p.add_argument("--label", choices=["hard", "soft"], default="hard", help="which estimate goes into 'labels' (both are written)")
+    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..clients.local import LocalClient
+    from ..data.formats import DataFormatError, iter_rows
+    from ..data.steps import StepRecord, gsm8k_steps, resolve_step_data
+    from ..specs import load_reward
+    from ..use.label_steps import RolloutConfig, label_all, sample_solutions
+
+    quiet_libraries()
+    cfg = RolloutConfig(rollouts=args.rollouts, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                        top_p=args.top_p, seed=args.seed, label=args.label)
+    client = LocalClient(args.generator)
+    verifier = load_reward(args.verifier)
+    items: list[tuple[StepRecord, object]] = []
+    path = Path(args.data)
+    first = next(iter_rows(path), None) if path.is_file() else None
+    if first is not None and "steps" not in first[1]:
+        questions, answers, ids, refs = [], [], [], []
+        for k, (where, row) in enumerate(iter_rows(path)):
+            if args.limit is not None and k >= args.limit:
+                break
+            for key in ("question", "answer"):
+                if row.get(key) is None:
+                    raise DataFormatError(path, where, key, "missing (label-steps needs a question and a gold answer)")
+            questions.append(row["question"])
+            answers.append(str(row["answer"]))
+            ids.append(str(row.get("id", where.replace(" ", "-"))))
+            refs.append(row.get("solution"))
+            if args.solutions == "reference" and not isinstance(row.get("solution"), str):
+                raise DataFormatError(path, where, "solution", "missing (or use --solutions sample)")
+        if args.solutions == "reference":
+            steps = [[gsm8k_steps(s)[0]] for s in refs]
+        else:
+            steps = sample_solutions(questions, client, cfg)
+        for q, a, i, sols in zip(questions, answers, ids, steps):
+            for j, st in enumerate(sols):
+                if st:
+                    items.append((StepRecord(f"{i}-{args.solutions}{j}", q, st, [None] * len(st)), a))
+    else:
+        data = resolve_step_data(args.data, limit=args.limit, seed=args.seed)
+        for r in data.records:
+            if r.columns.get("answer") is None:
+                raise DataFormatError(args.data, f"record {r.id}", "answer", "missing (label-steps needs a gold answer per row)")
+            items.append((r, r.columns["answer"]))
+    counts = label_all(items, Path(args.out), client, verifier, cfg, total=len(items))
+    print(json.dumps({"out": args.out, "solutions": len(items), **counts, "rollouts_per_step": cfg.rollouts, "seed": cfg.seed}, indent=2))
+    return 0

@@ -1,0 +1,1 @@
+"""Using rewards: automatic step labels (label_steps), PRM-guided search (search)."""
