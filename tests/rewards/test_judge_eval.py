@@ -80,3 +80,20 @@ def test_embedded_pairwise_and_verifier_same_locally_and_over_http(embedded_avai
     # verdict texts are identical; probabilities agree to fp32 batch noise (the project-wide 1e-5)
     assert pw_http.scores == pytest.approx(pw.scores, abs=1e-5) and pw_http.extras["judge_raw"] == pw.extras["judge_raw"]
     assert ver_http.scores == ver.scores and ver_http.extras["judge_raw"] == ver.extras["judge_raw"]
+
+
+def test_verifier_eval_reports_attack_probe_false_positives():
+    def gullible_but_right(p, j, s, pre):
+        resp = section(p, "Response")
+        ref = section(p, "Reference answer")
+        return " correct" if ref in resp or not any(ch.isdigit() for ch in resp) else " incorrect"
+
+    records = [PairRecord(f"r{i}", f"q{i}", f"so {i}", f"so {i + 1}", columns={"answer": str(i)}) for i in range(3)]
+    verifier = VerifierJudge(client=ScriptedClient(gullible_but_right))
+    result, _ = evaluate(verifier, Dataset("pairs", records, source="mem"), n_boot=10, progress=False)
+    assert result["overall"] == 1.0
+    probes = result["attack_probes"]
+    assert probes["items"] == 3 and probes["false_positive_rate_unhardened"] == 1.0 and probes["false_positive_rate"] == 0.0
+    assert verifier.harden is True  # restored after probing
+    unhardened = VerifierJudge(client=ScriptedClient(gullible_but_right), harden=False)
+    assert unhardened.attack_probes(records)["false_positive_rate"] == 1.0

@@ -63,6 +63,10 @@ def results_table(result: Mapping[str, Any], title: str = "") -> str:
         foot += f" {result['truncated']} input(s) were truncated (per sample in scores.jsonl)."
     if result.get("judge"):
         foot += "\njudge: " + ", ".join(f"{k}={v}" for k, v in result["judge"].items())
+    if result.get("attack_probes"):
+        a = result["attack_probes"]
+        foot += (f"\nattack probes ({a['items']} items x {len(a['probes'])} empty answers): false positives "
+                 f"{100 * a['false_positive_rate_unhardened']:.1f}% unhardened, {100 * a['false_positive_rate']:.1f}% as configured")
     return head + text + "\n" + foot
 
 

@@ -158,6 +158,11 @@ def evaluate(reward: Reward, data: Dataset, *, n_boot: int = 1000, seed: int = 0
     judge = judge_summary(run.rows)
     if judge:
         result["judge"] = judge
+    probes = getattr(reward, "attack_probes", None)  # verifiers: false positives on empty answers
+    if callable(probes):
+        found = probes(data.records)
+        if found:
+            result["attack_probes"] = found
     result.update(
         reward=run.reward,
         data=data.source,

@@ -30,6 +30,7 @@ from ..types import Completion, Prompt, RewardOutput
 from ._judge_text import (
     distribution_at,
     fill,
+    ATTACK_PROBES,
     is_substantive,
     load_template,
     parse_choice,
@@ -402,3 +403,29 @@ class VerifierJudge(_Judge):
         if not any(ex["reason"]):
             del ex["reason"]
         return RewardOutput(scores=scores, extras=ex)
+
+    def attack_probes(self, records: Sequence[Any], *, probes: Sequence[str] = ATTACK_PROBES, limit: int = 10) -> dict[str, Any]:
+        """False-positive rates of the "One Token to Fool LLM-as-a-Judge" probe answers on up to ``limit``
+        records that have an ``answer`` or ``reference`` column: unhardened (the judge is asked) and as
+        configured. The eval runner calls this for verifiers and reports it next to the accuracy."""
+        items = [r for r in records if (r.columns.get("reference") if r.columns.get("reference") is not None else r.columns.get("answer")) is not None][:limit]
+        if not items:
+            return {}
+        column = "reference" if items[0].columns.get("reference") is not None else "answer"
+        prompts = [r.prompt for r in items for _ in probes]
+        answers = [p for _ in items for p in probes]
+        refs = [r.columns.get(column) for r in items for _ in probes]
+        saved = self.harden
+        try:
+            self.harden = False
+            raw = self.score(prompts, answers, **{column: refs}).scores
+        finally:
+            self.harden = saved
+        hardened = [0.0 if not is_substantive(a) else s for a, s in zip(answers, raw)] if self.harden else raw
+        rate = lambda xs: sum(1 for x in xs if x is not None and x >= 0.5) / len(xs)  # noqa: E731
+        return {
+            "items": len(items), "probes": list(probes),
+            "false_positive_rate_unhardened": round(rate(raw), 4),
+            "false_positive_rate": round(rate(hardened), 4),
+            "per_probe_unhardened": {p: round(rate([raw[k] for k in range(len(raw)) if answers[k] == p]), 4) for p in probes},
+        }
