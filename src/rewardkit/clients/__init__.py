@@ -20,8 +20,9 @@ Two clients, one call::
     outs[i][j]                    # Generation j of prompt i: .text .token_ids .num_tokens .finish_reason
                                   #   .logprobs .tokens .top_logprobs .seed
 
-``LocalClient.generate`` also takes ``assistant_prefix=`` (per prompt or one for all): text the assistant
-turn already starts with, so a partial solution can be rolled out (Monte-Carlo step labels).
+Both also take ``assistant_prefix=`` (per prompt or one for all): text the assistant turn already starts
+with, so a partial solution can be rolled out (Monte-Carlo step labels) or a judge made to answer in
+format (``Verdict:``). Over HTTP it is sent as vLLM's ``continue_final_message``.
 A ``RawText("...")`` prompt is continued verbatim (no chat template).
 ``client_from_spec`` turns ``default``, a model path, or ``openai:MODEL@URL`` into a client.
 """

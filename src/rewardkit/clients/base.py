@@ -41,7 +41,8 @@ class Generation:
 
 @runtime_checkable
 class GenerationClient(Protocol):
-    """``generate`` returns one list of ``n`` generations per prompt, in input order."""
+    """``generate`` returns one list of ``n`` generations per prompt, in input order. The rewardkit
+    clients also accept ``assistant_prefix=`` (judges pass it only when configured with one)."""
 
     name: str
 
