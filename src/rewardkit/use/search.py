@@ -1,0 +1,120 @@
+"""PRM-guided step-level beam search, and best-of-N at the same generator token budget.
+
+Search (as in "Scaling LLM Test-Time Compute Optimally can be More Effective than Scaling Model
+Parameters", Snell et al., 2024): keep ``beam_width`` partial solutions; from each, sample
+``expansions`` next steps (generation stops at the step separator); score every candidate's steps with
+the PRM and keep the best ``beam_width`` by the aggregate of their step scores; a candidate whose
+step ends the turn (end-of-turn token) or states an answer is finished. The best finished solution
+by PRM aggregate is the answer. Best-of-N draws whole solutions until it has spent the same number
+of generated tokens, and picks the one the PRM scores highest. Sampling is seeded (the generation
+client derives one seed per prompt and sample), so runs repeat exactly.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from ..data.steps import split_steps
+
+_ANSWER = re.compile(r"(answer is|####|\\boxed\{)", re.IGNORECASE)
+
+
+@dataclass
+class SearchConfig:
+    beam_width: int = 2
+    expansions: int = 2
+    max_steps: int = 8
+    max_step_tokens: int = 64
+    temperature: float = 0.7
+    top_p: float = 0.95
+    seed: int = 0
+    separator: str = "\n"
+
+
+@dataclass
+class _Beam:
+    steps: list[str]
+    score: float = 0.0
+    done: bool = False
+
+
+@dataclass
+class SearchResult:
+    text: str
+    steps: list[str]
+    score: float | None
+    generated_tokens: int
+    finished: bool
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+def _prm_scores(prm: Any, prompt: Any, candidates: Sequence[list[str]]) -> list[float]:
+    out = prm.score([prompt] * len(candidates), [list(c) for c in candidates])
+    return [float("-inf") if s is None else float(s) for s in out.scores]
+
+
+def beam_search(prompt: Any, client: Any, prm: Any, cfg: SearchConfig) -> SearchResult:
+    """One question: step-level beam search guided by ``prm`` (its ``score`` aggregate ranks beams)."""
+    stop_ids = set(getattr(client, "stop_ids", set()))
+    beams = [_Beam([])]
+    finished: list[_Beam] = []
+    tokens = 0
+    for depth in range(cfg.max_steps):
+        active = [b for b in beams if not b.done]
+        if not active:
+            break
+        prefixes = ["".join(s + cfg.separator for s in b.steps) for b in active]
+        gens = client.generate([prompt] * len(active), max_new_tokens=cfg.max_step_tokens, temperature=cfg.temperature,
+                               top_p=cfg.top_p, n=cfg.expansions, seed=cfg.seed + depth, stop=[cfg.separator],
+                               assistant_prefix=prefixes)
+        candidates: list[_Beam] = []
+        for beam, outs in zip(active, gens):
+            for g in outs:
+                tokens += g.num_tokens if g.num_tokens is not None else len(g.token_ids or [])
+                step = g.text.strip()
+                ended = bool(g.token_ids) and g.token_ids[-1] in stop_ids
+                if not step:
+                    if beam.steps:
+                        candidates.append(_Beam(list(beam.steps), done=True))
+                    continue
+                candidates.append(_Beam(beam.steps + [step], done=ended or bool(_ANSWER.search(step)) or depth == cfg.max_steps - 1))
+        if not candidates:
+            break
+        unique: dict[tuple[str, ...], _Beam] = {}
+        for c in candidates:
+            unique.setdefault(tuple(c.steps), c)
+        candidates = list(unique.values())
+        for c, s in zip(candidates, _prm_scores(prm, prompt, [c.steps for c in candidates])):
+            c.score = s
+        candidates.sort(key=lambda c: (-c.score, c.steps))  # deterministic tie-break by text
+        finished.extend(c for c in candidates if c.done)
+        beams = [c for c in candidates if not c.done][: cfg.beam_width]
+        if len(finished) >= cfg.beam_width:
+            break
+    pool = finished or beams
+    if not pool:
+        return SearchResult("", [], None, tokens, False)
+    best = max(pool, key=lambda c: (c.score, [-len(s) for s in c.steps]))
+    return SearchResult(cfg.separator.join(best.steps), best.steps, best.score, tokens, best.done)
+
+
+def best_of_n(prompt: Any, client: Any, prm: Any, cfg: SearchConfig, token_budget: int, max_new_tokens: int) -> SearchResult:
+    """Sample whole solutions (one at a time, seeded) until ``token_budget`` generated tokens are
+    spent (at least one), then pick the PRM's favourite."""
+    samples: list[list[str]] = []
+    tokens, k = 0, 0
+    while tokens < token_budget or not samples:
+        g = client.generate([prompt], max_new_tokens=max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p, n=1, seed=cfg.seed + 10_000 + k)[0][0]
+        k += 1
+        tokens += g.num_tokens if g.num_tokens is not None else len(g.token_ids or [])
+        steps = split_steps(g.text, cfg.separator)
+        if steps:
+            samples.append(steps)
+        if k >= 64:
+            break
+    if not samples:
+        return SearchResult("", [], None, tokens, False, {"n": k})
+    scores = _prm_scores(prm, prompt, samples)
+    j = max(range(len(samples)), key=lambda i: (scores[i], -i))
+    return SearchResult(cfg.separator.join(samples[j]), samples[j], scores[j], tokens, True, {"n": k})
