@@ -162,8 +162,10 @@ class LocalClient:
             from transformers import DynamicCache
 
             cache = DynamicCache()
+            # logits_to_keep=1: only the last position goes through the vocabulary-sized head (the
+            # prompt's other logits would cost ~20% of the prefill and B*T*V floats of memory)
             out = self.model(input_ids=input_ids.to(dev), attention_mask=mask.to(dev), position_ids=positions.to(dev),
-                             past_key_values=cache, use_cache=True)
+                             past_key_values=cache, use_cache=True, logits_to_keep=1)
             logits = out.logits[:, -1].float()
             cache = out.past_key_values
             if n > 1:  # the prompt was encoded once; its cache serves all n samples
