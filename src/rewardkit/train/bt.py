@@ -150,14 +150,19 @@ def _load_adapter(hf, cfg: Any):
     return PeftModel.from_pretrained(hf, str(path), is_trainable=True)
 
 
-def _rewards(hf, sequences: Sequence[Sequence[int]], pad_id: int):
-    """Scalar rewards ``[N]`` read at each sequence's last real token (right padding)."""
+def head_outputs(hf, sequences: Sequence[Sequence[int]], pad_id: int):
+    """Head outputs ``[N, num_labels]`` read at each sequence's last real token (right padding)."""
     import torch
 
     batch = pad_batch(sequences, list(range(len(sequences))), pad_id, "right", str(next(hf.parameters()).device))
     hidden = hf.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids, use_cache=False).last_hidden_state
     last = torch.tensor([n - 1 for n in batch.lengths], device=hidden.device)
-    return hf.score(hidden[torch.arange(len(sequences), device=hidden.device), last])[:, 0].float()
+    return hf.score(hidden[torch.arange(len(sequences), device=hidden.device), last]).float()
+
+
+def _rewards(hf, sequences: Sequence[Sequence[int]], pad_id: int):
+    """Scalar rewards ``[N]``."""
+    return head_outputs(hf, sequences, pad_id)[:, 0]
 
 
 def bt_loss(r_chosen, r_rejected, margins, *, center_coef: float = 0.0, label_smoothing: float = 0.0):
@@ -340,7 +345,6 @@ def export(model, hf, tokenizer, cfg: BTConfig, train_pairs: Sequence[_Pair], pa
     tokenizer, chat template, reward normalisation (mean/std of training rewards) and a model card."""
     import torch
 
-    out = Path(cfg.output_dir) / "model"
     if cfg.mode == "lora" and cfg.merge_lora:
         save_adapter(model, cfg, Path(cfg.output_dir) / "adapter")  # the small form, before merging
         final = model.merge_and_unload()
@@ -353,19 +357,32 @@ def export(model, hf, tokenizer, cfg: BTConfig, train_pairs: Sequence[_Pair], pa
         seqs = [p.chosen for p in sample] + [p.rejected for p in sample]
         rewards = torch.cat([_rewards(final if cfg.mode != "lora" or cfg.merge_lora else hf, seqs[i : i + 32], pad_id) for i in range(0, len(seqs), 32)]) if seqs else torch.zeros(1)
     mean, std = float(rewards.mean()), float(rewards.std()) if len(rewards) > 1 else 1.0
+    head = {"reward_mean": mean, "reward_std": std, "id2label": {"0": "reward"}}
+    return write_export(final, tokenizer, cfg, head, _model_card(cfg, metrics, state, len(train_pairs), n_trunc, mean, std))
+
+
+def write_export(final, tokenizer, cfg: Any, head: dict[str, Any], card: str) -> Path:
+    """Write ``OUT/model`` atomically: the model with ``head`` (names of the outputs in ``id2label``,
+    reward statistics, combination weights) in its config, the tokenizer and the model card. An
+    adapter's base config knows nothing of the head, so adapters get it beside them in
+    ``reward_normalization.json`` (which models/loading.py applies when loading)."""
+    out = Path(cfg.output_dir) / "model"
     tmp = Path(tempfile.mkdtemp(prefix="model.tmp-", dir=out.parent))
-    if hasattr(final, "config"):
-        final.config.reward_mean, final.config.reward_std = mean, std
-        final.config.id2label, final.config.label2id = {0: "reward"}, {"reward": 0}
+    config = final.config
+    for key, value in head.items():
+        if key == "id2label":
+            config.id2label = {int(i): label for i, label in value.items()}
+            config.label2id = {label: int(i) for i, label in value.items()}
+        else:
+            setattr(config, key, value)
     final.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
-    head = json.dumps({"reward_mean": mean, "reward_std": std})
     if cfg.mode == "lora" and not cfg.merge_lora:
         _name_base(tmp, cfg)
-        (tmp / "reward_normalization.json").write_text(head)
+        (tmp / "reward_normalization.json").write_text(json.dumps(head, indent=2))
     elif cfg.mode == "lora":
-        (Path(cfg.output_dir) / "adapter" / "reward_normalization.json").write_text(head)
-    (tmp / "README.md").write_text(_model_card(cfg, metrics, state, len(train_pairs), n_trunc, mean, std))
+        (Path(cfg.output_dir) / "adapter" / "reward_normalization.json").write_text(json.dumps(head, indent=2))
+    (tmp / "README.md").write_text(card)
     if out.exists():
         shutil.rmtree(out)
     os.replace(tmp, out)

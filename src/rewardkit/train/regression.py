@@ -24,19 +24,16 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
-import shutil
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
-from ..models import Encoder, make_batches, pad_batch
+from ..models import Encoder, make_batches
 from ..types import PairRecord, SampleRecord
-from .bt import _load_checkpoint, _name_base, _prepare_model, _save_checkpoint, bt_loss, save_adapter, split_heldout
+from .bt import _load_checkpoint, _prepare_model, _save_checkpoint, bt_loss, head_outputs, save_adapter, split_heldout, write_export
 
 
 @dataclass
@@ -106,16 +103,6 @@ def attribute_stats(ratings: Sequence[Sequence[float | None]], k: int, normalize
 
 # ------------------------------------------------------------------ model
 
-def _heads(hf, sequences: Sequence[Sequence[int]], pad_id: int):
-    """Head outputs ``[N, k]`` read at each sequence's last real token (right padding)."""
-    import torch
-
-    batch = pad_batch(sequences, list(range(len(sequences))), pad_id, "right", str(next(hf.parameters()).device))
-    hidden = hf.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids, use_cache=False).last_hidden_state
-    last = torch.tensor([n - 1 for n in batch.lengths], device=hidden.device)
-    return hf.score(hidden[torch.arange(len(sequences), device=hidden.device), last]).float()
-
-
 def _make_combination(cfg: RegressionConfig, k: int):
     """Softmax logits over the heads; trainable only for ``combination="learned"``."""
     import torch
@@ -163,7 +150,7 @@ def evaluate(hf, weights, samples, targets, pairs, pad_id: int, budget: int) -> 
     with torch.inference_mode():
         if samples:
             groups = _groups([len(s) for s in samples], budget)
-            preds = torch.cat([_heads(hf, [samples[i] for i in idx], pad_id) for idx in groups])
+            preds = torch.cat([head_outputs(hf, [samples[i] for i in idx], pad_id) for idx in groups])
             order = [i for idx in groups for i in idx]
             y = torch.tensor([[math.nan if v is None else v for v in targets[i]] for i in order])
             mask = ~torch.isnan(y)
@@ -181,7 +168,7 @@ def evaluate(hf, weights, samples, targets, pairs, pad_id: int, budget: int) -> 
             correct = 0
             for idx in _groups([max(len(c), len(r)) for c, r in pairs], max(1, budget // 2)):
                 chunk = [pairs[i] for i in idx]
-                h = _heads(hf, [c for c, _ in chunk] + [r for _, r in chunk], pad_id) @ weights
+                h = head_outputs(hf, [c for c, _ in chunk] + [r for _, r in chunk], pad_id) @ weights
                 correct += int((h[: len(chunk)] > h[len(chunk):]).sum())
             out["pair_accuracy"] = correct / len(pairs)
             out["pairs"] = len(pairs)
@@ -262,7 +249,7 @@ def train(cfg: RegressionConfig, samples: Sequence[SampleRecord], pairs: Sequenc
         mse_total, bt_total, n_rated = 0.0, 0.0, sum(1 for i in s_idx for v in train_y[i] if v is not None)
         for micro in _groups([len(train_x[i]) for i in s_idx], cfg.max_tokens_per_micro_batch):
             rows = [s_idx[i] for i in micro]
-            pred = _heads(hf, [train_x[i] for i in rows], pad_id)
+            pred = head_outputs(hf, [train_x[i] for i in rows], pad_id)
             y = torch.tensor([[math.nan if v is None else v for v in train_y[i]] for i in rows])
             mask = ~torch.isnan(y)
             loss = ((pred - torch.nan_to_num(y)) ** 2 * mask).sum() / max(1, n_rated)
@@ -273,7 +260,7 @@ def train(cfg: RegressionConfig, samples: Sequence[SampleRecord], pairs: Sequenc
         if p_idx and cfg.pair_coef:
             for micro in _groups([max(len(train_pairs[i][0]), len(train_pairs[i][1])) for i in p_idx], max(1, cfg.max_tokens_per_micro_batch // 2)):
                 chunk = [train_pairs[p_idx[i]] for i in micro]
-                h = _heads(hf, [c for c, _ in chunk] + [r for _, r in chunk], pad_id) @ _weights(cfg, combo)
+                h = head_outputs(hf, [c for c, _ in chunk] + [r for _, r in chunk], pad_id) @ _weights(cfg, combo)
                 rc, rr = h[: len(chunk)], h[len(chunk):]
                 loss = cfg.pair_coef * bt_loss(rc, rr, torch.zeros(len(chunk))).sum() / len(p_idx)
                 loss.backward()
@@ -332,7 +319,6 @@ def train(cfg: RegressionConfig, samples: Sequence[SampleRecord], pairs: Sequenc
 def export(model, hf, tokenizer, cfg: RegressionConfig, train_x, pad_id: int, weights: list[float], means, stds, metrics: dict, state: dict) -> Path:
     import torch
 
-    out = Path(cfg.output_dir) / "model"
     if cfg.mode == "lora" and cfg.merge_lora:
         save_adapter(model, cfg, Path(cfg.output_dir) / "adapter")
         final = model.merge_and_unload()
@@ -340,32 +326,14 @@ def export(model, hf, tokenizer, cfg: RegressionConfig, train_x, pad_id: int, we
         final = model if cfg.mode == "lora" else hf
     with torch.inference_mode():
         sample = list(train_x)[:256]
-        heads = torch.cat([_heads(hf if cfg.mode == "lora" and not cfg.merge_lora else final, sample[i : i + 32], pad_id) for i in range(0, len(sample), 32)])
+        heads = torch.cat([head_outputs(hf if cfg.mode == "lora" and not cfg.merge_lora else final, sample[i : i + 32], pad_id) for i in range(0, len(sample), 32)])
         combined = heads @ torch.tensor(weights)
-    extra = {
+    head = {
         "reward_weights": weights, "attribute_mean": means, "attribute_std": stds,
         "reward_mean": float(combined.mean()), "reward_std": float(combined.std()) if len(combined) > 1 else 1.0,
+        "id2label": {str(i): a for i, a in enumerate(cfg.attributes)},
     }
-    tmp = Path(tempfile.mkdtemp(prefix="model.tmp-", dir=out.parent))
-    config = final.config
-    for key, value in extra.items():
-        setattr(config, key, value)
-    config.id2label = dict(enumerate(cfg.attributes))
-    config.label2id = {a: i for i, a in enumerate(cfg.attributes)}
-    final.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    # an adapter's base config knows nothing of the heads: name them beside it (models/loading.py reads this)
-    head = json.dumps({**extra, "id2label": {str(i): a for i, a in enumerate(cfg.attributes)}})
-    if cfg.mode == "lora" and not cfg.merge_lora:
-        _name_base(tmp, cfg)
-        (tmp / "reward_normalization.json").write_text(head)
-    elif cfg.mode == "lora":
-        (Path(cfg.output_dir) / "adapter" / "reward_normalization.json").write_text(head)
-    (tmp / "README.md").write_text(_model_card(cfg, metrics, state, len(train_x), weights, means, stds))
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
-    return out
+    return write_export(final, tokenizer, cfg, head, _model_card(cfg, metrics, state, len(train_x), weights, means, stds))
 
 
 def _model_card(cfg: RegressionConfig, metrics: dict, state: dict, n_train: int, weights, means, stds) -> str:
