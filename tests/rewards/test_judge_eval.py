@@ -97,3 +97,10 @@ def test_verifier_eval_reports_attack_probe_false_positives():
     assert verifier.harden is True  # restored after probing
     unhardened = VerifierJudge(client=ScriptedClient(gullible_but_right), harden=False)
     assert unhardened.attack_probes(records)["false_positive_rate"] == 1.0
+
+
+def test_verifier_rows_without_gold_are_not_applicable():
+    records = [PairRecord("a", "q", "so 1", "so 2", columns={"answer": "1"}), PairRecord("b", "q2", "x", "y")]
+    verifier = VerifierJudge(client=ScriptedClient(lambda p, j, s, pre: " correct" if "1" in section(p, "Response") else " incorrect"))
+    result, _ = evaluate(verifier, Dataset("pairs", records, source="mem"), n_boot=10, progress=False)
+    assert result["n"] == 1 and result["not_applicable"] == 1 and result["overall"] == 1.0

@@ -402,6 +402,8 @@ class VerifierJudge(_Judge):
             ex["reason"].append(reason)
         if not any(ex["reason"]):
             del ex["reason"]
+        if any(r is None for r in refs):  # rows without gold are not applicable (left out of accuracy, counted)
+            ex["applicable"] = [r is not None for r in refs]
         return RewardOutput(scores=scores, extras=ex)
 
     def attack_probes(self, records: Sequence[Any], *, probes: Sequence[str] = ATTACK_PROBES, limit: int = 10) -> dict[str, Any]:
