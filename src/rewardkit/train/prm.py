@@ -251,6 +251,16 @@ def train(cfg: PRMConfig, train_records: Sequence[StepRecord], eval_records: Seq
         if state["step"] % cfg.save_every == 0 or is_last:
             _save_checkpoint(ckpt_dir / "last", model, optimizer, state)
     bar.close()
+    evaluated = {h["step"] for h in state["history"] if "eval" in h}
+    if eval_samples and state["step"] and state["step"] not in evaluated:
+        # a run stopped by a smaller --max-steps on resume: its last weights are a candidate too
+        model.eval()
+        metrics = evaluate_samples(hf, eval_samples, pad_id, cfg.max_tokens_per_micro_batch)
+        state["history"].append({"step": state["step"], "eval": metrics})
+        value = metrics["auroc"] if metrics["auroc"] is not None else -metrics["loss"]
+        if state["best_auroc"] is None or value > state["best_auroc"]:
+            state["best_auroc"], state["best_step"] = value, state["step"]
+            _save_checkpoint(ckpt_dir / "best", model, optimizer, state)
 
     if (ckpt_dir / "best").exists():
         _load_checkpoint(ckpt_dir / "best", model, optimizer)
