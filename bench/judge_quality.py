@@ -13,7 +13,7 @@ Sections (each writes its numbers as soon as it finishes, so a partial run keeps
   votes      accuracy vs k on --k-n GSM8K pairs: k hard verdicts per order sampled at T=0.7 (k=1 greedy),
              averaged (both orders).
 
-Run: .venv/bin/python bench/judge_quality.py --out bench/results/judge_quality.json   (~40 min on 2 busy cores)
+Run: .venv/bin/python bench/judge_quality.py --out bench/results/judge_quality.json   (~30-40 min on 2 busy cores)
 """
 from __future__ import annotations
 
@@ -130,12 +130,12 @@ def vote_stats(client, rows, ks) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--n", type=int, default=100)
-    ap.add_argument("--suite-limit", type=int, default=10)
-    ap.add_argument("--probe-items", type=int, default=10)
-    ap.add_argument("--k-n", type=int, default=30)
-    ap.add_argument("--ks", default="1,2,4")
-    ap.add_argument("--sections", default="pairwise,verify,probes,votes")
+    ap.add_argument("--n", type=int, default=60)
+    ap.add_argument("--suite-limit", type=int, default=5)
+    ap.add_argument("--probe-items", type=int, default=5)
+    ap.add_argument("--k-n", type=int, default=15)
+    ap.add_argument("--ks", default="1,4")
+    ap.add_argument("--sections", default="pairwise,probes,verify,votes")
     ap.add_argument("--out", default="bench/results/judge_quality.json")
     args = ap.parse_args()
 
@@ -160,12 +160,12 @@ def main() -> None:
         save("pairwise_gsm8k", pairwise_stats(judge, gsm))
         save("pairwise_suite", {s: pairwise_stats(judge, suite_rows(args.suite_limit, {s}))
                                 for s in ("arith", "constraints", "length-trap", "refusal")})
+    if "probes" in sections:
+        save("attack_probes", probe_stats(client, gsm[: args.probe_items]))
     if "verify" in sections:
         judge = VerifierJudge(client=client)
         save("verify_gsm8k", verify_stats(judge, gsm))
         save("verify_suite_arith", verify_stats(judge, suite_rows(args.suite_limit, {"arith"})))
-    if "probes" in sections:
-        save("attack_probes", probe_stats(client, gsm[: args.probe_items]))
     if "votes" in sections:
         save("votes_gsm8k", vote_stats(client, gsm[: args.k_n], [int(k) for k in args.ks.split(",")]))
 
