@@ -336,6 +336,14 @@ _PARSERS = {"pairwise": _parse_pairwise, "hh-rlhf": _parse_hh, "best-of-n": _par
 _KIND = {"pairwise": "pairs", "hh-rlhf": "pairs", "best-of-n": "best-of-n", "samples": "samples", "scores": "scores"}
 
 
+def detect_row_format(row: dict[str, Any], path: Path, where: str) -> str:
+    """``detect_format`` with a failure reported as a DataFormatError naming the file and row."""
+    try:
+        return detect_format(row)
+    except ValueError as err:
+        raise DataFormatError(path, where, None, str(err)) from None
+
+
 def load_dataset(path: str | Path, format: str = "auto", limit: int | None = None) -> Dataset:
     """Read and validate a JSONL/JSON/Parquet file. ``format="auto"`` decides from the first row;
     every later row must parse the same way."""
@@ -353,10 +361,7 @@ def load_dataset(path: str | Path, format: str = "auto", limit: int | None = Non
         if chosen_format == "steps":
             return load_steps(path, limit=limit)
         if chosen_format is None:
-            try:
-                chosen_format = detect_format(row)
-            except ValueError as err:
-                raise DataFormatError(path, where, None, str(err)) from None
+            chosen_format = detect_row_format(row, path, where)
         records.append(_PARSERS[chosen_format](row, path, where))
         if limit is not None and len(records) >= limit:
             break

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .formats import _KIND, _PARSERS, DataFormatError, detect_format, iter_rows
+from .formats import _KIND, _PARSERS, DataFormatError, detect_row_format, iter_rows
 
 
 def prompt_bucket(prompt: Any, seed: int = 0) -> float:
@@ -34,10 +34,7 @@ def split_file(path: str | Path, out_dir: str | Path, *, test_fraction: float = 
     try:
         for where, row in iter_rows(path):
             if chosen_format is None:
-                try:
-                    chosen_format = detect_format(row)
-                except ValueError as err:
-                    raise DataFormatError(path, where, None, str(err)) from None
+                chosen_format = detect_row_format(row, path, where)
             if _KIND[chosen_format] == "scores":
                 raise DataFormatError(path, where, None, "precomputed scores carry no prompt to split by")
             record = _PARSERS[chosen_format](row, path, where)

@@ -160,7 +160,8 @@ def adapter_head(source: ModelSource) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def _apply_head(config: Any, head: dict[str, Any]) -> Any:
+def apply_head(config: Any, head: dict[str, Any]) -> Any:
+    """Write a head description (``id2label`` with string or int keys, statistics, weights) into a model config."""
     for key, value in head.items():
         if key == "id2label":
             config.id2label = {int(i): label for i, label in value.items()}
@@ -183,7 +184,7 @@ def _from_pretrained(auto_class: Any, source: ModelSource | str, **kwargs: Any) 
             return auto_class.from_pretrained(source.path, **kwargs) if has_own else _from_pretrained(auto_class, adapter_base(source), **kwargs)
         head = adapter_head(source)
         if auto_class is AutoConfig:
-            return _apply_head(_from_pretrained(auto_class, adapter_base(source), **kwargs), head)
+            return apply_head(_from_pretrained(auto_class, adapter_base(source), **kwargs), head)
         from peft import PeftModel
 
         if head.get("id2label") and kwargs.get("num_labels") is None and "config" not in kwargs:
@@ -191,7 +192,7 @@ def _from_pretrained(auto_class: Any, source: ModelSource | str, **kwargs: Any) 
         loaded = _from_pretrained(auto_class, adapter_base(source), **kwargs)
         base, info = loaded if kwargs.get("output_loading_info") else (loaded, {})
         merged = PeftModel.from_pretrained(base, source.path).merge_and_unload()
-        _apply_head(merged.config, head)
+        apply_head(merged.config, head)
         info = {**info, "missing_keys": []}  # the adapter supplies the head (modules_to_save)
         return (merged, info) if kwargs.get("output_loading_info") else merged
     try:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Literal, Sequence
 
 from ..models import Encoder, load_model, load_tokenizer, make_batches, pad_batch, resolve_source
+from ..models.loading import apply_head
 from ..types import PairRecord
 
 
@@ -368,13 +369,7 @@ def write_export(final, tokenizer, cfg: Any, head: dict[str, Any], card: str) ->
     ``reward_normalization.json`` (which models/loading.py applies when loading)."""
     out = Path(cfg.output_dir) / "model"
     tmp = Path(tempfile.mkdtemp(prefix="model.tmp-", dir=out.parent))
-    config = final.config
-    for key, value in head.items():
-        if key == "id2label":
-            config.id2label = {int(i): label for i, label in value.items()}
-            config.label2id = {label: int(i) for i, label in value.items()}
-        else:
-            setattr(config, key, value)
+    apply_head(final.config, head)
     final.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
     if cfg.mode == "lora" and not cfg.merge_lora:
