@@ -28,6 +28,7 @@ from typing import Any, Literal, Sequence
 from ..models import Encoder, load_model, load_tokenizer, make_batches, pad_batch, resolve_source
 from ..models.loading import apply_head
 from ..types import PairRecord
+from .checkpoint import load_checkpoint, save_checkpoint
 
 
 @dataclass
@@ -183,38 +184,6 @@ def _micro_batches(pairs: Sequence[_Pair], budget: int) -> list[list[int]]:
     return make_batches(lengths, max(1, budget // 2), None, max_padding=0.25)
 
 
-# ------------------------------------------------------------------ checkpoints
-
-def _trainable_state(model) -> dict[str, Any]:
-    return {k: v.detach().clone() for k, v in model.named_parameters() if v.requires_grad}
-
-
-def _save_checkpoint(path: Path, model, optimizer, state: dict[str, Any]) -> None:
-    """Write to a temp dir, then rename: a kill mid-write never leaves a broken checkpoint."""
-    import torch
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=path.name + ".tmp-", dir=path.parent))
-    torch.save(_trainable_state(model), tmp / "trainable.pt")
-    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-    (tmp / "state.json").write_text(json.dumps(state, indent=2))
-    if path.exists():
-        shutil.rmtree(path)
-    os.replace(tmp, path)
-
-
-def _load_checkpoint(path: Path, model, optimizer) -> dict[str, Any]:
-    import torch
-
-    weights = torch.load(path / "trainable.pt", map_location="cpu")
-    params = dict(model.named_parameters())
-    with torch.no_grad():
-        for k, v in weights.items():
-            params[k].copy_(v)
-    optimizer.load_state_dict(torch.load(path / "optimizer.pt", map_location="cpu"))
-    return json.loads((path / "state.json").read_text())
-
-
 # ------------------------------------------------------------------ evaluation
 
 def evaluate_pairs(hf, pairs: Sequence[_Pair], pad_id: int, budget: int, cfg: BTConfig) -> dict[str, float]:
@@ -264,7 +233,7 @@ def train(cfg: BTConfig, train_records: Sequence[PairRecord], eval_records: Sequ
 
     state: dict[str, Any] = {"step": 0, "best_accuracy": None, "best_step": None, "bad_evals": 0, "history": []}
     if resume and (ckpt_dir / "last").exists():
-        state = _load_checkpoint(ckpt_dir / "last", model, optimizer)
+        state = load_checkpoint(ckpt_dir / "last", model, optimizer)
         scheduler.last_epoch = state["step"] - 1
         scheduler.step()
         print(f"resumed from step {state['step']}", file=sys.stderr)
@@ -314,18 +283,18 @@ def train(cfg: BTConfig, train_records: Sequence[PairRecord], eval_records: Sequ
             record["eval"] = metrics
             if state["best_accuracy"] is None or metrics["accuracy"] > state["best_accuracy"]:
                 state["best_accuracy"], state["best_step"], state["bad_evals"] = metrics["accuracy"], state["step"], 0
-                _save_checkpoint(ckpt_dir / "best", model, optimizer, state)
+                save_checkpoint(ckpt_dir / "best", model, optimizer, state)
             else:
                 state["bad_evals"] += 1
                 if cfg.patience is not None and state["bad_evals"] >= cfg.patience:
                     stopped_early = True
         state["history"].append(record)
         if state["step"] % cfg.save_every == 0 or is_last or stopped_early:
-            _save_checkpoint(ckpt_dir / "last", model, optimizer, state)
+            save_checkpoint(ckpt_dir / "last", model, optimizer, state)
     bar.close()
 
     if (ckpt_dir / "best").exists():
-        _load_checkpoint(ckpt_dir / "best", model, optimizer)
+        load_checkpoint(ckpt_dir / "best", model, optimizer)
     model.eval()
     final_eval = evaluate_pairs(hf, eval_pairs, pad_id, cfg.max_tokens_per_micro_batch, cfg) if eval_pairs else {}
     export_dir = export(model, hf, tokenizer, cfg, train_pairs, pad_id, final_eval, state, n_trunc)

@@ -30,7 +30,8 @@ from typing import Any, Literal, Sequence
 from ..data.steps import StepRecord
 from ..models import Encoder, load_model, load_tokenizer, make_batches, pad_batch, resolve_source
 from ..rewards.process import encode_steps
-from .bt import _load_checkpoint, _save_checkpoint, save_adapter, split_heldout
+from .bt import save_adapter, split_heldout
+from .checkpoint import load_checkpoint, save_checkpoint
 
 
 @dataclass
@@ -205,7 +206,7 @@ def train(cfg: PRMConfig, train_records: Sequence[StepRecord], eval_records: Seq
 
     state: dict[str, Any] = {"step": 0, "best_auroc": None, "best_step": None, "history": []}
     if resume and (ckpt_dir / "last").exists():
-        state = _load_checkpoint(ckpt_dir / "last", model, optimizer)
+        state = load_checkpoint(ckpt_dir / "last", model, optimizer)
         print(f"resumed from step {state['step']}", file=sys.stderr)
 
     def order(epoch: int) -> list[int]:
@@ -246,10 +247,10 @@ def train(cfg: PRMConfig, train_records: Sequence[StepRecord], eval_records: Seq
             value = metrics["auroc"] if metrics["auroc"] is not None else -metrics["loss"]
             if state["best_auroc"] is None or value > state["best_auroc"]:
                 state["best_auroc"], state["best_step"] = value, state["step"]
-                _save_checkpoint(ckpt_dir / "best", model, optimizer, state)
+                save_checkpoint(ckpt_dir / "best", model, optimizer, state)
         state["history"].append(record)
         if state["step"] % cfg.save_every == 0 or is_last:
-            _save_checkpoint(ckpt_dir / "last", model, optimizer, state)
+            save_checkpoint(ckpt_dir / "last", model, optimizer, state)
     bar.close()
     evaluated = {h["step"] for h in state["history"] if "eval" in h}
     if eval_samples and state["step"] and state["step"] not in evaluated:
@@ -260,10 +261,10 @@ def train(cfg: PRMConfig, train_records: Sequence[StepRecord], eval_records: Seq
         value = metrics["auroc"] if metrics["auroc"] is not None else -metrics["loss"]
         if state["best_auroc"] is None or value > state["best_auroc"]:
             state["best_auroc"], state["best_step"] = value, state["step"]
-            _save_checkpoint(ckpt_dir / "best", model, optimizer, state)
+            save_checkpoint(ckpt_dir / "best", model, optimizer, state)
 
     if (ckpt_dir / "best").exists():
-        _load_checkpoint(ckpt_dir / "best", model, optimizer)
+        load_checkpoint(ckpt_dir / "best", model, optimizer)
     model.eval()
     final_eval = evaluate_samples(hf, eval_samples, pad_id, cfg.max_tokens_per_micro_batch) if eval_samples else {}
     export_dir = export(model, hf, tokenizer, cfg, final_eval, state, len(train_samples), dropped)

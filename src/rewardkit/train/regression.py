@@ -33,7 +33,8 @@ from typing import Any, Literal, Sequence
 
 from ..models import Encoder, make_batches
 from ..types import PairRecord, SampleRecord
-from .bt import _load_checkpoint, _prepare_model, _save_checkpoint, bt_loss, head_outputs, save_adapter, split_heldout, write_export
+from .bt import _prepare_model, bt_loss, head_outputs, save_adapter, split_heldout, write_export
+from .checkpoint import load_checkpoint, save_checkpoint
 
 
 @dataclass
@@ -224,7 +225,7 @@ def train(cfg: RegressionConfig, samples: Sequence[SampleRecord], pairs: Sequenc
 
     state: dict[str, Any] = {"step": 0, "best": None, "best_step": None, "bad_evals": 0, "history": []}
     if resume and (ckpt_dir / "last").exists():
-        state = _load_checkpoint(ckpt_dir / "last", trainable, optimizer)
+        state = load_checkpoint(ckpt_dir / "last", trainable, optimizer)
         print(f"resumed from step {state['step']}", file=sys.stderr)
 
     def batch_of(n_items: int, per_step: int, step: int, salt: str) -> list[int]:
@@ -285,17 +286,17 @@ def train(cfg: RegressionConfig, samples: Sequence[SampleRecord], pairs: Sequenc
             value = metrics["pair_accuracy"] if "pair_accuracy" in metrics else -metrics.get("mse", 0.0)
             if state["best"] is None or value > state["best"]:
                 state["best"], state["best_step"], state["bad_evals"] = value, state["step"], 0
-                _save_checkpoint(ckpt_dir / "best", trainable, optimizer, state)
+                save_checkpoint(ckpt_dir / "best", trainable, optimizer, state)
             else:
                 state["bad_evals"] += 1
                 stopped_early = cfg.patience is not None and state["bad_evals"] >= cfg.patience
         state["history"].append(record)
         if state["step"] % cfg.save_every == 0 or is_last or stopped_early:
-            _save_checkpoint(ckpt_dir / "last", trainable, optimizer, state)
+            save_checkpoint(ckpt_dir / "last", trainable, optimizer, state)
     bar.close()
 
     if (ckpt_dir / "best").exists():
-        _load_checkpoint(ckpt_dir / "best", trainable, optimizer)
+        load_checkpoint(ckpt_dir / "best", trainable, optimizer)
     model.eval()
     weights = _weights(cfg, combo).detach()
     final_eval = evaluate(hf, weights, dev_x, dev_y, dev_pairs, pad_id, cfg.max_tokens_per_micro_batch) if (dev_x or dev_pairs) else {}
