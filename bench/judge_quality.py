@@ -12,6 +12,12 @@ Sections (each writes its numbers as soon as it finishes, so a partial run keeps
              --probe-items questions: false-positive rate of the verifier unhardened vs hardened.
   votes      accuracy vs k on --k-n GSM8K pairs: k hard verdicts per order sampled at T=0.7 (k=1 greedy),
              averaged (both orders).
+  ksweep     inference-time scaling on --k-n GSM8K pairs with a critique template (--ksweep-template):
+             k_max = max(--ks) critiques per judge prompt are sampled once (T=0.7, seeded) through a
+             PrefixCache, and every k is scored from the first k of the same samples, with and without
+             the meta-filters (--ksweep-filters: none, rules = discard critiques failing CritiqueRules,
+             judge = the same model rates each critique and the best half is kept), voting and averaging.
+             Prints a table; greedy k=1 is the reference row.
 
 Run: .venv/bin/python bench/judge_quality.py --out bench/results/judge_quality.json   (~30-40 min on 2 busy cores)
 """
@@ -128,6 +134,67 @@ def vote_stats(client, rows, ks) -> dict:
     return out
 
 
+def ksweep_stats(client, rows, ks, *, template="pairwise", max_new_tokens=96, temperature=0.7,
+                 filters=("none", "rules"), save=None) -> dict:
+    """Accuracy vs k from prefixes of one k_max run (see the module docstring)."""
+    from rewardkit.clients import PrefixCache
+    from rewardkit.rewards.judge import PairwiseJudge
+
+    cache = PrefixCache(client)
+    prompts, comps, gid = [], [], []
+    for r in rows:
+        prompts += [r["prompt"]] * 2
+        comps += [r["chosen"], r["rejected"]]
+        gid += [r["id"]] * 2
+    base = dict(template=template, max_new_tokens=max_new_tokens, seed=0)
+    meta = {"none": {}, "rules": dict(meta_filter="critique-rules", meta_keep=1.0, meta_min=1.0),
+            "judge": dict(meta_filter="critique-judge", meta_keep=0.5)}
+
+    def measure(judge) -> dict:
+        t = time.perf_counter()
+        out = judge.score(prompts, comps, group_id=gid)
+        sc, ex, n = out.scores, out.extras, len(rows)
+        calls = sum(ex["judge_calls"][2 * i] for i in range(n))
+        row = {"accuracy": sum(sc[2 * i] is not None and sc[2 * i + 1] is not None and sc[2 * i] > sc[2 * i + 1] for i in range(n)) / n,
+               "ties": sum(sc[2 * i] is not None and sc[2 * i] == sc[2 * i + 1] for i in range(n)),
+               "unscored": sum(sc[2 * i] is None for i in range(n)),
+               "position_consistency": 1 - sum(ex["order_inconsistent"][2 * i] for i in range(n)) / n,
+               "parse_failure_rate": round(sum(ex["parse_failures"][2 * i] for i in range(n)) / calls, 4),
+               "generated_tokens": int(sum(ex["generated_tokens"])), "seconds": round(time.perf_counter() - t, 1)}
+        if "meta_discarded" in ex:
+            row["meta_discard_rate"] = round(sum(ex["meta_discarded"][2 * i] for i in range(n)) / calls, 4)
+        return row
+
+    out = {"n_pairs": len(rows), "template": template, "max_new_tokens": max_new_tokens, "temperature": temperature,
+           "k_max": max(ks), "ks": list(ks), "rows": []}
+    out["greedy_k1"] = measure(PairwiseJudge(client=client, **base))
+    t = time.perf_counter()
+    PairwiseJudge(client=cache, samples=max(ks), temperature=temperature, **base).score(prompts, comps, group_id=gid)
+    out["k_max_generation_seconds"] = round(time.perf_counter() - t, 1)
+    for name in filters:
+        for aggregate in ("vote", "mean"):
+            for k in ks:
+                row = measure(PairwiseJudge(client=cache, samples=k, temperature=temperature, aggregate=aggregate, **base, **meta[name]))
+                out["rows"].append({"filter": name, "aggregate": aggregate, "k": k, **row})
+        if save:
+            save("ksweep_gsm8k", out)
+    out["cache"] = {"hits": cache.hits, "misses": cache.misses}
+    return out
+
+
+def print_ksweep(res: dict) -> None:
+    g = res["greedy_k1"]
+    print(f"\naccuracy vs k: {res['n_pairs']} GSM8K pairs, both orders, template {res['template']}, T={res['temperature']}, "
+          f"k from prefixes of one k={res['k_max']} run (greedy k=1: {g['accuracy']:.1%}, consistency {g['position_consistency']:.1%})")
+    print(f"{'filter':<7}{'aggregate':<10}" + "".join(f"{'k=' + str(k):>9}" for k in res["ks"]) + "   (ties at k_max, discarded at k_max)")
+    for name in dict.fromkeys(r["filter"] for r in res["rows"]):
+        for aggregate in ("vote", "mean"):
+            rows = [r for r in res["rows"] if r["filter"] == name and r["aggregate"] == aggregate]
+            last = rows[-1]
+            print(f"{name:<7}{aggregate:<10}" + "".join(f"{r['accuracy']:>9.1%}" for r in rows)
+                  + f"   ({last['ties']} ties, {last.get('meta_discard_rate', 0):.0%} discarded)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=60)
@@ -136,6 +203,9 @@ def main() -> None:
     ap.add_argument("--k-n", type=int, default=15)
     ap.add_argument("--ks", default="1,4")
     ap.add_argument("--sections", default="pairwise,probes,verify,votes")
+    ap.add_argument("--ksweep-template", default="pairwise")
+    ap.add_argument("--ksweep-filters", default="none,rules")
+    ap.add_argument("--ksweep-max-new-tokens", type=int, default=96)
     ap.add_argument("--out", default="bench/results/judge_quality.json")
     args = ap.parse_args()
 
@@ -168,6 +238,11 @@ def main() -> None:
         save("verify_suite_arith", verify_stats(judge, suite_rows(args.suite_limit, {"arith"})))
     if "votes" in sections:
         save("votes_gsm8k", vote_stats(client, gsm[: args.k_n], [int(k) for k in args.ks.split(",")]))
+    if "ksweep" in sections:
+        res = ksweep_stats(client, gsm[: args.k_n], [int(k) for k in args.ks.split(",")], template=args.ksweep_template,
+                           max_new_tokens=args.ksweep_max_new_tokens, filters=args.ksweep_filters.split(","), save=save)
+        save("ksweep_gsm8k", res)
+        print_ksweep(res)
 
 
 if __name__ == "__main__":

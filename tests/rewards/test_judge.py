@@ -181,3 +181,78 @@ def test_verifier_reference_and_columns():
 
     with pytest.raises(MissingColumnError, match="answer"):
         v.score(["q"], ["so 18"])
+
+
+# ------------------------------------------------------------------ meta-filter
+def test_critique_checks_each_can_fail():
+    from rewardkit.rewards._judge_text import critique_checks
+
+    task = "[Request]\nWhat is 2+3?\n\n[Response A]\nTwo plus three is five, so the answer is 5 for sure.\n\n[Response B]\n6"
+    good = "Response A adds the numbers correctly while B gives a wrong total without any working.\nVerdict: A"
+    assert all(critique_checks(task, good).values())
+    assert not critique_checks(task, "Verdict: A")["reasons"]
+    assert not critique_checks(task, "Two plus three is five, so the answer is 5 for sure. Verdict: A")["not_copied"]
+    assert not critique_checks(task, "the answer is the answer is " * 8 + "Verdict: B")["not_repetitive"]
+    assert not critique_checks(task, good + "\nOn reflection, Verdict: B")["single_verdict"]
+
+
+GOOD_A = "Response A adds the numbers correctly while B gives a wrong total without any working.\nVerdict: A"
+GOOD_B = "Response B adds the numbers correctly while A gives a wrong total without any working.\nVerdict: B"
+
+
+def _noisy_critic(p, j, seed, pre):
+    """k=4 critiques per prompt: one careful (picks the longer response), three lazy bare verdicts for the other."""
+    better_first = len(section(p, "Response A")) > len(section(p, "Response B"))
+    if j == 0:
+        return GOOD_A if better_first else GOOD_B
+    return "Verdict: B" if better_first else "Verdict: A"
+
+
+def test_meta_filter_rules_discard_bare_verdicts_before_voting():
+    kw = dict(template="pairwise", samples=4, aggregate="vote", use_logprobs=False)
+    data = (["q", "q"], ["a long careful answer", "short"])
+    plain = PairwiseJudge(client=ScriptedClient(_noisy_critic), **kw).score(*data)
+    assert plain.scores == [0.0, 1.0]  # the lazy majority wins
+    judge = PairwiseJudge(client=ScriptedClient(_noisy_critic), meta_filter="critique-rules", meta_keep=1.0, meta_min=1.0, **kw)
+    out = judge.score(*data)
+    assert out.scores == [1.0, 0.0]  # only the careful critique votes
+    assert out.extras["meta_discarded"] == [6, 6]  # 3 per order, counted for both samples
+
+
+def test_meta_min_keeps_the_best_when_none_passes_and_reports_scores():
+    client = ScriptedClient(lambda p, j, s, pre: [" 2", " 4"][j])
+    judge = JudgeReward(client=client, template="pointwise", answer_prefix="Score:", samples=2, meta_filter="critique-rules",
+                        meta_keep=1.0, meta_min=1.0, use_logprobs=False)
+    out = judge.score(["q"], ["a"])
+    assert out.scores == [2.0]  # all critiques fail "reasons"; the first of the tied best stays
+    assert out.extras["meta_discarded"] == [1] and out.extras["meta_scores"] == [[0.75, 0.75]]
+
+
+def test_meta_filter_critique_judge_asks_the_same_client_to_rate_critiques():
+    def answer(p, j, s, pre):
+        if "[Critique]" in p:  # the meta-judge: rates critiques that give reasons higher
+            return " 5" if "correctly" in section(p, "Critique") else " 1"
+        return _noisy_critic(p, j, s, pre)
+
+    client = ScriptedClient(answer)
+    judge = PairwiseJudge(client=client, template="pairwise", samples=4, aggregate="vote", use_logprobs=False,
+                          meta_filter="critique-judge", meta_keep=0.25)
+    assert judge.score(["q", "q"], ["a long careful answer", "short"]).scores == [1.0, 0.0]
+    assert any("[Critique]" in p for c in client.calls for p in c["prompts"])
+
+
+def test_verifier_and_pairwise_take_principles_and_templates_must_use_them(tmp_path):
+    seen = []
+    client = ScriptedClient(lambda p, j, s, pre: (seen.append(p), "- check units" if "List three" in p else " correct")[1])
+    VerifierJudge(client=client).score(["q", "q"], ["so 18", "so 17"], answer=["18", "18"], rubric=[["units must match"], None])
+    assert "[Rubric]\n- units must match" in seen[0] and "[Rubric]" not in seen[1]
+    seen.clear()
+    pw = PairwiseJudge(client=ScriptedClient(lambda p, j, s, pre: (seen.append(p), "- be exact" if "List three" in p else " A")[1]),
+                       generate_principles=True, use_logprobs=False)
+    pw.score(["q", "q"], ["a", "b"])
+    assert "List three" in seen[0] and all("- be exact" in p for p in seen[1:]) and len(seen) == 3  # principles first, then both orders
+    bare = tmp_path / "bare.txt"
+    bare.write_text("Is {response} right for {prompt}? Score:")
+    with pytest.raises(ValueError, match="no \\{principles\\}"):
+        JudgeReward(client=client, template=str(bare)).score(["q"], ["a"], principles=["be kind"])
+    assert JudgeReward(client=ScriptedClient(lambda *a: " 3"), template=str(bare)).score(["q"], ["a"]).scores == [3.0]

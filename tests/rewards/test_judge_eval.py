@@ -104,3 +104,13 @@ def test_verifier_rows_without_gold_are_not_applicable():
     verifier = VerifierJudge(client=ScriptedClient(lambda p, j, s, pre: " correct" if "1" in section(p, "Response") else " incorrect"))
     result, _ = evaluate(verifier, Dataset("pairs", records, source="mem"), n_boot=10, progress=False)
     assert result["n"] == 1 and result["not_applicable"] == 1 and result["overall"] == 1.0
+
+
+def test_meta_filter_discards_show_in_eval_summary():
+    good = "Response A adds the numbers correctly while B gives a wrong total without any working.\nVerdict: A"
+    records = [PairRecord(f"r{i}", f"q{i}", "good", "bad") for i in range(2)]
+    client = ScriptedClient(lambda p, j, s, pre: good if j == 0 else "Verdict: A")
+    judge = PairwiseJudge(client=client, template="pairwise", samples=2, use_logprobs=False, meta_filter="critique-rules",
+                          meta_keep=1.0, meta_min=1.0)
+    result, _ = evaluate(judge, Dataset("pairs", records, source="mem"), n_boot=10, progress=False)
+    assert result["judge"]["meta_discard_rate"] == 0.5

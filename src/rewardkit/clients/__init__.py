@@ -24,15 +24,18 @@ Both also take ``assistant_prefix=`` (per prompt or one for all): text the assis
 with, so a partial solution can be rolled out (Monte-Carlo step labels) or a judge made to answer in
 format (``Verdict:``). Over HTTP it is sent as vLLM's ``continue_final_message``.
 A ``RawText("...")`` prompt is continued verbatim (no chat template).
-``client_from_spec`` turns ``default``, a model path, or ``openai:MODEL@URL`` into a client.
+``PrefixCache(client)`` remembers generations and serves a smaller ``n`` from the first samples
+(accuracy vs k from one k_max run). ``client_from_spec`` turns ``default``, a model path, or ``openai:MODEL@URL`` into a client.
 """
 from __future__ import annotations
 
 from typing import Any
 
 from .base import Generation, GenerationClient, RawText, sample_seed
+from .cache import PrefixCache
 
-__all__ = ["Generation", "GenerationClient", "LocalClient", "OpenAIClient", "RawText", "client_from_spec", "sample_seed"]
+__all__ = ["Generation", "GenerationClient", "LocalClient", "OpenAIClient", "PrefixCache", "RawText", "client_from_spec",
+           "sample_seed"]
 
 
 def __getattr__(name: str) -> Any:  # torch / httpx stay unimported until a client is used

@@ -173,7 +173,8 @@ def evaluate(reward: Reward, data: Dataset, *, n_boot: int = 1000, seed: int = 0
     return result, run
 
 
-JUDGE_KEYS = ("judge_calls", "parse_failures", "generated_tokens", "comparisons", "order_inconsistent", "first_position_wins", "rejected_empty")
+JUDGE_KEYS = ("judge_calls", "parse_failures", "generated_tokens", "comparisons", "order_inconsistent", "first_position_wins",
+              "rejected_empty", "meta_discarded")
 
 
 def judge_summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -205,6 +206,8 @@ def judge_summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         out["position_consistency"] = round(1 - totals["order_inconsistent"] / totals["comparisons"], 4)
         parsed = calls - totals["parse_failures"]
         out["first_position_rate"] = round(totals["first_position_wins"] / parsed, 4) if parsed else None
+    if "meta_discarded" in totals and calls:
+        out["meta_discard_rate"] = round(totals["meta_discarded"] / calls, 4)
     if totals["rejected_empty"]:
         out["rejected_empty"] = int(totals["rejected_empty"])
     return out

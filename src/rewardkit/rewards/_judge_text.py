@@ -88,6 +88,28 @@ def parse_choice(text: str, labels: Sequence[str]) -> tuple[str, int] | None:
     return None
 
 
+def parse_ranking(text: str, labels: Sequence[str]) -> list[str] | None:
+    """A ranking (labels best first) from ``Ranking: B > A > C`` (the last such line), or else from the
+    first line made only of labels and separators (``>``, ``,``, ``;``). Repeated labels count once; a
+    ranking that misses exactly one label gets it appended last; missing more is ``None``."""
+    alt = "|".join(re.escape(x) for x in sorted(labels, key=len, reverse=True))
+    lines = [m.group(1) for m in re.finditer(r"ranking\s*(?:\*\*)?\s*[:：]\s*(?:\*\*)?([^\n]*)", text, re.I)][-1:]
+    if not lines:
+        only = re.compile(rf"^\W*(?:\[*(?:{alt})\]*\s*[>,;]\s*)+\[*(?:{alt})\]*\W*$")
+        lines = [ln for ln in text.splitlines() if only.match(ln.strip())][:1]
+    if not lines:
+        return None
+    found: list[str] = []
+    for m in re.finditer(rf"\b({alt})\b", lines[0]):
+        label = m.group(1)
+        if label not in found:
+            found.append(label)
+    missing = [x for x in labels if x not in found]
+    if len(missing) > 1:
+        return None
+    return found + missing
+
+
 def distribution_at(gen: Any, char_index: int, labels: dict[str, Any]) -> dict[Any, float] | None:
     """Probabilities of the verdict values at the generated token that starts at ``char_index``:
     the token's top alternatives whose text is one of ``labels`` (text -> value), renormalised.
@@ -138,3 +160,39 @@ def is_substantive(text: str, min_chars: int = 1) -> bool:
         rest = rest.replace(opener, " ")
     content = re.sub(r"[\W_]+", "", rest)
     return len(content) >= min_chars
+
+
+# ------------------------------------------------------------------ critique quality (meta-filter)
+
+_VERDICT_STATEMENT = re.compile(r"\b(?:verdict|score|rating)\s*(?:\*\*)?\s*[:=]\s*(?:\*\*)?\s*\[*\s*([\w.]+)", re.I)
+CRITIQUE_CHECKS = ("reasons", "not_copied", "not_repetitive", "single_verdict")
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"\w+", text.lower())
+
+
+def _ngrams(words: list[str], n: int) -> list[tuple[str, ...]]:
+    return [tuple(words[i:i + n]) for i in range(len(words) - n + 1)]
+
+
+def critique_checks(judge_prompt: str, critique: str, *, min_words: int = 8, max_copied: float = 0.5,
+                    min_distinct: float = 0.5) -> dict[str, bool]:
+    """Cheap signs of a low-quality critique, each True when the critique passes:
+
+    reasons: at least ``min_words`` words besides the verdict/score statements (a bare verdict is no critique);
+    not_copied: at most ``max_copied`` of its word 6-grams appear in the judge prompt (it does not just
+        repeat the question or a response);
+    not_repetitive: at least ``min_distinct`` of its word trigrams are distinct (no degenerate loops);
+    single_verdict: its verdict/score statements do not disagree ("Verdict: A ... Verdict: B").
+    """
+    body = _VERDICT_STATEMENT.sub(" ", critique)
+    words = _words(body)
+    six = _ngrams(_words(critique), 6)
+    seen = set(_ngrams(_words(judge_prompt), 6))
+    copied = sum(g in seen for g in six) / len(six) if six else 0.0
+    tri = _ngrams(words, 3)
+    distinct = len(set(tri)) / len(tri) if len(tri) >= 10 else 1.0
+    verdicts = {m.group(1).lower().rstrip(".") for m in _VERDICT_STATEMENT.finditer(critique)}
+    return {"reasons": len(words) >= min_words, "not_copied": copied <= max_copied,
+            "not_repetitive": distinct >= min_distinct, "single_verdict": len(verdicts) <= 1}

@@ -28,9 +28,11 @@ from ..clients.base import Generation
 from ..protocol import BaseReward, completion_text
 from ..types import Completion, Prompt, RewardOutput
 from ._judge_text import (
+    ATTACK_PROBES,
+    CRITIQUE_CHECKS,
+    critique_checks,
     distribution_at,
     fill,
-    ATTACK_PROBES,
     is_substantive,
     load_template,
     parse_choice,
@@ -57,8 +59,14 @@ class _Judge(BaseReward):
     generate_principles: the judge first writes principles for each prompt (cached per prompt).
     samples: judgments per item (k); temperature defaults to 0 for k=1 and 0.7 for k>1.
     aggregate: "mean" of the k readings, or "vote" (majority of hard verdicts).
-    meta_filter: a reward (object or spec) scoring (judge prompt, critique); only the best
-        ``meta_keep`` share of parsed critiques is kept before aggregating.
+    meta_filter: discards low-quality critiques before voting/averaging (use with a critique template,
+        e.g. ``template="pairwise"``). A reward scoring (judge prompt, critique text), given as an object,
+        a spec, or a shortcut: ``"critique-rules"`` (:class:`CritiqueRules`: no reasons, copied text,
+        loops, self-contradicting verdicts) or ``"critique-judge"`` (the same judge rates each critique
+        1-5 with the ``meta-critique`` template, as DeepSeek-GRM's meta RM does).
+    meta_keep: share of the parsed critiques kept, best meta scores first (at least one is kept).
+    meta_min: also discard critiques whose meta score is below this (the best one is kept if none passes).
+        ``extras["meta_scores"]`` / ``extras["meta_discarded"]`` report what the filter did.
     use_logprobs: read verdicts as probabilities when the client returns log-probabilities.
     max_new_tokens: generation budget of one judgment (critique templates need more).
     answer_prefix: text the judge's answer is made to start with (``Score:``/``Verdict:`` for the
@@ -84,6 +92,7 @@ class _Judge(BaseReward):
         aggregate: Literal["mean", "vote"] = "mean",
         meta_filter: Any = None,
         meta_keep: float = 0.5,
+        meta_min: float | None = None,
         use_logprobs: bool = True,
         top_logprobs: int = 20,
         max_new_tokens: int = 24,
@@ -111,11 +120,17 @@ class _Judge(BaseReward):
         self.temperature = float(temperature) if temperature is not None else (0.0 if samples == 1 else 0.7)
         if self.samples > 1 and self.temperature == 0:
             raise ValueError("samples > 1 with temperature 0 draws the same judgment k times; set temperature > 0")
-        if isinstance(meta_filter, str):
+        if meta_filter == "critique-rules":
+            meta_filter = CritiqueRules()
+        elif meta_filter == "critique-judge":
+            meta_filter = JudgeReward(client=self.client, template="meta-critique", answer_prefix="Score:",
+                                      seed=int(seed), name="critique-judge")
+        elif isinstance(meta_filter, str):
             from ..specs import load_reward
 
             meta_filter = load_reward(meta_filter)
         self.meta_filter, self.meta_keep = meta_filter, float(meta_keep)
+        self.meta_min = float(meta_min) if meta_min is not None else None
         self.use_logprobs, self.top_logprobs = use_logprobs, int(top_logprobs)
         self.max_new_tokens, self.seed = int(max_new_tokens), int(seed)
         self.name = name or f"{self.kind}:{model if isinstance(model, str) else getattr(client, 'name', 'client')}"
@@ -143,6 +158,9 @@ class _Judge(BaseReward):
                 for t, gens in zip(todo, self.client.generate(asks, max_new_tokens=160, temperature=0.0, seed=self.seed)):
                     self._principle_cache[t] = gens[0].text.strip()
             blocks = [b or principles_block(self._principle_cache[prompt_text(p)]) for p, b in zip(prompts, blocks)]
+        if any(blocks) and "principles" not in template_fields(self.template):
+            raise ValueError(f"{self.name}: principles or a rubric were given but the judge template has no {{principles}}"
+                             " placeholder, so they would be ignored")
         return blocks
 
     def _ask(self, texts: list[str]) -> list[list[Generation]]:
@@ -167,16 +185,22 @@ class _Judge(BaseReward):
     def full_text(self, gen: Generation) -> str:
         return self.answer_prefix + gen.text
 
-    def _meta_keep(self, judge_prompt: str, gens: list[Generation], parsed: list[Any]) -> list[int]:
-        """Indices of the generations kept for aggregation: all parsed ones, or with a meta-filter the
-        best ``meta_keep`` share of them by the meta reward's score of the critique."""
+    def _meta_keep(self, judge_prompt: str, gens: list[Generation], parsed: list[Any]) -> tuple[list[int], list[float | None] | None]:
+        """(indices of the generations kept for aggregation, meta score per generation). Without a
+        meta-filter: all parsed ones. With one: the best ``meta_keep`` share of the parsed critiques by
+        the meta reward's score, minus those below ``meta_min``; at least the best one stays."""
         ok = [i for i, p in enumerate(parsed) if p is not None]
-        if self.meta_filter is None or len(ok) <= 1:
-            return ok
-        scores = self.meta_filter.score([judge_prompt] * len(ok), [gens[i].text for i in ok]).scores
-        ranked = sorted(zip(ok, scores), key=lambda t: (-(t[1] if t[1] is not None else -math.inf), t[0]))
-        keep = max(1, math.ceil(self.meta_keep * len(ok)))
-        return sorted(i for i, _ in ranked[:keep])
+        if self.meta_filter is None or not ok:
+            return ok, None
+        found = self.meta_filter.score([judge_prompt] * len(ok), [self.full_text(gens[i]) for i in ok]).scores
+        meta: list[float | None] = [None] * len(gens)
+        for i, m in zip(ok, found):
+            meta[i] = m
+        ranked = sorted(ok, key=lambda i: (-(meta[i] if meta[i] is not None else -math.inf), i))
+        top = ranked[: max(1, math.ceil(self.meta_keep * len(ok)))]
+        if self.meta_min is not None:
+            top = [i for i in top if meta[i] is not None and meta[i] >= self.meta_min] or ranked[:1]
+        return sorted(top), meta
 
     def _combine(self, values: list[float], hard: list[Any]) -> float:
         if self.aggregate == "vote":
@@ -218,10 +242,12 @@ class JudgeReward(_Judge):
         texts = [fill(self.template, prompt=prompt_text(p), response=completion_text(c), principles=b,
                       min_score=self.min_score, max_score=self.max_score) for p, c, b in zip(prompts, completions, blocks)]
         outs = self._ask(texts)
-        scores, raw, fails, tokens, votes = [], [], [], [], []
+        scores, raw, fails, tokens, votes, metas, discarded = [], [], [], [], [], [], []
         for text, gens in zip(texts, outs):
             readings = [self._read(g) for g in gens]
-            keep = self._meta_keep(text, gens, [r[1] for r in readings])
+            keep, meta = self._meta_keep(text, gens, [r[1] for r in readings])
+            metas.append(meta)
+            discarded.append(sum(r[1] is not None for r in readings) - len(keep))
             scores.append(self._combine([readings[i][0] for i in keep], [readings[i][1] for i in keep]) if keep else None)
             raw.append([self.full_text(g) for g in gens])
             fails.append(sum(r[1] is None for r in readings))
@@ -230,6 +256,8 @@ class JudgeReward(_Judge):
         n = len(scores)
         extras = {"judge_raw": raw, "votes": votes, "judge_calls": [len(g) for g in outs], "parse_failures": fails,
                   "generated_tokens": tokens, "seed": [self.seed] * n}
+        if self.meta_filter is not None:
+            extras.update(meta_scores=metas, meta_discarded=discarded)
         return RewardOutput(scores=scores, extras=extras)
 
 
@@ -289,15 +317,17 @@ class PairwiseJudge(_Judge):
         outs = self._ask(texts)
         # per unordered pair: list of P(lower index wins) readings and hard winners
         pairs: dict[tuple[int, int], dict[str, list]] = {}
-        ex = {k: [0] * n for k in ("judge_calls", "parse_failures", "generated_tokens", "comparisons", "order_inconsistent", "first_position_wins")}
+        ex = {k: [0] * n for k in ("judge_calls", "parse_failures", "generated_tokens", "comparisons", "order_inconsistent",
+                                   "first_position_wins", "meta_discarded")}
         raw: list[list[str]] = [[] for _ in range(n)]
         orders: list[list[list[int]]] = [[] for _ in range(n)]
         for (i, j), text, gens in zip(asks, texts, outs):
             key = (min(i, j), max(i, j))
             slot = pairs.setdefault(key, {"p": [], "hard": [], "by_order": []})
             readings = [self._p_first(g) for g in gens]
-            keep = self._meta_keep(text, gens, [r[1] for r in readings])
+            keep, meta = self._meta_keep(text, gens, [r[1] for r in readings])
             for s in (i, j):
+                ex["meta_discarded"][s] += sum(r[1] is not None for r in readings) - len(keep)
                 ex["judge_calls"][s] += len(gens)
                 ex["parse_failures"][s] += sum(r[1] is None for r in readings)
                 ex["first_position_wins"][s] += sum(r[1] == "A" for r in readings)
@@ -325,6 +355,8 @@ class PairwiseJudge(_Judge):
             totals[hi].append(1.0 - p_low)
         scores = [sum(t) / len(t) if t else None for t in totals]
         extras: dict[str, list] = {**ex, "judge_raw": raw, "seed": [self.seed] * n}
+        if self.meta_filter is None:
+            del extras["meta_discarded"]
         if self.order == "random":
             extras["orders"] = orders
         extras["reason"] = [None if s is not None else ("no other response to compare with" if ex["comparisons"][k] == 0
@@ -371,12 +403,14 @@ class VerifierJudge(_Judge):
         answers = [completion_text(c) for c in completions]
         empty = [self.harden and not is_substantive(a) for a in answers]
         todo = [k for k in range(n) if not empty[k] and refs[k] is not None]
-        blocks = self._principles([prompts[k] for k in todo], {}) if todo else []
+        given = {c: [columns[c][k] for k in todo] for c in ("principles", "rubric") if columns.get(c) is not None}
+        blocks = self._principles([prompts[k] for k in todo], given) if todo else []
         texts = [fill(self.template, prompt=prompt_text(prompts[k]), reference=str(refs[k]), response=answers[k], principles=b)
                  for k, b in zip(todo, blocks)]
         outs = dict(zip(todo, zip(texts, self._ask(texts))))
         scores: list[float | None] = []
         ex: dict[str, list] = {k: [] for k in ("judge_raw", "judge_calls", "parse_failures", "generated_tokens", "rejected_empty", "reason")}
+        discarded = [0] * n
         for k in range(n):
             reason = None
             if empty[k]:
@@ -388,7 +422,8 @@ class VerifierJudge(_Judge):
             else:
                 text, gens = outs[k]
                 readings = [self._p_correct(g) for g in gens]
-                keep = self._meta_keep(text, gens, [r[1] for r in readings])
+                keep, _ = self._meta_keep(text, gens, [r[1] for r in readings])
+                discarded[k] = sum(r[1] is not None for r in readings) - len(keep)
                 fails = sum(r[1] is None for r in readings)
                 score = self._combine([readings[i][0] for i in keep], [readings[i][1] for i in keep]) if keep else None
                 if score is None:
@@ -402,6 +437,8 @@ class VerifierJudge(_Judge):
             ex["reason"].append(reason)
         if not any(ex["reason"]):
             del ex["reason"]
+        if self.meta_filter is not None:
+            ex["meta_discarded"] = discarded
         if any(r is None for r in refs):  # rows without gold are not applicable (left out of accuracy, counted)
             ex["applicable"] = [r is not None for r in refs]
         return RewardOutput(scores=scores, extras=ex)
@@ -431,3 +468,20 @@ class VerifierJudge(_Judge):
             "false_positive_rate": round(rate(hardened), 4),
             "per_probe_unhardened": {p: round(rate([raw[k] for k in range(len(raw)) if answers[k] == p]), 4) for p in probes},
         }
+
+
+class CritiqueRules(BaseReward):
+    """A rule-based meta-filter: the share of :func:`critique_checks` a critique passes (1.0 = all).
+    Prompts are the judge prompts (to detect copying), completions the critiques. Failed checks are
+    listed in ``extras["failed_checks"]``."""
+
+    name = "critique-rules"
+
+    def __init__(self, *, min_words: int = 8, max_copied: float = 0.5, min_distinct: float = 0.5):
+        self.options = {"min_words": int(min_words), "max_copied": float(max_copied), "min_distinct": float(min_distinct)}
+
+    def score(self, prompts: Sequence[Prompt], completions: Sequence[Completion], **columns: Any) -> RewardOutput:
+        self._check_lengths(prompts, completions)
+        checks = [critique_checks(prompt_text(p), completion_text(c), **self.options) for p, c in zip(prompts, completions)]
+        return RewardOutput(scores=[sum(c.values()) / len(CRITIQUE_CHECKS) for c in checks],
+                            extras={"failed_checks": [[k for k in CRITIQUE_CHECKS if not c[k]] for c in checks]})
