@@ -1,0 +1,135 @@
+"""Listwise judging: the judge sees all responses to a prompt at once and ranks them.
+
+Why both this and the pairwise round robin: for N responses a round robin in both orders costs
+N(N-1) judge calls with two responses each; a listwise judge costs one call per shown order with all N
+responses (about half the prompt tokens of the round robin, and far fewer calls, once N > 3). Strong
+judges rank lists well; small ones often copy the order they were shown, which is why every group is
+shown in several orders and the disagreement between them is reported rather than hidden.
+"""
+from __future__ import annotations
+
+import json
+import random
+from typing import Any, Sequence
+
+from ..protocol import completion_text
+from ..types import Completion, Prompt, RewardOutput
+from ._judge_text import fill, parse_ranking, template_fields
+from .judge import _Judge, prompt_text
+
+LABELS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def shown_orders(members: Sequence[int], count: int, key: str) -> list[list[int]]:
+    """``count`` orders of ``members``: cyclic rotations of a base order shuffled by ``key`` (then of
+    its reverse), so with ``count`` = N every response is shown once in every position."""
+    base = list(members)
+    random.Random(key).shuffle(base)
+    n = len(base)
+    orders = []
+    for r in range(count):
+        seq = base if (r // n) % 2 == 0 else base[::-1]
+        orders.append(seq[r % n:] + seq[: r % n])
+    return orders
+
+
+class ListwiseJudge(_Judge):
+    """Ranks the responses to the same prompt (grouped by ``group_id``, else by prompt) in one prompt.
+
+    permutations: orders each group is shown in (default: one per response, the rotations of a
+        seeded shuffle, so position bias cancels); the orders are recorded in ``extras["orders"]``
+        as sample indices, the parsed rankings (best first) in ``extras["rankings"]``.
+    Score of a response: its Borda count averaged over the parsed rankings, scaled to [0, 1]
+    (1 = ranked first every time; with two responses this is the share of orders it won).
+    Reported like the pairwise judge, so ``rewardkit eval`` shows the same columns:
+    ``comparisons`` / ``order_inconsistent``: pairs of responses involving this one, and those whose
+    relative order changed between the shown orders; ``first_position_wins``: calls involving this
+    response whose ranking put the response shown first on top (expected share 1/N without bias).
+    Rankings that name fewer than N-1 of the labels are parse failures (one missing label is placed last).
+    ``samples`` > 1 draws k rankings per order (and the meta-filter applies); all are Borda-averaged.
+    """
+
+    kind = "listwise"
+    default_template = "listwise-direct"
+    default_prefix = "Ranking:"
+    groups_by_record = True
+
+    def __init__(self, model: Any = "default", *, permutations: int | None = None, max_new_tokens: int = 32, **kwargs: Any):
+        if permutations is not None and permutations < 1:
+            raise ValueError(f"permutations must be >= 1, got {permutations}")
+        kwargs.setdefault("use_logprobs", False)  # rankings are read as text
+        super().__init__(model, max_new_tokens=max_new_tokens, **kwargs)
+        if not {"responses", "labels"} <= template_fields(self.template):
+            raise ValueError("a listwise template needs {responses} and {labels}")
+        self.permutations = permutations
+
+    def score(self, prompts: Sequence[Prompt], completions: Sequence[Completion], **columns: Any) -> RewardOutput:
+        self._check_lengths(prompts, completions)
+        n = len(prompts)
+        keys = columns.get("group_id") or [None] * n
+        groups: dict[str, list[int]] = {}
+        for i, (p, k) in enumerate(zip(prompts, keys)):
+            groups.setdefault(str(k) if k is not None else json.dumps(p, sort_keys=True), []).append(i)
+        blocks = self._principles(prompts, columns)
+        asks: list[list[int]] = []  # the sample indices shown, in the order shown, per judge prompt
+        for members in groups.values():
+            if len(members) < 2:
+                continue
+            if len(members) > len(LABELS):
+                raise ValueError(f"{self.name}: a group has {len(members)} responses; a listwise judge ranks at most {len(LABELS)}"
+                                 " (use the pairwise judge for more)")
+            key = json.dumps([self.seed, [completion_text(completions[i]) for i in members]])
+            asks += shown_orders(members, self.permutations or len(members), key)
+        texts = [self._fill(prompts[order[0]], [completions[i] for i in order], blocks[order[0]]) for order in asks]
+        outs = self._ask(texts)
+        ex = {k: [0] * n for k in ("judge_calls", "parse_failures", "generated_tokens", "comparisons", "order_inconsistent",
+                                   "first_position_wins", "meta_discarded")}
+        raw: list[list[str]] = [[] for _ in range(n)]
+        orders: list[list[list[int]]] = [[] for _ in range(n)]
+        rankings: list[list[list[int] | None]] = [[] for _ in range(n)]
+        borda: list[list[float]] = [[] for _ in range(n)]
+        group_rankings: dict[int, list[list[int]]] = {}  # first member -> kept rankings of its group
+        for order, text, gens in zip(asks, texts, outs):
+            labels = LABELS[: len(order)]
+            parsed = [parse_ranking(self.full_text(g), labels) for g in gens]
+            as_samples = [[order[labels.index(x)] for x in r] if r else None for r in parsed]
+            keep, _ = self._meta_keep(text, gens, parsed)
+            for s in order:
+                ex["judge_calls"][s] += len(gens)
+                ex["parse_failures"][s] += sum(r is None for r in parsed)
+                ex["first_position_wins"][s] += sum(r is not None and r[0] == order[0] for r in as_samples)
+                ex["generated_tokens"][s] += sum(g.num_tokens or 0 for g in gens) / len(order)
+                ex["meta_discarded"][s] += sum(r is not None for r in parsed) - len(keep)
+                raw[s].extend(self.full_text(g) for g in gens)
+                orders[s].append(list(order))
+                rankings[s].extend(as_samples)
+            for k in keep:
+                ranking = as_samples[k]
+                group_rankings.setdefault(min(order), []).append(ranking)
+                for place, s in enumerate(ranking):
+                    borda[s].append((len(ranking) - 1 - place) / (len(ranking) - 1))
+        for members in groups.values():
+            kept = group_rankings.get(min(members), [])
+            for a in range(len(members)):
+                for b in range(a + 1, len(members)):
+                    i, j = members[a], members[b]
+                    ex["comparisons"][i] += 1
+                    ex["comparisons"][j] += 1
+                    if len({r.index(i) < r.index(j) for r in kept}) > 1:
+                        ex["order_inconsistent"][i] += 1
+                        ex["order_inconsistent"][j] += 1
+        scores = [sum(b) / len(b) if b else None for b in borda]
+        extras: dict[str, list] = {**ex, "judge_raw": raw, "orders": orders, "rankings": rankings, "seed": [self.seed] * n}
+        if self.meta_filter is None:
+            del extras["meta_discarded"]
+        reasons = [None if s is not None else ("no other response to compare with" if ex["comparisons"][k] == 0
+                   else "no ranking could be parsed") for k, s in enumerate(scores)]
+        if any(reasons):
+            extras["reason"] = reasons
+        return RewardOutput(scores=scores, extras=extras)
+
+    def _fill(self, prompt: Prompt, shown: Sequence[Completion], principles: str) -> str:
+        labels = LABELS[: len(shown)]
+        responses = "\n\n".join(f"[Response {x}]\n{completion_text(c)}" for x, c in zip(labels, shown))
+        return fill(self.template, prompt=prompt_text(prompt), responses=responses, principles=principles,
+                    labels=", ".join(labels), count=len(shown))
