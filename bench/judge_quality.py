@@ -155,10 +155,11 @@ def ksweep_stats(client, rows, ks, *, template="pairwise", max_new_tokens=96, te
         out = judge.score(prompts, comps, group_id=gid)
         sc, ex, n = out.scores, out.extras, len(rows)
         calls = sum(ex["judge_calls"][2 * i] for i in range(n))
+        checked = sum(ex["order_checked"][2 * i] for i in range(n))  # pairs where both orders gave a verdict
         row = {"accuracy": sum(sc[2 * i] is not None and sc[2 * i + 1] is not None and sc[2 * i] > sc[2 * i + 1] for i in range(n)) / n,
                "ties": sum(sc[2 * i] is not None and sc[2 * i] == sc[2 * i + 1] for i in range(n)),
                "unscored": sum(sc[2 * i] is None for i in range(n)),
-               "position_consistency": 1 - sum(ex["order_inconsistent"][2 * i] for i in range(n)) / n,
+               "position_consistency": (1 - sum(ex["order_inconsistent"][2 * i] for i in range(n)) / checked) if checked else None,
                "parse_failure_rate": round(sum(ex["parse_failures"][2 * i] for i in range(n)) / calls, 4),
                "generated_tokens": int(sum(ex["generated_tokens"])), "seconds": round(time.perf_counter() - t, 1)}
         if "meta_discarded" in ex:
@@ -185,7 +186,7 @@ def ksweep_stats(client, rows, ks, *, template="pairwise", max_new_tokens=96, te
 def print_ksweep(res: dict) -> None:
     g = res["greedy_k1"]
     print(f"\naccuracy vs k: {res['n_pairs']} GSM8K pairs, both orders, template {res['template']}, T={res['temperature']}, "
-          f"k from prefixes of one k={res['k_max']} run (greedy k=1: {g['accuracy']:.1%}, consistency {g['position_consistency']:.1%})")
+          f"k from prefixes of one k={res['k_max']} run (greedy k=1: {g['accuracy']:.1%}, position consistency {g['position_consistency']})")
     print(f"{'filter':<7}{'aggregate':<10}" + "".join(f"{'k=' + str(k):>9}" for k in res["ks"]) + "   (ties at k_max, discarded at k_max)")
     for name in dict.fromkeys(r["filter"] for r in res["rows"]):
         for aggregate in ("vote", "mean"):

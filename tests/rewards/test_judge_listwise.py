@@ -91,3 +91,26 @@ def test_eval_best_of_n_and_pairs_with_listwise_columns():
     pairs = [PairRecord(f"r{i}", "q", "good", "bad") for i in range(3)]
     result, _ = evaluate(biased, Dataset("pairs", pairs, source="mem"), n_boot=10, progress=False)
     assert result["judge"]["position_consistency"] == 0.0 and result["judge"]["first_position_rate"] == 1.0
+
+
+def test_best_mode_reads_label_probabilities_and_cancels_position_bias():
+    def shown_first_bias(p, j, s, pre):
+        # names the first shown response, but its probabilities still favour the longest one a little
+        labels = _labels(p)
+        longest = max(labels, key=lambda x: len(section(p, f"Response {x}")))
+        dist = {x: (0.5 if x == labels[0] else 0.0) + (0.3 if x == longest else 0.1) for x in labels}
+        total = sum(dist.values())
+        return " " + labels[0], {x: v / total for x, v in dist.items()}
+
+    client = ScriptedClient(shown_first_bias)
+    judge = ListwiseJudge(client=client, ask="best")
+    out = judge.score(["q"] * 3, ["mid one", "the longest answer", "x"])
+    assert client.calls[0]["prefix"] == "Best: Response" and client.calls[0]["logprobs"] is True
+    assert "Best: Response <label>" in client.calls[0]["prompts"][0]
+    assert out.scores[1] > out.scores[0] == pytest.approx(out.scores[2])  # bias cancels over the rotations
+    assert sum(out.scores) == pytest.approx(1.0)
+    assert out.extras["first_position_wins"] == [3, 3, 3]
+    # the named best flips with the order: pairs involving a winner are checked and inconsistent
+    assert out.extras["order_checked"] == [2, 2, 2] and out.extras["order_inconsistent"] == [2, 2, 2]
+    hard = ListwiseJudge(client=ScriptedClient(shown_first_bias), ask="best", use_logprobs=False)
+    assert hard.score(["q"] * 3, ["mid one", "the longest answer", "x"]).scores == [pytest.approx(1 / 3)] * 3

@@ -174,7 +174,7 @@ def evaluate(reward: Reward, data: Dataset, *, n_boot: int = 1000, seed: int = 0
 
 
 JUDGE_KEYS = ("judge_calls", "parse_failures", "generated_tokens", "comparisons", "order_inconsistent", "first_position_wins",
-              "rejected_empty", "meta_discarded")
+              "rejected_empty", "meta_discarded", "order_checked")
 
 
 def judge_summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -203,7 +203,9 @@ def judge_summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "generated_tokens_per_item": round(totals["generated_tokens"] / items, 2),
     }
     if totals["comparisons"]:
-        out["position_consistency"] = round(1 - totals["order_inconsistent"] / totals["comparisons"], 4)
+        # pairs whose consistency could be measured (every shown order gave a verdict); older rows lack the key
+        checked = totals["order_checked"] if "order_checked" in totals else totals["comparisons"]
+        out["position_consistency"] = round(1 - totals["order_inconsistent"] / checked, 4) if checked else None
         parsed = calls - totals["parse_failures"]
         out["first_position_rate"] = round(totals["first_position_wins"] / parsed, 4) if parsed else None
     if "meta_discarded" in totals and calls:

@@ -69,12 +69,12 @@ def parse_score(text: str, lo: float, hi: float) -> tuple[float, int] | None:
 
 
 def parse_choice(text: str, labels: Sequence[str]) -> tuple[str, int] | None:
-    """(label, character index) of a verdict such as ``Verdict: A``, ``[[B]]``, ``Response A is better``
+    """(label, character index) of a verdict such as ``Verdict: A``, ``Best: C``, ``[[B]]``, ``Response A is better``
     or a reply that starts with a label; ``None`` when the text commits to none or to several.
     Labels are matched as whole words, longest first (so "incorrect" is never read as "correct")."""
     alt = "|".join(re.escape(x) for x in sorted(labels, key=len, reverse=True))
     patterns = [
-        rf"verdict\s*(?:\*\*)?\s*[:：]?\s*(?:\*\*)?\s*\[*\s*\b({alt})\b",
+        rf"(?:verdict\s*(?:\*\*)?\s*[:：]?|best\s*(?:\*\*)?\s*[:：])\s*(?:\*\*)?\s*\[*\s*(?:response\s+)?\[*\s*\b({alt})\b(?!\s*[,>/]\s*\[*\s*(?:{alt})\b)",
         rf"\[\[\s*({alt})\s*\]\]",
         rf"(?:response|assistant|answer)\s+({alt})\b\s+(?:is|was)\s+(?:the\s+)?better",
         rf"^\W*\b({alt})\b",
@@ -82,7 +82,7 @@ def parse_choice(text: str, labels: Sequence[str]) -> tuple[str, int] | None:
     for pat in patterns:
         hits = list(re.finditer(pat, text, re.I))
         if hits:
-            m = hits[-1] if pat.startswith("verdict") else hits[0]
+            m = hits[-1] if pat.startswith("(?:verdict") else hits[0]
             found = next(x for x in labels if x.lower() == m.group(1).lower())
             return found, m.start(1)
     return None

@@ -265,7 +265,7 @@ class PairwiseJudge(_Judge):
     """Compares responses to the same prompt (grouped by a ``group_id`` column, else by prompt) in pairs.
 
     order: "both" asks every pair in both orders (position bias cancels and shows up as
-        ``order_inconsistent``); "random" asks one order per pair, drawn from ``seed`` and the pair's
+        ``order_inconsistent`` out of ``order_checked``, the pairs where both orders gave a verdict); "random" asks one order per pair, drawn from ``seed`` and the pair's
         content (recorded in ``extras["orders"]``).
     Score of a response: mean over its opponents of P(it wins), from verdict probabilities when the
     client gives log-probabilities, else from the parsed verdicts (a split decision is 0.5).
@@ -317,8 +317,8 @@ class PairwiseJudge(_Judge):
         outs = self._ask(texts)
         # per unordered pair: list of P(lower index wins) readings and hard winners
         pairs: dict[tuple[int, int], dict[str, list]] = {}
-        ex = {k: [0] * n for k in ("judge_calls", "parse_failures", "generated_tokens", "comparisons", "order_inconsistent",
-                                   "first_position_wins", "meta_discarded")}
+        ex = {k: [0] * n for k in ("judge_calls", "parse_failures", "generated_tokens", "comparisons", "order_checked",
+                                   "order_inconsistent", "first_position_wins", "meta_discarded")}
         raw: list[list[str]] = [[] for _ in range(n)]
         orders: list[list[list[int]]] = [[] for _ in range(n)]
         for (i, j), text, gens in zip(asks, texts, outs):
@@ -348,9 +348,12 @@ class PairwiseJudge(_Judge):
                 continue
             p_low = sum(slot["p"]) / len(slot["p"])
             verdicts = slot["by_order"]
-            if self.order == "both" and len(verdicts) == 2 and (None in verdicts or verdicts[0] != verdicts[1]):
-                ex["order_inconsistent"][lo] += 1
-                ex["order_inconsistent"][hi] += 1
+            if self.order == "both" and len(verdicts) == 2:  # both orders gave a verdict: consistency is measurable
+                ex["order_checked"][lo] += 1
+                ex["order_checked"][hi] += 1
+                if None in verdicts or verdicts[0] != verdicts[1]:
+                    ex["order_inconsistent"][lo] += 1
+                    ex["order_inconsistent"][hi] += 1
             totals[lo].append(p_low)
             totals[hi].append(1.0 - p_low)
         scores = [sum(t) / len(t) if t else None for t in totals]

@@ -5,6 +5,8 @@ N(N-1) judge calls with two responses each; a listwise judge costs one call per 
 responses (about half the prompt tokens of the round robin, and far fewer calls, once N > 3). Strong
 judges rank lists well; small ones often copy the order they were shown, which is why every group is
 shown in several orders and the disagreement between them is reported rather than hidden.
+Small judges that cannot write a ranking can still name the best response (``ask="best"``): one
+label token, read as probabilities over all labels when the client gives log-probabilities.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from typing import Any, Sequence
 
 from ..protocol import completion_text
 from ..types import Completion, Prompt, RewardOutput
-from ._judge_text import fill, parse_ranking, template_fields
+from ._judge_text import fill, parse_choice, parse_ranking, template_fields
 from .judge import _Judge, prompt_text
 
 LABELS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -39,14 +41,20 @@ class ListwiseJudge(_Judge):
     permutations: orders each group is shown in (default: one per response, the rotations of a
         seeded shuffle, so position bias cancels); the orders are recorded in ``extras["orders"]``
         as sample indices, the parsed rankings (best first) in ``extras["rankings"]``.
-    Score of a response: its Borda count averaged over the parsed rankings, scaled to [0, 1]
-    (1 = ranked first every time; with two responses this is the share of orders it won).
+    ask: "ranking" (template ``listwise-direct``, ``Ranking: B > A > C``) or "best" (template
+        ``listwise-best``, ``Best: Response B``; the answer is made to start with ``Best: Response`` so
+        even a small judge answers with a label).
+    Score of a response, averaged over the readings of all shown orders: for rankings its Borda count
+    scaled to [0, 1] (1 = ranked first; with two responses, the share of orders it won); for "best"
+    the probability that it is named best (from log-probabilities when available, else 0/1).
     Reported like the pairwise judge, so ``rewardkit eval`` shows the same columns:
-    ``comparisons`` / ``order_inconsistent``: pairs of responses involving this one, and those whose
-    relative order changed between the shown orders; ``first_position_wins``: calls involving this
-    response whose ranking put the response shown first on top (expected share 1/N without bias).
+    ``comparisons``: pairs of responses involving this one; ``order_checked`` / ``order_inconsistent``:
+    those ordered by at least two readings, and those whose order flipped between readings ("best"
+    orders only the named response above the others); ``first_position_wins``: calls involving this
+    response whose reading put the response shown first on top (expected share 1/N without bias).
     Rankings that name fewer than N-1 of the labels are parse failures (one missing label is placed last).
-    ``samples`` > 1 draws k rankings per order (and the meta-filter applies); all are Borda-averaged.
+    ``samples`` > 1 draws k readings per order (the meta-filter applies); ``aggregate`` is not used:
+    readings are always averaged (Borda).
     """
 
     kind = "listwise"
@@ -54,11 +62,18 @@ class ListwiseJudge(_Judge):
     default_prefix = "Ranking:"
     groups_by_record = True
 
-    def __init__(self, model: Any = "default", *, permutations: int | None = None, max_new_tokens: int = 32, **kwargs: Any):
+    def __init__(self, model: Any = "default", *, ask: str = "ranking", permutations: int | None = None,
+                 max_new_tokens: int | None = None, **kwargs: Any):
         if permutations is not None and permutations < 1:
             raise ValueError(f"permutations must be >= 1, got {permutations}")
-        kwargs.setdefault("use_logprobs", False)  # rankings are read as text
-        super().__init__(model, max_new_tokens=max_new_tokens, **kwargs)
+        if ask not in ("ranking", "best"):
+            raise ValueError(f"ask must be 'ranking' or 'best', got {ask!r}")
+        self.ask = ask
+        if ask == "best":
+            self.default_template, self.default_prefix = "listwise-best", "Best: Response"
+        else:
+            kwargs.setdefault("use_logprobs", False)  # rankings are read as text
+        super().__init__(model, max_new_tokens=max_new_tokens or (32 if ask == "ranking" else 8), **kwargs)
         if not {"responses", "labels"} <= template_fields(self.template):
             raise ValueError("a listwise template needs {responses} and {labels}")
         self.permutations = permutations
@@ -82,43 +97,42 @@ class ListwiseJudge(_Judge):
             asks += shown_orders(members, self.permutations or len(members), key)
         texts = [self._fill(prompts[order[0]], [completions[i] for i in order], blocks[order[0]]) for order in asks]
         outs = self._ask(texts)
-        ex = {k: [0] * n for k in ("judge_calls", "parse_failures", "generated_tokens", "comparisons", "order_inconsistent",
-                                   "first_position_wins", "meta_discarded")}
+        ex = {k: [0] * n for k in ("judge_calls", "parse_failures", "generated_tokens", "comparisons", "order_checked",
+                                   "order_inconsistent", "first_position_wins", "meta_discarded")}
         raw: list[list[str]] = [[] for _ in range(n)]
         orders: list[list[list[int]]] = [[] for _ in range(n)]
         rankings: list[list[list[int] | None]] = [[] for _ in range(n)]
-        borda: list[list[float]] = [[] for _ in range(n)]
-        group_rankings: dict[int, list[list[int]]] = {}  # first member -> kept rankings of its group
+        utility: list[list[float]] = [[] for _ in range(n)]
+        beats: dict[int, list[set[tuple[int, int]]]] = {}  # group (its smallest index) -> per kept reading, (winner, loser) pairs
         for order, text, gens in zip(asks, texts, outs):
-            labels = LABELS[: len(order)]
-            parsed = [parse_ranking(self.full_text(g), labels) for g in gens]
-            as_samples = [[order[labels.index(x)] for x in r] if r else None for r in parsed]
-            keep, _ = self._meta_keep(text, gens, parsed)
+            readings = [self._reading(g, order) for g in gens]  # (ranking as sample indices, {sample: utility}) or None
+            keep, _ = self._meta_keep(text, gens, readings)
             for s in order:
                 ex["judge_calls"][s] += len(gens)
-                ex["parse_failures"][s] += sum(r is None for r in parsed)
-                ex["first_position_wins"][s] += sum(r is not None and r[0] == order[0] for r in as_samples)
+                ex["parse_failures"][s] += sum(r is None for r in readings)
+                ex["first_position_wins"][s] += sum(r is not None and r[0][0] == order[0] for r in readings)
                 ex["generated_tokens"][s] += sum(g.num_tokens or 0 for g in gens) / len(order)
-                ex["meta_discarded"][s] += sum(r is not None for r in parsed) - len(keep)
+                ex["meta_discarded"][s] += sum(r is not None for r in readings) - len(keep)
                 raw[s].extend(self.full_text(g) for g in gens)
                 orders[s].append(list(order))
-                rankings[s].extend(as_samples)
+                rankings[s].extend(r[0] if r else None for r in readings)
             for k in keep:
-                ranking = as_samples[k]
-                group_rankings.setdefault(min(order), []).append(ranking)
-                for place, s in enumerate(ranking):
-                    borda[s].append((len(ranking) - 1 - place) / (len(ranking) - 1))
+                ranking, values = readings[k]
+                for s, v in values.items():
+                    utility[s].append(v)
+                ordered = range(len(ranking)) if self.ask == "ranking" else range(1)  # "best" orders only the winner
+                beats.setdefault(min(order), []).append({(ranking[a], ranking[b]) for a in ordered for b in range(a + 1, len(ranking))})
         for members in groups.values():
-            kept = group_rankings.get(min(members), [])
+            kept = beats.get(min(members), [])
             for a in range(len(members)):
                 for b in range(a + 1, len(members)):
                     i, j = members[a], members[b]
-                    ex["comparisons"][i] += 1
-                    ex["comparisons"][j] += 1
-                    if len({r.index(i) < r.index(j) for r in kept}) > 1:
-                        ex["order_inconsistent"][i] += 1
-                        ex["order_inconsistent"][j] += 1
-        scores = [sum(b) / len(b) if b else None for b in borda]
+                    seen = [(i, j) in r for r in kept if (i, j) in r or (j, i) in r]
+                    for s in (i, j):
+                        ex["comparisons"][s] += 1
+                        ex["order_checked"][s] += len(seen) >= 2
+                        ex["order_inconsistent"][s] += len(set(seen)) > 1
+        scores = [sum(u) / len(u) if u else None for u in utility]
         extras: dict[str, list] = {**ex, "judge_raw": raw, "orders": orders, "rankings": rankings, "seed": [self.seed] * n}
         if self.meta_filter is None:
             del extras["meta_discarded"]
@@ -127,6 +141,24 @@ class ListwiseJudge(_Judge):
         if any(reasons):
             extras["reason"] = reasons
         return RewardOutput(scores=scores, extras=extras)
+
+    def _reading(self, gen: Any, order: Sequence[int]) -> tuple[list[int], dict[int, float]] | None:
+        """(ranking as sample indices, best first; utility of every shown sample) of one generation."""
+        labels = LABELS[: len(order)]
+        text = self.full_text(gen)
+        if self.ask == "ranking":
+            found = parse_ranking(text, labels)
+            if found is None:
+                return None
+            ranking = [order[labels.index(x)] for x in found]
+            return ranking, {s: (len(ranking) - 1 - place) / (len(ranking) - 1) for place, s in enumerate(ranking)}
+        choice = parse_choice(text, tuple(labels))
+        if choice is None:
+            return None
+        label, at = choice
+        dist = self._located(gen, at, {x: x for x in labels}) or {label: 1.0}
+        best = order[labels.index(label)]
+        return [best] + [s for s in order if s != best], {s: dist.get(x, 0.0) for x, s in zip(labels, order)}
 
     def _fill(self, prompt: Prompt, shown: Sequence[Completion], principles: str) -> str:
         labels = LABELS[: len(shown)]
