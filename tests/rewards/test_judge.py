@@ -18,7 +18,7 @@ def test_parse_score(text, expected):
 
 @pytest.mark.parametrize("text, expected", [
     ("Verdict: A", "A"), ("verdict: [[B]]", "B"), ("[[A]]", "A"), ("Response B is better because", "B"),
-    ("B\n\nbecause", "B"), ("Best: Response B", "B"), ("**Best:** [A]", "A"), ("the best a student can do", None), ("Best: Response [B]", "B"), ("Best: Response [A, B", None), ("Both are fine.", None), ("Verdict: incorrect", "incorrect"), ("Verdict: correct", "correct"),
+    ("B\n\nbecause", "B"), ("Best: Response B", "B"), ("**Best:** [A]", "A"), ("the best a student can do", None), ("Best: Response [B]", "B"), ("Best: Response [A, B", None), ("A: 26\nB: 18", None), ("A.", "A"), ("Both are fine.", None), ("Verdict: incorrect", "incorrect"), ("Verdict: correct", "correct"),
 ])
 def test_parse_choice(text, expected):
     found = parse_choice(text, ("A", "B", "correct", "incorrect"))

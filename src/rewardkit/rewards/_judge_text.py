@@ -70,14 +70,15 @@ def parse_score(text: str, lo: float, hi: float) -> tuple[float, int] | None:
 
 def parse_choice(text: str, labels: Sequence[str]) -> tuple[str, int] | None:
     """(label, character index) of a verdict such as ``Verdict: A``, ``Best: C``, ``[[B]]``, ``Response A is better``
-    or a reply that starts with a label; ``None`` when the text commits to none or to several.
+    or a reply that starts with a label (not ``A: 26``, which quotes an answer); ``None`` when the text
+    commits to none or to several.
     Labels are matched as whole words, longest first (so "incorrect" is never read as "correct")."""
     alt = "|".join(re.escape(x) for x in sorted(labels, key=len, reverse=True))
     patterns = [
         rf"(?:verdict\s*(?:\*\*)?\s*[:：]?|best\s*(?:\*\*)?\s*[:：])\s*(?:\*\*)?\s*\[*\s*(?:response\s+)?\[*\s*\b({alt})\b(?!\s*[,>/]\s*\[*\s*(?:{alt})\b)",
         rf"\[\[\s*({alt})\s*\]\]",
         rf"(?:response|assistant|answer)\s+({alt})\b\s+(?:is|was)\s+(?:the\s+)?better",
-        rf"^\W*\b({alt})\b",
+        rf"^\W*\b({alt})\b(?!\s*[:=]\s*\S)",  # "A: 26" restates an answer (GSM8K's format), it is no verdict
     ]
     for pat in patterns:
         hits = list(re.finditer(pat, text, re.I))
