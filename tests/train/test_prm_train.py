@@ -71,3 +71,29 @@ def test_prm_resume_reaches_the_same_weights(tiny_dirs, tmp_path):
     a = torch.load(tmp_path / "full" / "checkpoints" / "last" / "trainable.pt")
     b = torch.load(tmp_path / "cut" / "checkpoints" / "last" / "trainable.pt")
     assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+def test_prm_lora_targets_balanced_loss_and_adapter_export(tiny_dirs, tmp_path):
+    """--lora-targets reaches the adapter; the class-balanced loss weighs the rare error steps up;
+    the adapter export scores like the merged model (and the cut tails change no readout)."""
+    import json
+
+    from rewardkit.cli.train import ALL_LINEAR, _targets
+    from rewardkit.rewards.process import ProcessReward
+    from rewardkit.train.prm import train
+
+    assert _targets("all-linear") == ALL_LINEAR and _targets("q_proj, v_proj") == ("q_proj", "v_proj")
+    data = toy_solutions(48)
+    summary = train(_cfg(tiny_dirs, tmp_path / "run", mode="lora", lora_r=4, lora_targets=ALL_LINEAR, balance_labels=True,
+                         after_error="ignore", max_steps=3, eval_every=100), data, toy_solutions(8, seed=1))
+    n_neg = sum(1 for r in data if r.first_error_step >= 0)
+    assert summary["negative_weight"] > 1 and n_neg > 0
+    config = json.loads((tmp_path / "run" / "adapter" / "adapter_config.json").read_text())
+    assert set(config["target_modules"]) == set(ALL_LINEAR)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        merged, adapter = ProcessReward(summary["export"]), ProcessReward(str(tmp_path / "run" / "adapter"))
+    probe = toy_solutions(6, seed=3)
+    a = merged.score([r.prompt for r in probe], [r.steps for r in probe]).steps
+    b = adapter.score([r.prompt for r in probe], [r.steps for r in probe]).steps
+    assert max(abs(x - y) for s, t in zip(a, b) for x, y in zip(s, t)) < 1e-4

@@ -42,6 +42,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default="default", help="base model: default (embedded), a directory, a .gguf file or a hub id")
     p.add_argument("--mode", choices=["head", "lora", "full"], default="lora")
     p.add_argument("--lora-r", type=int, default=8)
+    p.add_argument("--lora-targets", type=_targets, default=("q_proj", "v_proj"), metavar="M1,M2,..",
+                   help="modules that get LoRA adapters (default q_proj,v_proj; 'all-linear' = every projection of a Llama-style block)")
     p.add_argument("--init-adapter", metavar="DIR", help="bt, lora: continue training a saved LoRA adapter (OUT/adapter of a run, or 'default' for the packaged RM)")
     p.add_argument("--shuffle-seed", type=int, default=None, help="seed of the data order only (default --seed); the held-out split stays fixed by --seed")
     p.add_argument("--no-merge", action="store_true", help="export the LoRA adapter unmerged")
@@ -72,7 +74,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     # --- process reward models (rewardkit.train.prm); the BT options above that also apply are reused
     p.add_argument("--after-error", choices=["zero", "ignore"], default="zero", help="prm: label steps after the first error 0, or skip them")
     p.add_argument("--last-step-only", action="store_true", help="prm: train on the final step's label only")
+    p.add_argument("--balance-labels", action="store_true", help="prm: weight the loss so erroneous and correct steps count equally in total")
     p.set_defaults(func=run)
+
+
+ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+def _targets(value: str) -> tuple[str, ...]:
+    if value.strip() == "all-linear":
+        return ALL_LINEAR
+    names = tuple(v.strip() for v in value.split(",") if v.strip())
+    if not names:
+        raise argparse.ArgumentTypeError("name at least one module, e.g. q_proj,v_proj")
+    return names
 
 
 def run(args: argparse.Namespace) -> int:
@@ -107,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
     lr = args.lr if args.lr is not None else (2e-5 if args.mode == "full" else 2e-4)
     cfg = BTConfig(
         model=args.model, output_dir=args.out, mode=args.mode, lora_r=args.lora_r, lora_alpha=2 * args.lora_r,
-        merge_lora=not args.no_merge, learning_rate=lr, epochs=args.epochs, max_steps=args.max_steps,
+        lora_targets=args.lora_targets, merge_lora=not args.no_merge, learning_rate=lr, epochs=args.epochs, max_steps=args.max_steps,
         pairs_per_step=args.pairs_per_step, max_tokens_per_micro_batch=args.max_tokens_per_micro_batch,
         max_length=args.max_length, margin_column=args.margin_column, center_coef=args.center_coef,
         label_smoothing=args.label_smoothing, eval_fraction=args.eval_fraction, eval_every=args.eval_every,
@@ -175,6 +190,7 @@ def run_regression(args: argparse.Namespace) -> int:
     lr = args.lr if args.lr is not None else (2e-5 if args.mode == "full" else 2e-4)
     cfg = RegressionConfig(
         attributes=attributes, model=args.model, output_dir=args.out, mode=args.mode, lora_r=args.lora_r, lora_alpha=2 * args.lora_r,
+        lora_targets=args.lora_targets,
         merge_lora=not args.no_merge, learning_rate=lr, epochs=args.epochs, max_steps=args.max_steps,
         samples_per_step=2 * args.pairs_per_step, pairs_per_step=args.pairs_per_step, max_tokens_per_micro_batch=args.max_tokens_per_micro_batch,
         max_length=args.max_length, combination=args.combination, weights=weights,

@@ -21,9 +21,10 @@ def run_prm(args: argparse.Namespace) -> int:
     lr = args.lr if args.lr is not None else (2e-5 if args.mode == "full" else 2e-4)
     cfg = PRMConfig(
         model=args.model, output_dir=args.out, mode=args.mode, lora_r=args.lora_r, lora_alpha=2 * args.lora_r,
+        lora_targets=args.lora_targets,
         learning_rate=lr, epochs=args.epochs, max_steps=args.max_steps, samples_per_step=args.pairs_per_step,
         max_tokens_per_micro_batch=args.max_tokens_per_micro_batch, max_length=args.max_length,
-        after_error=args.after_error, last_step_only=args.last_step_only, eval_fraction=args.eval_fraction,
+        after_error=args.after_error, last_step_only=args.last_step_only, balance_labels=args.balance_labels, eval_fraction=args.eval_fraction,
         eval_every=args.eval_every, save_every=args.save_every, seed=args.seed, command=command_line(args.argv),
         data_sources=list(sources),
     )

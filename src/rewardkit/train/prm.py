@@ -7,7 +7,9 @@ trained with ``BCE(sigmoid(v_k), y_k)`` where ``y_k`` is a hard (0/1) or soft (M
 label. Steps without a label are skipped; steps after the first error can be labelled 0
 (``after_error="zero"``: no continuation of a wrong solution leads to a right answer, Math-Shepherd's
 hard estimate) or skipped (``"ignore"``, ProcessBench's convention). ``last_step_only`` trains on
-the final step alone (outcome supervision through the same head, for ablations).
+the final step alone (outcome supervision through the same head, for ablations). ``balance_labels``
+weights the loss so the (rare) erroneous steps and the correct ones contribute equally in total
+(class-balanced cross-entropy; with one error step per wrong solution they are ~15% of the targets).
 
 The encoding is the one :class:`~rewardkit.rewards.process.ProcessReward` scores with (each step
 tokenized on its own, read at its last token), so the exported model is read where it was trained.
@@ -52,6 +54,7 @@ class PRMConfig:
     step_end: str = "\n"
     after_error: Literal["zero", "ignore"] = "zero"
     last_step_only: bool = False
+    balance_labels: bool = False
     eval_fraction: float = 0.1
     eval_every: int = 50
     save_every: int = 25
@@ -95,7 +98,10 @@ def _encode(records: Sequence[StepRecord], encoder: Encoder, cfg: PRMConfig) -> 
         targets = step_targets(r, cfg.after_error, cfg.last_step_only)
         keep = [(end, t) for end, t in zip(e.ends, targets) if t is not None]
         if keep:
-            samples.append(_Sample(e.input_ids, [k for k, _ in keep], [t for _, t in keep], r.first_error_step, e.truncated))
+            # tokens after the last trained step end cannot change a causal model's readouts before
+            # them: cut them (with after_error="ignore" that is most of an erroneous solution's tail)
+            ids = e.input_ids[: keep[-1][0] + 1]
+            samples.append(_Sample(ids, [k for k, _ in keep], [t for _, t in keep], r.first_error_step, e.truncated))
     return samples
 
 
@@ -199,6 +205,10 @@ def train(cfg: PRMConfig, train_records: Sequence[StepRecord], eval_records: Seq
     dropped = len(train_records) - len(train_samples)
     if not train_samples:
         raise ValueError("no training solution has a labelled step that fits in max_length")
+    # weight of a target y: y + (1 - y) * neg_weight (soft labels weigh in proportionally)
+    n_pos = sum(t for s in train_samples for t in s.targets)
+    n_neg = sum(1 - t for s in train_samples for t in s.targets)
+    neg_weight = n_pos / n_neg if cfg.balance_labels and n_neg > 0 else 1.0
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(len(train_samples) / cfg.samples_per_step)
@@ -223,14 +233,15 @@ def train(cfg: PRMConfig, train_records: Sequence[StepRecord], eval_records: Seq
         epoch, pos = divmod(step, steps_per_epoch)
         idx = order(epoch)[pos * cfg.samples_per_step : (pos + 1) * cfg.samples_per_step]
         batch = [train_samples[i] for i in idx]
-        n_targets = sum(len(s.targets) for s in batch)
+        n_targets = sum(t + (1 - t) * neg_weight for s in batch for t in s.targets)
         optimizer.zero_grad(set_to_none=True)
         step_loss = 0.0
         for micro in _micro_batches(batch, cfg.max_tokens_per_micro_batch):
             chunk = [batch[i] for i in micro]
             logits = step_logits(hf, chunk, pad_id)
             targets = torch.tensor([t for s in chunk for t in s.targets])
-            loss = F.binary_cross_entropy_with_logits(logits, targets, reduction="sum") / n_targets
+            weights = targets + (1 - targets) * neg_weight
+            loss = F.binary_cross_entropy_with_logits(logits, targets, weight=weights, reduction="sum") / n_targets
             loss.backward()
             step_loss += loss.item()
         optimizer.step()
@@ -271,7 +282,7 @@ def train(cfg: PRMConfig, train_records: Sequence[StepRecord], eval_records: Seq
     summary = {
         "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},
         "train_solutions": len(train_samples), "eval_solutions": len(eval_samples), "dropped_too_long": dropped,
-        "train_steps_labelled": sum(len(s.targets) for s in train_samples),
+        "train_steps_labelled": sum(len(s.targets) for s in train_samples), "negative_weight": neg_weight,
         "steps": state["step"], "best_step": state["best_step"], "eval": final_eval, "export": str(export_dir),
         "seconds": round(time.perf_counter() - start, 1), "history": state["history"],
     }
@@ -311,7 +322,7 @@ def model_card(cfg: PRMConfig, metrics: dict, state: dict, n_train: int, dropped
 - base model: `{cfg.model}`; parameters trained: {cfg.mode}{f' (LoRA r={cfg.lora_r}, alpha={cfg.lora_alpha}, targets={list(cfg.lora_targets)})' if cfg.mode == 'lora' else ''}
 - objective: binary cross-entropy of a value head read at the last token of each step (each step + {cfg.step_end!r}
   tokenized on its own after the chat-templated question); steps after the first error: {cfg.after_error};
-  last step only: {cfg.last_step_only}
+  last step only: {cfg.last_step_only}; class-balanced loss: {cfg.balance_labels}
 - data: {', '.join(cfg.data_sources) or 'given in code'}; {n_train} training solutions ({dropped} dropped: longer than {cfg.max_length} tokens or unlabelled)
 - optimizer steps: {state['step']} (best at step {state['best_step']}); {cfg.samples_per_step} solutions per step; learning rate {cfg.learning_rate}; seed {cfg.seed}
 - held-out: {held}
