@@ -45,6 +45,23 @@ def gsm8k_slice(n: int) -> list[dict]:
     return out
 
 
+def write_gsm8k_best_of_n(path: str) -> int:
+    """Best-of-N rows (RewardBench 2 layout) from the GSM8K pairs: per question the first correct solution
+    and up to 3 distinct wrong ones, with the gold answer; for `rewardkit eval` of judges on best-of-N data."""
+    gold = {r["id"]: r["answer"] for r in map(json.loads, open(SHARED / "math" / "gsm8k_test.jsonl"))}
+    by: dict[str, dict] = {}
+    for row in map(json.loads, open(SHARED / "pairwise" / "gsm8k_model_solution_pairs.jsonl")):
+        q = "-".join(row["id"].split("-")[:3])
+        item = by.setdefault(q, {"id": q, "prompt": row["prompt"], "chosen": [], "rejected": [], "answer": gold[q], "subset": "gsm8k-bon"})
+        for key in ("chosen", "rejected"):
+            if row[key] not in item[key]:
+                item[key].append(row[key])
+    rows = [{**r, "chosen": r["chosen"][:1], "rejected": r["rejected"][:3]} for r in by.values() if r["chosen"] and r["rejected"]]
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return len(rows)
+
+
 def suite_rows(limit: int, subsets=None) -> list[dict]:
     from rewardkit.data.benchmarks import resolve_data
 
@@ -204,11 +221,15 @@ def main() -> None:
     ap.add_argument("--k-n", type=int, default=15)
     ap.add_argument("--ks", default="1,4")
     ap.add_argument("--sections", default="pairwise,probes,verify,votes")
+    ap.add_argument("--write-bon", metavar="PATH", help="only write the GSM8K best-of-N file (see write_gsm8k_best_of_n) and exit")
     ap.add_argument("--ksweep-template", default="pairwise")
     ap.add_argument("--ksweep-filters", default="none,rules")
     ap.add_argument("--ksweep-max-new-tokens", type=int, default=96)
     ap.add_argument("--out", default="bench/results/judge_quality.json")
     args = ap.parse_args()
+    if args.write_bon:
+        print(f"wrote {write_gsm8k_best_of_n(args.write_bon)} best-of-N rows to {args.write_bon}")
+        return
 
     from rewardkit.clients import LocalClient
     from rewardkit.rewards.judge import PairwiseJudge, VerifierJudge

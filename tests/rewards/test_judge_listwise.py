@@ -29,6 +29,7 @@ def test_parse_ranking():
     assert parse_ranking("A is best\nB, C, A", "ABC") == ["B", "C", "A"]
     assert parse_ranking("Ranking: A > B > C\nOn reflection, Ranking: C > B > A", "ABC") == ["C", "B", "A"]
     assert parse_ranking("I like a and b", "ABC") is None
+    assert parse_ranking("Ranking: [Response B] > [Response C] > [Response A]", "ABC") == ["B", "C", "A"]
 
 
 def test_rotations_put_every_response_in_every_position():
@@ -46,7 +47,7 @@ def test_consistent_judge_borda_scores_and_records_orders():
     out = judge.score(["q"] * 3 + ["r"] * 2, ["mid one", "the longest answer", "x", "aa", "b"])
     assert out.scores == [0.5, 1.0, 0.0, 1.0, 0.0]
     assert len(client.calls[0]["prompts"]) == 3 + 2  # one call per shown order, one order per response
-    assert client.calls[0]["prefix"] == "Ranking:" and client.calls[0]["logprobs"] is False
+    assert client.calls[0]["prefix"] == "Ranking: [Response" and client.calls[0]["logprobs"] is False
     assert out.extras["orders"][0] == out.extras["orders"][1] and len(out.extras["orders"][0]) == 3
     assert out.extras["rankings"][0] == [[1, 0, 2]] * 3
     assert out.extras["order_inconsistent"] == [0] * 5 and out.extras["comparisons"] == [2, 2, 2, 1, 1]

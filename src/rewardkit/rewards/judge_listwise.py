@@ -41,7 +41,7 @@ class ListwiseJudge(_Judge):
     permutations: orders each group is shown in (default: one per response, the rotations of a
         seeded shuffle, so position bias cancels); the orders are recorded in ``extras["orders"]``
         as sample indices, the parsed rankings (best first) in ``extras["rankings"]``.
-    ask: "ranking" (template ``listwise-direct``, ``Ranking: B > A > C``) or "best" (template
+    ask: "ranking" (template ``listwise-direct``, ``Ranking: [Response B] > [Response A] > [Response C]``) or "best" (template
         ``listwise-best``, ``Best: Response B``; the answer is made to start with ``Best: Response`` so
         even a small judge answers with a label).
     Score of a response, averaged over the readings of all shown orders: for rankings its Borda count
@@ -59,7 +59,7 @@ class ListwiseJudge(_Judge):
 
     kind = "listwise"
     default_template = "listwise-direct"
-    default_prefix = "Ranking:"
+    default_prefix = "Ranking: [Response"  # a small judge then writes labels, not numbers or prose
     groups_by_record = True
 
     def __init__(self, model: Any = "default", *, ask: str = "ranking", permutations: int | None = None,
