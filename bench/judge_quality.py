@@ -152,10 +152,14 @@ def vote_stats(client, rows, ks) -> dict:
 
 
 def ksweep_stats(client, rows, ks, *, template="pairwise", max_new_tokens=96, temperature=0.7,
-                 filters=("none", "rules"), save=None) -> dict:
-    """Accuracy vs k from prefixes of one k_max run (see the module docstring)."""
+                 filters=("none", "rules"), save=None, key="ksweep_gsm8k") -> dict:
+    """Accuracy vs k from prefixes of one k_max run (see the module docstring). A ``pointwise*`` template
+    rates each answer on its own (JudgeReward, 1-5); the pair is right when the chosen answer rates higher."""
     from rewardkit.clients import PrefixCache
-    from rewardkit.rewards.judge import PairwiseJudge
+    from rewardkit.rewards.judge import JudgeReward, PairwiseJudge
+
+    Judge = JudgeReward if template.startswith("pointwise") else PairwiseJudge
+    pairwise = Judge is PairwiseJudge
 
     cache = PrefixCache(client)
     prompts, comps, gid = [], [], []
@@ -171,39 +175,42 @@ def ksweep_stats(client, rows, ks, *, template="pairwise", max_new_tokens=96, te
         t = time.perf_counter()
         out = judge.score(prompts, comps, group_id=gid)
         sc, ex, n = out.scores, out.extras, len(rows)
-        calls = sum(ex["judge_calls"][2 * i] for i in range(n))
-        checked = sum(ex["order_checked"][2 * i] for i in range(n))  # pairs where both orders gave a verdict
+        # a pairwise call is reported on both of its samples: count it once (on the chosen one)
+        per_pair = (lambda key: sum(ex[key][2 * i] for i in range(n))) if pairwise else (lambda key: sum(ex[key]))
+        calls = per_pair("judge_calls")
         row = {"accuracy": sum(sc[2 * i] is not None and sc[2 * i + 1] is not None and sc[2 * i] > sc[2 * i + 1] for i in range(n)) / n,
                "ties": sum(sc[2 * i] is not None and sc[2 * i] == sc[2 * i + 1] for i in range(n)),
-               "unscored": sum(sc[2 * i] is None for i in range(n)),
-               "position_consistency": (1 - sum(ex["order_inconsistent"][2 * i] for i in range(n)) / checked) if checked else None,
-               "parse_failure_rate": round(sum(ex["parse_failures"][2 * i] for i in range(n)) / calls, 4),
+               "unscored": sum(sc[2 * i] is None or sc[2 * i + 1] is None for i in range(n)),
+               "parse_failure_rate": round(per_pair("parse_failures") / calls, 4),
                "generated_tokens": int(sum(ex["generated_tokens"])), "seconds": round(time.perf_counter() - t, 1)}
+        if pairwise:
+            checked = per_pair("order_checked")  # pairs where both orders gave a verdict
+            row["position_consistency"] = (1 - per_pair("order_inconsistent") / checked) if checked else None
         if "meta_discarded" in ex:
-            row["meta_discard_rate"] = round(sum(ex["meta_discarded"][2 * i] for i in range(n)) / calls, 4)
+            row["meta_discard_rate"] = round(per_pair("meta_discarded") / calls, 4)
         return row
 
     out = {"n_pairs": len(rows), "template": template, "max_new_tokens": max_new_tokens, "temperature": temperature,
            "k_max": max(ks), "ks": list(ks), "rows": []}
-    out["greedy_k1"] = measure(PairwiseJudge(client=client, **base))
+    out["greedy_k1"] = measure(Judge(client=client, **base))
     t = time.perf_counter()
-    PairwiseJudge(client=cache, samples=max(ks), temperature=temperature, **base).score(prompts, comps, group_id=gid)
+    Judge(client=cache, samples=max(ks), temperature=temperature, **base).score(prompts, comps, group_id=gid)
     out["k_max_generation_seconds"] = round(time.perf_counter() - t, 1)
     for name in filters:
         for aggregate in ("vote", "mean"):
             for k in ks:
-                row = measure(PairwiseJudge(client=cache, samples=k, temperature=temperature, aggregate=aggregate, **base, **meta[name]))
+                row = measure(Judge(client=cache, samples=k, temperature=temperature, aggregate=aggregate, **base, **meta[name]))
                 out["rows"].append({"filter": name, "aggregate": aggregate, "k": k, **row})
         if save:
-            save("ksweep_gsm8k", out)
+            save(key, out)
     out["cache"] = {"hits": cache.hits, "misses": cache.misses}
     return out
 
 
 def print_ksweep(res: dict) -> None:
     g = res["greedy_k1"]
-    print(f"\naccuracy vs k: {res['n_pairs']} GSM8K pairs, both orders, template {res['template']}, T={res['temperature']}, "
-          f"k from prefixes of one k={res['k_max']} run (greedy k=1: {g['accuracy']:.1%}, position consistency {g['position_consistency']})")
+    print(f"\naccuracy vs k: {res['n_pairs']} GSM8K pairs, template {res['template']}, T={res['temperature']}, "
+          f"k from prefixes of one k={res['k_max']} run (greedy k=1: {g['accuracy']:.1%}, position consistency {g.get('position_consistency')})")
     print(f"{'filter':<7}{'aggregate':<10}" + "".join(f"{'k=' + str(k):>9}" for k in res["ks"]) + "   (ties at k_max, discarded at k_max)")
     for name in dict.fromkeys(r["filter"] for r in res["rows"]):
         for aggregate in ("vote", "mean"):
@@ -261,9 +268,10 @@ def main() -> None:
     if "votes" in sections:
         save("votes_gsm8k", vote_stats(client, gsm[: args.k_n], [int(k) for k in args.ks.split(",")]))
     if "ksweep" in sections:
+        key = "ksweep_gsm8k" if args.ksweep_template == "pairwise" else f"ksweep_gsm8k_{args.ksweep_template}"
         res = ksweep_stats(client, gsm[: args.k_n], [int(k) for k in args.ks.split(",")], template=args.ksweep_template,
-                           max_new_tokens=args.ksweep_max_new_tokens, filters=args.ksweep_filters.split(","), save=save)
-        save("ksweep_gsm8k", res)
+                           max_new_tokens=args.ksweep_max_new_tokens, filters=args.ksweep_filters.split(","), save=save, key=key)
+        save(key, res)
         print_ksweep(res)
 
 
