@@ -162,3 +162,85 @@ def test_training_continues_from_a_saved_adapter(tiny_dirs, tmp_path):
                      progress=False, init_adapter=str(tmp_path / "first" / "adapter"))
     with pytest.raises(ValueError, match="trained on base"):
         train(wrong, toy_pairs(8))
+
+
+def _packing_cases():
+    """(chosen, rejected) id pairs covering the packing edge cases: a long shared prompt, no shared
+    token, one side a prefix of the other, identical sides, one-token sides."""
+    return [
+        ([5, 6, 7, 8, 9, 10, 11], [5, 6, 7, 8, 12, 13]),
+        ([20, 21, 22], [30, 31, 32, 33, 34, 35, 36, 37]),
+        ([5, 6, 7], [5, 6, 7, 8, 9]),
+        ([5, 6, 7, 8, 9], [5, 6, 7]),
+        ([9, 9, 9, 9], [9, 9, 9, 9]),
+        ([14], [15]),
+    ]
+
+
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_shared_prefix_packing_gives_the_rewards_of_separate_sequences(tiny_dirs, attn):
+    """One packed row per pair (prompt encoded once) must read the same head outputs as two
+    separate sequences, for every pair in a padded batch, values and gradients."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    from rewardkit.train.bt import head_outputs, pair_head_outputs
+
+    hf = AutoModelForSequenceClassification.from_pretrained(tiny_dirs["multi"], attn_implementation=attn).eval()
+    pairs = _packing_cases()
+    pad = hf.config.pad_token_id
+    hc, hr = pair_head_outputs(hf, pairs, pad, share_prefix=True)
+    for i, (c, r) in enumerate(pairs):
+        alone = head_outputs(hf, [c, r], pad)
+        assert torch.allclose(hc[i], alone[0], atol=1e-5), (i, hc[i], alone[0])
+        assert torch.allclose(hr[i], alone[1], atol=1e-5), (i, hr[i], alone[1])
+    sc, sr = pair_head_outputs(hf, pairs, pad, share_prefix=False)
+    assert torch.allclose(hc, sc, atol=1e-5) and torch.allclose(hr, sr, atol=1e-5)
+
+    def grads(share):
+        hf.zero_grad()
+        a, b = pair_head_outputs(hf, pairs, pad, share_prefix=share)
+        (a - b).pow(2).sum().backward()
+        return {n: p.grad.clone() for n, p in hf.named_parameters() if p.grad is not None}
+
+    g1, g2 = grads(True), grads(False)
+    assert g1.keys() == g2.keys() and all(torch.isfinite(g).all() for g in g1.values())
+    worst = max(((g1[k] - g2[k]).abs().max() / (g2[k].abs().max() + 1e-8)).item() for k in g1)
+    assert worst < 1e-4, worst
+
+
+def test_packed_pair_batch_layout():
+    import torch
+
+    from rewardkit.models import pad_pair_batch
+    from rewardkit.models.batching import shared_prefix_length
+
+    assert shared_prefix_length([1, 2, 3], [1, 2, 4]) == 2
+    assert shared_prefix_length([1, 2], [1, 2, 3]) == 1  # each side keeps its last token
+    assert shared_prefix_length([7], [7]) == 0
+    b = pad_pair_batch([([1, 2, 3, 4], [1, 2, 5]), ([8], [9, 9])], pad_id=0)
+    assert b.lengths == [5, 3] and b.separate_tokens == 10
+    assert b.input_ids.tolist() == [[1, 2, 3, 4, 5], [8, 9, 9, 0, 0]]
+    assert b.position_ids[0].tolist() == [0, 1, 2, 3, 2]  # the rejected tail continues after the shared prefix
+    assert b.chosen_last.tolist() == [3, 0] and b.rejected_last.tolist() == [4, 2]
+    allowed = (b.attention_mask[:, 0] == 0)
+    assert allowed[0, 4].tolist() == [True, True, False, False, True]  # rejected token: prompt + itself, not the chosen tail
+    assert allowed[0, 3].tolist() == [True, True, True, True, False]
+    assert allowed[1, 2].tolist() == [False, True, True, False, False]  # no shared prefix: the second side starts fresh
+    assert allowed[1, 4].tolist() == [True, True, True, False, True]  # padding never a key; as a query it sees itself (no all-masked row)
+    assert not allowed[1, :3, 3:].any()  # real tokens never see padding
+    assert torch.isfinite(b.attention_mask).all()
+
+
+def test_training_with_and_without_prefix_sharing_agrees(tiny_dirs, tmp_path):
+    from rewardkit.train.bt import BTConfig, train
+
+    runs = {}
+    for share in (True, False):
+        cfg = BTConfig(model=str(tiny_dirs["lm"]), output_dir=str(tmp_path / str(share)), mode="full", learning_rate=3e-3,
+                       max_steps=6, pairs_per_step=8, eval_every=3, save_every=3, progress=False, max_length=128, share_prefix=share)
+        runs[share] = train(cfg, toy_pairs(48))
+    a = [h["loss"] for h in runs[True]["history"]]
+    b = [h["loss"] for h in runs[False]["history"]]
+    assert a == pytest.approx(b, rel=1e-4, abs=1e-5)
+    assert runs[True]["eval"]["loss"] == pytest.approx(runs[False]["eval"]["loss"], rel=1e-4)

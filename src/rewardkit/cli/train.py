@@ -53,6 +53,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pairs-per-step", type=int, default=16)
     p.add_argument("--max-tokens-per-micro-batch", type=int, default=4096, help="padded tokens per forward (gradient accumulation beyond)")
     p.add_argument("--max-length", type=int, default=512)
+    p.add_argument("--no-share-prefix", action="store_true",
+                   help="bt: encode chosen and rejected as separate sequences (default: one packed row per pair, their shared prompt encoded once; same rewards, fewer tokens)")
     p.add_argument("--margin-column", default=None, help="per-pair margin column (margin loss)")
     p.add_argument("--center-coef", type=float, default=0.0, help="reward-centering penalty coef * (r_c + r_r)^2")
     p.add_argument("--label-smoothing", type=float, default=0.0)
@@ -128,6 +130,7 @@ def run(args: argparse.Namespace) -> int:
         label_smoothing=args.label_smoothing, eval_fraction=args.eval_fraction, eval_every=args.eval_every,
         save_every=args.save_every, patience=args.patience, seed=args.seed, command=command_line(args.argv),
         data_sources=list(sources), data_filters=filters, init_adapter=args.init_adapter, shuffle_seed=args.shuffle_seed,
+        share_prefix=not args.no_share_prefix,
     )
     summary = train(cfg, records, eval_records, resume=args.resume)
     print(json.dumps({k: summary[k] for k in ("train_pairs", "eval_pairs", "steps", "best_step", "eval", "export")} | {"data_filters": filters}, indent=2))

@@ -2,9 +2,9 @@
 turning prompt/completion pairs into token ids, and batching them by a token budget."""
 from .loading import ModelSource, embedded_default_path, load_model, load_tokenizer, resolve_source
 from .encoding import Encoded, Encoder
-from .batching import Batch, make_batches, pad_batch
+from .batching import Batch, PairBatch, make_batches, pad_batch, pad_pair_batch
 
 __all__ = [
     "ModelSource", "embedded_default_path", "load_model", "load_tokenizer", "resolve_source",
-    "Encoded", "Encoder", "Batch", "make_batches", "pad_batch",
+    "Encoded", "Encoder", "Batch", "PairBatch", "make_batches", "pad_batch", "pad_pair_batch",
 ]

@@ -86,3 +86,76 @@ def pad_batch(
         offsets.append(start)
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     return Batch(indices, ids.to(device), mask.to(device), positions.to(device), offsets, lengths)
+
+
+@dataclass
+class PairBatch:
+    """Preference pairs packed one row per pair: ``shared prefix + chosen tail + rejected tail``.
+
+    The tokens both sides start with (the prompt, and in step-wise solutions often the first steps)
+    are encoded once. The rejected tail attends to the shared prefix and to itself, never to the
+    chosen tail, and its positions continue from the prefix, so every token sees exactly what it
+    would see in its own sequence (causal attention) and the hidden states equal separate encoding.
+    """
+    input_ids: "object"  # LongTensor [B, T]
+    attention_mask: "object"  # float [B, 1, T, T]: 0 where a query may attend a key, dtype-min elsewhere
+    position_ids: "object"  # LongTensor [B, T]
+    chosen_last: "object"  # LongTensor [B]: column of the chosen side's last token
+    rejected_last: "object"  # LongTensor [B]
+    lengths: list[int]  # packed length per row
+    separate_tokens: int  # tokens the two sides would have taken as separate sequences
+
+    @property
+    def num_tokens(self) -> int:
+        return sum(self.lengths)
+
+
+def shared_prefix_length(a: Sequence[int], b: Sequence[int]) -> int:
+    """Length of the common token prefix, leaving each side at least one token of its own (the
+    reward is read at a side's last token, which must be that side's)."""
+    limit = min(len(a), len(b)) - 1
+    n = 0
+    while n < limit and a[n] == b[n]:
+        n += 1
+    return max(n, 0)
+
+
+def packed_pair_length(a: Sequence[int], b: Sequence[int]) -> int:
+    return len(a) + len(b) - shared_prefix_length(a, b)
+
+
+def pad_pair_batch(pairs: Sequence[tuple[Sequence[int], Sequence[int]]], pad_id: int, dtype=None, device: str = "cpu") -> PairBatch:
+    """Pack ``(chosen_ids, rejected_ids)`` pairs into one right-padded row each (see ``PairBatch``)."""
+    import torch
+
+    dtype = dtype or torch.float32
+    rows, segments, positions, c_last, r_last = [], [], [], [], []
+    for a, b in pairs:
+        if not a or not b:
+            raise ValueError("both sides of a pair need at least one token")
+        s = shared_prefix_length(a, b)
+        rows.append(list(a) + list(b[s:]))
+        segments.append([0] * s + [1] * (len(a) - s) + [2] * (len(b) - s))
+        positions.append(list(range(len(a))) + list(range(s, len(b))))
+        c_last.append(len(a) - 1)
+        r_last.append(len(rows[-1]) - 1)
+    lengths = [len(r) for r in rows]
+    width = max(lengths)
+    n = len(rows)
+    ids = torch.full((n, width), pad_id, dtype=torch.long)
+    seg = torch.full((n, width), -1, dtype=torch.long)
+    pos = torch.zeros((n, width), dtype=torch.long)
+    for i, (r, sg, p) in enumerate(zip(rows, segments, positions)):
+        ids[i, : len(r)] = torch.as_tensor(r, dtype=torch.long)
+        seg[i, : len(r)] = torch.as_tensor(sg, dtype=torch.long)
+        pos[i, : len(r)] = torch.as_tensor(p, dtype=torch.long)
+    col = torch.arange(width)
+    causal = col[:, None] >= col[None, :]  # [T, T] query row, key column
+    allowed = causal[None] & (seg[:, None, :] >= 0)  # real keys only
+    allowed &= ~((seg[:, :, None] == 2) & (seg[:, None, :] == 1))  # the rejected tail never sees the chosen tail
+    allowed |= torch.eye(width, dtype=torch.bool)[None]  # padding rows attend to themselves (no all-masked row: no NaN)
+    mask = torch.zeros((n, 1, width, width), dtype=dtype)
+    mask.masked_fill_(~allowed[:, None], torch.finfo(dtype).min)
+    separate = sum(len(a) + len(b) for a, b in pairs)
+    return PairBatch(ids.to(device), mask.to(device), pos.to(device), torch.tensor(c_last, device=device),
+                     torch.tensor(r_last, device=device), lengths, separate)

@@ -6,9 +6,10 @@ uses this objective): read top to bottom. Options from the literature: a per-pai
 zero mean, and label smoothing for noisy labels (conservative BT).
 
 Parameter modes: ``head`` (only the scalar head), ``lora`` (peft adapters + head), ``full``.
-Chosen and rejected of a pair go through one forward pass (concatenated micro-batch); each optimizer
-step takes ``pairs_per_step`` pairs, split into micro-batches of at most ``max_tokens_per_micro_batch``
-padded tokens (gradient accumulation). Checkpoints are written atomically; ``resume=True`` continues
+Chosen and rejected of a pair go through one forward pass, packed into one row that encodes their
+shared prefix (the prompt) once (``share_prefix``; or as two rows of a concatenated micro-batch); each
+optimizer step takes ``pairs_per_step`` pairs, sorted by length into micro-batches of at most
+``max_tokens_per_micro_batch`` padded tokens (gradient accumulation). Checkpoints are written atomically; ``resume=True`` continues
 from the last one with the same data order and reaches the same weights as an uninterrupted run.
 """
 from __future__ import annotations
@@ -25,7 +26,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
-from ..models import Encoder, load_model, load_tokenizer, make_batches, pad_batch, resolve_source
+from ..models import Encoder, load_model, load_tokenizer, make_batches, pad_batch, pad_pair_batch, resolve_source
+from ..models.batching import packed_pair_length
 from ..models.loading import apply_head
 from ..types import PairRecord
 from .checkpoint import load_checkpoint, save_checkpoint
@@ -48,6 +50,10 @@ class BTConfig:
     pairs_per_step: int = 16
     max_tokens_per_micro_batch: int = 4096
     max_length: int = 512
+    #: encode the tokens chosen and rejected start with (the prompt) once per pair (models/batching.py
+    #: PairBatch); same rewards as separate sequences, fewer tokens. Needs an attention implementation
+    #: that takes a 4D mask (sdpa, eager); others fall back to separate sequences.
+    share_prefix: bool = True
     margin_column: str | None = None
     center_coef: float = 0.0
     label_smoothing: float = 0.0
@@ -167,6 +173,33 @@ def _rewards(hf, sequences: Sequence[Sequence[int]], pad_id: int):
     return head_outputs(hf, sequences, pad_id)[:, 0]
 
 
+def can_share_prefix(hf) -> bool:
+    """Whether the model's attention takes the custom 4D mask that prefix sharing needs."""
+    return getattr(hf.config, "_attn_implementation", None) in ("sdpa", "eager")
+
+
+def pair_head_outputs(hf, pairs: Sequence[tuple[Sequence[int], Sequence[int]]], pad_id: int, share_prefix: bool = True):
+    """Head outputs ``([B, num_labels], [B, num_labels])`` for the chosen and rejected side of each
+    ``(chosen_ids, rejected_ids)`` pair, in one forward pass: one packed row per pair whose shared
+    prefix is encoded once (``share_prefix``), or the 2B sequences as rows of one batch."""
+    import torch
+
+    if not share_prefix:
+        h = head_outputs(hf, [c for c, _ in pairs] + [r for _, r in pairs], pad_id)
+        return h[: len(pairs)], h[len(pairs):]
+    param = next(hf.parameters())
+    batch = pad_pair_batch(pairs, pad_id, dtype=param.dtype, device=str(param.device))
+    hidden = hf.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids, use_cache=False).last_hidden_state
+    rows = torch.arange(len(pairs), device=hidden.device)
+    h = hf.score(torch.cat([hidden[rows, batch.chosen_last], hidden[rows, batch.rejected_last]])).float()
+    return h[: len(pairs)], h[len(pairs):]
+
+
+def _pair_rewards(hf, chunk: Sequence[_Pair], pad_id: int, share_prefix: bool):
+    hc, hr = pair_head_outputs(hf, [(p.chosen, p.rejected) for p in chunk], pad_id, share_prefix)
+    return hc[:, 0], hr[:, 0]
+
+
 def bt_loss(r_chosen, r_rejected, margins, *, center_coef: float = 0.0, label_smoothing: float = 0.0):
     """Per-pair BT loss ``[B]``, with optional margin, centering penalty and label smoothing."""
     import torch.nn.functional as F
@@ -178,8 +211,11 @@ def bt_loss(r_chosen, r_rejected, margins, *, center_coef: float = 0.0, label_sm
     return loss
 
 
-def _micro_batches(pairs: Sequence[_Pair], budget: int) -> list[list[int]]:
-    """Group the pairs of one step so that 2 * n * longest <= budget (chosen + rejected together)."""
+def _micro_batches(pairs: Sequence[_Pair], budget: int, share_prefix: bool = False) -> list[list[int]]:
+    """Group the pairs of one step into forwards of at most ``budget`` padded tokens: one packed row
+    per pair (``share_prefix``), else two rows (chosen + rejected) of the pair's longer length."""
+    if share_prefix:
+        return make_batches([packed_pair_length(p.chosen, p.rejected) for p in pairs], budget, None, max_padding=0.25)
     lengths = [max(len(p.chosen), len(p.rejected)) for p in pairs]
     return make_batches(lengths, max(1, budget // 2), None, max_padding=0.25)
 
@@ -193,10 +229,10 @@ def evaluate_pairs(hf, pairs: Sequence[_Pair], pad_id: int, budget: int, cfg: BT
         return {}
     correct, total_loss = 0, 0.0
     with torch.inference_mode():
-        for idx in _micro_batches(pairs, budget):
+        share = cfg.share_prefix and can_share_prefix(hf)
+        for idx in _micro_batches(pairs, budget, share):
             chunk = [pairs[i] for i in idx]
-            r = _rewards(hf, [p.chosen for p in chunk] + [p.rejected for p in chunk], pad_id)
-            rc, rr = r[: len(chunk)], r[len(chunk):]
+            rc, rr = _pair_rewards(hf, chunk, pad_id, share)
             margins = torch.tensor([p.margin for p in chunk])
             total_loss += bt_loss(rc, rr, margins, center_coef=cfg.center_coef, label_smoothing=cfg.label_smoothing).sum().item()
             correct += int((rc > rr).sum().item())
@@ -245,6 +281,9 @@ def train(cfg: BTConfig, train_records: Sequence[PairRecord], eval_records: Sequ
         return perm
 
     n_trunc = sum(p.truncated for p in train_pairs)
+    share = cfg.share_prefix and can_share_prefix(hf)
+    if cfg.share_prefix and not share:
+        print(f"note: attention {hf.config._attn_implementation!r} takes no custom 4D mask; chosen and rejected are encoded separately", file=sys.stderr)
     model.train()
     start = time.perf_counter()
     tokens_seen = 0
@@ -257,10 +296,9 @@ def train(cfg: BTConfig, train_records: Sequence[PairRecord], eval_records: Sequ
         step_pairs = [train_pairs[i] for i in idx]
         optimizer.zero_grad(set_to_none=True)
         step_loss, step_correct = 0.0, 0
-        for micro in _micro_batches(step_pairs, cfg.max_tokens_per_micro_batch):
+        for micro in _micro_batches(step_pairs, cfg.max_tokens_per_micro_batch, share):
             chunk = [step_pairs[i] for i in micro]
-            r = _rewards(hf, [p.chosen for p in chunk] + [p.rejected for p in chunk], pad_id)
-            rc, rr = r[: len(chunk)], r[len(chunk):]
+            rc, rr = _pair_rewards(hf, chunk, pad_id, share)
             margins = torch.tensor([p.margin for p in chunk])
             weights = torch.tensor([p.weight for p in chunk])
             loss = (weights * bt_loss(rc, rr, margins, center_coef=cfg.center_coef, label_smoothing=cfg.label_smoothing)).sum() / len(step_pairs)

@@ -32,8 +32,9 @@ from pathlib import Path
 from typing import Any, Literal, Sequence
 
 from ..models import Encoder, make_batches
+from ..models.batching import packed_pair_length
 from ..types import PairRecord, SampleRecord
-from .bt import _prepare_model, bt_loss, head_outputs, save_adapter, split_heldout, write_export
+from .bt import _prepare_model, bt_loss, can_share_prefix, head_outputs, pair_head_outputs, save_adapter, split_heldout, write_export
 from .checkpoint import load_checkpoint, save_checkpoint
 
 
@@ -167,10 +168,11 @@ def evaluate(hf, weights, samples, targets, pairs, pad_id: int, budget: int) -> 
             out["mse"] = sum(v["mse"] for v in per.values()) / max(1, len(per))
         if pairs:
             correct = 0
-            for idx in _groups([max(len(c), len(r)) for c, r in pairs], max(1, budget // 2)):
+            share = can_share_prefix(hf)
+            for idx in _pair_groups(pairs, budget, share):
                 chunk = [pairs[i] for i in idx]
-                h = head_outputs(hf, [c for c, _ in chunk] + [r for _, r in chunk], pad_id) @ weights
-                correct += int((h[: len(chunk)] > h[len(chunk):]).sum())
+                hc, hr = pair_head_outputs(hf, chunk, pad_id, share)
+                correct += int((hc @ weights > hr @ weights).sum())
             out["pair_accuracy"] = correct / len(pairs)
             out["pairs"] = len(pairs)
     return out
@@ -178,6 +180,14 @@ def evaluate(hf, weights, samples, targets, pairs, pad_id: int, budget: int) -> 
 
 def _groups(lengths: Sequence[int], budget: int) -> list[list[int]]:
     return make_batches(lengths, max(1, budget), None, max_padding=0.25)
+
+
+def _pair_groups(pairs: Sequence[tuple[list[int], list[int]]], budget: int, share: bool) -> list[list[int]]:
+    """Forwards for ``(chosen, rejected)`` pairs: one packed row per pair (shared prefix encoded
+    once, see bt.pair_head_outputs) or two rows of the longer side."""
+    if share:
+        return _groups([packed_pair_length(c, r) for c, r in pairs], budget)
+    return _groups([max(len(c), len(r)) for c, r in pairs], max(1, budget // 2))
 
 
 # ------------------------------------------------------------------ the recipe
@@ -259,10 +269,11 @@ def train(cfg: RegressionConfig, samples: Sequence[SampleRecord], pairs: Sequenc
             tokens_seen += sum(len(train_x[i]) for i in rows)
         correct = 0
         if p_idx and cfg.pair_coef:
-            for micro in _groups([max(len(train_pairs[i][0]), len(train_pairs[i][1])) for i in p_idx], max(1, cfg.max_tokens_per_micro_batch // 2)):
+            share = can_share_prefix(hf)
+            for micro in _pair_groups([train_pairs[i] for i in p_idx], cfg.max_tokens_per_micro_batch, share):
                 chunk = [train_pairs[p_idx[i]] for i in micro]
-                h = head_outputs(hf, [c for c, _ in chunk] + [r for _, r in chunk], pad_id) @ _weights(cfg, combo)
-                rc, rr = h[: len(chunk)], h[len(chunk):]
+                hc, hr = pair_head_outputs(hf, chunk, pad_id, share)
+                rc, rr = hc @ _weights(cfg, combo), hr @ _weights(cfg, combo)
                 loss = cfg.pair_coef * bt_loss(rc, rr, torch.zeros(len(chunk))).sum() / len(p_idx)
                 loss.backward()
                 bt_total += loss.item()
