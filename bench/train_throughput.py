@@ -7,11 +7,14 @@ pre-tokenized, so both train on exactly the same sequences), same pairs per opti
 number of steps, same learning rate.
 
 Each trainer runs in its own fresh Python process (``--worker``), so peak memory (max RSS of that
-process) is not polluted by the other. Both concatenate chosen and rejected into one forward pass; the
-difference measured is how the pairs of a step become forward passes: TRL pads all of them to the
-longest sequence of the step; rewardkit sorts a step's pairs by length and packs them into
-micro-batches under a padded-token budget (gradient accumulation beyond), so little compute goes to
-padding. Throughput is pairs/s over the steps after --warmup (first steps pay one-off costs).
+process) is not polluted by the other. Both put chosen and rejected into one forward pass; the
+difference measured is how the pairs of a step become forward passes: TRL stacks the 2B sequences and
+pads all of them to the longest of the step; rewardkit packs each pair into one row whose shared
+prefix (the prompt, and any opening tokens both answers share) is encoded once, the rejected tail
+masked from the chosen tail (``--no-share-prefix`` in the recipe turns this off), then sorts a step's
+rows by length into micro-batches under a padded-token budget (gradient accumulation beyond), so
+little compute goes to padding or to encoding the prompt twice. Throughput is pairs/s over the steps
+after --warmup (first steps pay one-off costs).
 
 Reported: pairs/s of both, their ratio (target >= --target-speedup) and peak RSS (target: rewardkit
 <= TRL). Each worker is run --repeats times alternately and the best run of each is kept, because

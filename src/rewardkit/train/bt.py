@@ -168,11 +168,6 @@ def head_outputs(hf, sequences: Sequence[Sequence[int]], pad_id: int):
     return hf.score(hidden[torch.arange(len(sequences), device=hidden.device), last]).float()
 
 
-def _rewards(hf, sequences: Sequence[Sequence[int]], pad_id: int):
-    """Scalar rewards ``[N]``."""
-    return head_outputs(hf, sequences, pad_id)[:, 0]
-
-
 def can_share_prefix(hf) -> bool:
     """Whether the model's attention takes the custom 4D mask that prefix sharing needs."""
     return getattr(hf.config, "_attn_implementation", None) in ("sdpa", "eager")
@@ -361,9 +356,13 @@ def export(model, hf, tokenizer, cfg: BTConfig, train_pairs: Sequence[_Pair], pa
     else:
         final = hf
     sample = list(train_pairs)[:256]
+    net = final if cfg.mode != "lora" or cfg.merge_lora else hf
+    share = cfg.share_prefix and can_share_prefix(net)
+    parts = []
     with torch.inference_mode():
-        seqs = [p.chosen for p in sample] + [p.rejected for p in sample]
-        rewards = torch.cat([_rewards(final if cfg.mode != "lora" or cfg.merge_lora else hf, seqs[i : i + 32], pad_id) for i in range(0, len(seqs), 32)]) if seqs else torch.zeros(1)
+        for idx in _micro_batches(sample, cfg.max_tokens_per_micro_batch, share):
+            parts += _pair_rewards(net, [sample[i] for i in idx], pad_id, share)
+    rewards = torch.cat(parts) if parts else torch.zeros(1)
     mean, std = float(rewards.mean()), float(rewards.std()) if len(rewards) > 1 else 1.0
     head = {"reward_mean": mean, "reward_std": std, "id2label": {"0": "reward"}}
     return write_export(final, tokenizer, cfg, head, _model_card(cfg, metrics, state, len(train_pairs), n_trunc, mean, std))
