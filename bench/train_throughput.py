@@ -21,7 +21,7 @@ Reported: pairs/s of both, their ratio (target >= --target-speedup) and peak RSS
 this machine is shared and noisy. Missing a target prints FAIL; the exit code stays 0.
 
 Needs TRL (benchmark-only): pip install 'rewardkit[bench]'
-Run: .venv/bin/python bench/train_throughput.py           (about 10 minutes on a 2-core CPU)
+Run: .venv/bin/python bench/train_throughput.py           (about 40 minutes on a 2-core CPU; --steps 8 --pairs 128: 25)
      .venv/bin/python bench/train_throughput.py --tiny    (seconds; checks the harness)
 """
 from __future__ import annotations
