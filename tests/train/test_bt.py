@@ -230,6 +230,8 @@ def test_packed_pair_batch_layout():
     assert allowed[1, 4].tolist() == [True, True, True, False, True]  # padding never a key; as a query it sees itself (no all-masked row)
     assert not allowed[1, :3, 3:].any()  # real tokens never see padding
     assert torch.isfinite(b.attention_mask).all()
+    as_bool = pad_pair_batch([([1, 2, 3, 4], [1, 2, 5]), ([8], [9, 9])], pad_id=0, dtype=torch.bool).attention_mask
+    assert as_bool.dtype == torch.bool and torch.equal(as_bool, b.attention_mask == 0)
 
 
 def test_training_with_and_without_prefix_sharing_agrees(tiny_dirs, tmp_path):

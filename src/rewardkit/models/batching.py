@@ -98,7 +98,7 @@ class PairBatch:
     would see in its own sequence (causal attention) and the hidden states equal separate encoding.
     """
     input_ids: "object"  # LongTensor [B, T]
-    attention_mask: "object"  # float [B, 1, T, T]: 0 where a query may attend a key, dtype-min elsewhere
+    attention_mask: "object"  # [B, 1, T, T]: bool (True = may attend), or additive float (0 / dtype min) for eager attention
     position_ids: "object"  # LongTensor [B, T]
     chosen_last: "object"  # LongTensor [B]: column of the chosen side's last token
     rejected_last: "object"  # LongTensor [B]
@@ -125,7 +125,8 @@ def packed_pair_length(a: Sequence[int], b: Sequence[int]) -> int:
 
 
 def pad_pair_batch(pairs: Sequence[tuple[Sequence[int], Sequence[int]]], pad_id: int, dtype=None, device: str = "cpu") -> PairBatch:
-    """Pack ``(chosen_ids, rejected_ids)`` pairs into one right-padded row each (see ``PairBatch``)."""
+    """Pack ``(chosen_ids, rejected_ids)`` pairs into one right-padded row each (see ``PairBatch``);
+    ``dtype`` is the mask's: ``torch.bool`` or the model's float dtype (default float32)."""
     import torch
 
     dtype = dtype or torch.float32
@@ -154,8 +155,11 @@ def pad_pair_batch(pairs: Sequence[tuple[Sequence[int], Sequence[int]]], pad_id:
     allowed = causal[None] & (seg[:, None, :] >= 0)  # real keys only
     allowed &= ~((seg[:, :, None] == 2) & (seg[:, None, :] == 1))  # the rejected tail never sees the chosen tail
     allowed |= torch.eye(width, dtype=torch.bool)[None]  # padding rows attend to themselves (no all-masked row: no NaN)
-    mask = torch.zeros((n, 1, width, width), dtype=dtype)
-    mask.masked_fill_(~allowed[:, None], torch.finfo(dtype).min)
+    if dtype == torch.bool:  # sdpa takes it as is: a quarter of the memory of a float mask
+        mask = allowed[:, None]
+    else:
+        mask = torch.zeros((n, 1, width, width), dtype=dtype)
+        mask.masked_fill_(~allowed[:, None], torch.finfo(dtype).min)
     separate = sum(len(a) + len(b) for a, b in pairs)
     return PairBatch(ids.to(device), mask.to(device), pos.to(device), torch.tensor(c_last, device=device),
                      torch.tensor(r_last, device=device), lengths, separate)

@@ -183,7 +183,8 @@ def pair_head_outputs(hf, pairs: Sequence[tuple[Sequence[int], Sequence[int]]], 
         h = head_outputs(hf, [c for c, _ in pairs] + [r for _, r in pairs], pad_id)
         return h[: len(pairs)], h[len(pairs):]
     param = next(hf.parameters())
-    batch = pad_pair_batch(pairs, pad_id, dtype=param.dtype, device=str(param.device))
+    mask_dtype = torch.bool if hf.config._attn_implementation == "sdpa" else param.dtype
+    batch = pad_pair_batch(pairs, pad_id, dtype=mask_dtype, device=str(param.device))
     hidden = hf.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids, use_cache=False).last_hidden_state
     rows = torch.arange(len(pairs), device=hidden.device)
     h = hf.score(torch.cat([hidden[rows, batch.chosen_last], hidden[rows, batch.rejected_last]])).float()
