@@ -207,13 +207,16 @@ def bt_loss(r_chosen, r_rejected, margins, *, center_coef: float = 0.0, label_sm
     return loss
 
 
-def _micro_batches(pairs: Sequence[_Pair], budget: int, share_prefix: bool = False) -> list[list[int]]:
-    """Group the pairs of one step into forwards of at most ``budget`` padded tokens: one packed row
-    per pair (``share_prefix``), else two rows (chosen + rejected) of the pair's longer length."""
+def pair_micro_batches(pairs: Sequence[tuple[Sequence[int], Sequence[int]]], budget: int, share_prefix: bool) -> list[list[int]]:
+    """Group ``(chosen_ids, rejected_ids)`` pairs into forwards of at most ``budget`` padded tokens:
+    one packed row per pair (``share_prefix``), else two rows of the pair's longer length."""
     if share_prefix:
-        return make_batches([packed_pair_length(p.chosen, p.rejected) for p in pairs], budget, None, max_padding=0.25)
-    lengths = [max(len(p.chosen), len(p.rejected)) for p in pairs]
-    return make_batches(lengths, max(1, budget // 2), None, max_padding=0.25)
+        return make_batches([packed_pair_length(c, r) for c, r in pairs], budget, None, max_padding=0.25)
+    return make_batches([max(len(c), len(r)) for c, r in pairs], max(1, budget // 2), None, max_padding=0.25)
+
+
+def _micro_batches(pairs: Sequence[_Pair], budget: int, share_prefix: bool) -> list[list[int]]:
+    return pair_micro_batches([(p.chosen, p.rejected) for p in pairs], budget, share_prefix)
 
 
 # ------------------------------------------------------------------ evaluation

@@ -32,9 +32,8 @@ from pathlib import Path
 from typing import Any, Literal, Sequence
 
 from ..models import Encoder, make_batches
-from ..models.batching import packed_pair_length
 from ..types import PairRecord, SampleRecord
-from .bt import _prepare_model, bt_loss, can_share_prefix, head_outputs, pair_head_outputs, save_adapter, split_heldout, write_export
+from .bt import _prepare_model, bt_loss, can_share_prefix, head_outputs, pair_head_outputs, pair_micro_batches, save_adapter, split_heldout, write_export
 from .checkpoint import load_checkpoint, save_checkpoint
 
 
@@ -169,7 +168,7 @@ def evaluate(hf, weights, samples, targets, pairs, pad_id: int, budget: int) -> 
         if pairs:
             correct = 0
             share = can_share_prefix(hf)
-            for idx in _pair_groups(pairs, budget, share):
+            for idx in pair_micro_batches(pairs, budget, share):
                 chunk = [pairs[i] for i in idx]
                 hc, hr = pair_head_outputs(hf, chunk, pad_id, share)
                 correct += int((hc @ weights > hr @ weights).sum())
@@ -180,14 +179,6 @@ def evaluate(hf, weights, samples, targets, pairs, pad_id: int, budget: int) -> 
 
 def _groups(lengths: Sequence[int], budget: int) -> list[list[int]]:
     return make_batches(lengths, max(1, budget), None, max_padding=0.25)
-
-
-def _pair_groups(pairs: Sequence[tuple[list[int], list[int]]], budget: int, share: bool) -> list[list[int]]:
-    """Forwards for ``(chosen, rejected)`` pairs: one packed row per pair (shared prefix encoded
-    once, see bt.pair_head_outputs) or two rows of the longer side."""
-    if share:
-        return _groups([packed_pair_length(c, r) for c, r in pairs], budget)
-    return _groups([max(len(c), len(r)) for c, r in pairs], max(1, budget // 2))
 
 
 # ------------------------------------------------------------------ the recipe
@@ -249,6 +240,7 @@ def train(cfg: RegressionConfig, samples: Sequence[SampleRecord], pairs: Sequenc
         return perm[pos * per_step : (pos + 1) * per_step]
 
     stopped_early = False
+    share = can_share_prefix(hf)  # pair terms pack each pair into one row (bt.pair_head_outputs)
     model.train()
     start, tokens_seen = time.perf_counter(), 0
     bar = tqdm(total=total_steps, initial=state["step"], desc="train", unit="step", disable=not cfg.progress)
@@ -269,8 +261,7 @@ def train(cfg: RegressionConfig, samples: Sequence[SampleRecord], pairs: Sequenc
             tokens_seen += sum(len(train_x[i]) for i in rows)
         correct = 0
         if p_idx and cfg.pair_coef:
-            share = can_share_prefix(hf)
-            for micro in _pair_groups([train_pairs[i] for i in p_idx], cfg.max_tokens_per_micro_batch, share):
+            for micro in pair_micro_batches([train_pairs[i] for i in p_idx], cfg.max_tokens_per_micro_batch, share):
                 chunk = [train_pairs[p_idx[i]] for i in micro]
                 hc, hr = pair_head_outputs(hf, chunk, pad_id, share)
                 rc, rr = hc @ _weights(cfg, combo), hr @ _weights(cfg, combo)
