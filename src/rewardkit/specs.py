@@ -54,7 +54,7 @@ DESCRIPTIONS: dict[str, str] = {
     "transform": "transform:zscore|group|clip|logsigmoid|par(spec, mean=, std=, min=, max=, center=)",
     "gate": "gate(verifier, fallback): the verifier decides when it can, the fallback fills in (source in extras)",
     "remote": "a reward served by `rewardkit serve` elsewhere: remote:http://HOST:PORT (token from REWARDKIT_API_TOKEN)",
-    "prm": "process reward model: a score per step in one forward pass (prm:default = the packaged trained PRM, prm:PATH; aggregate=min|last|product|mean|clip|delta)",
+    "prm": "process reward model: a score per step in one forward pass (prm:default = the packaged likelihood-head PRM, prm:default-value = the packaged value-head PRM, prm:PATH; aggregate=min|last|product|mean|clip|delta)",
     "implicit-prm": "implicit PRM: step rewards beta*log(pi/pi_ref) summed over each step's tokens (implicit-prm:POLICY, reference=REF)",
     "judge": "LLM-as-a-judge, pointwise score (judge:default = embedded model; judge:openai:MODEL@URL = any OpenAI-compatible server)",
     "pairwise": "LLM-as-a-judge comparing responses to the same prompt in both orders; score = win probability (pairwise:default)",

@@ -1,21 +1,36 @@
-"""The packaged default PRM (LoRA adapter + value head over the embedded model): loads by spec,
-one score per step, and its one-pass step scores equal per-prefix scoring on the real model."""
+"""The packaged PRMs load by spec and read every step in one pass: ``prm:default`` (the likelihood
+head over the embedded model) ranks an arithmetic slip below the correct step, and the value-head
+``prm:default-value`` gives one-pass step scores equal to per-prefix scoring on the real model."""
 from __future__ import annotations
 
 import warnings
 
+PROMPTS = ["Ava has 3 apples and buys 2 bags of 4. How many now?"] * 2
+COMPLETIONS = [["Ava buys 2 * 4 = 8 apples.", "Now she has 3 + 8 = 11 apples.", "The answer is 11."],
+               "Ava buys 2 * 4 = 9 apples.\nNow she has 3 + 9 = 12 apples.\nThe answer is 12."]
 
-def test_prm_default_loads_and_reads_every_step(embedded_available):
+
+def test_prm_default_is_the_likelihood_head_and_finds_the_slip(embedded_available):
+    from rewardkit.rewards.loglik_prm import LikelihoodPRM
+    from rewardkit.specs import load_reward
+
+    prm = load_reward("prm:default", batch_size=2, padding_side="left")
+    assert isinstance(prm, LikelihoodPRM) and prm.name == "prm:default"
+    out = prm.score(PROMPTS, COMPLETIONS)
+    assert [len(s) for s in out.steps] == [3, 3] and all(0 < x < 1 for s in out.steps for x in s)
+    assert out.steps[1][0] < out.steps[0][0] and out.scores[1] < out.scores[0]
+    alone = prm.score(PROMPTS[:1], [COMPLETIONS[0][:2]]).steps[0]
+    assert max(abs(a - b) for a, b in zip(alone, out.steps[0][:2])) < 1e-6
+
+
+def test_prm_default_value_loads_and_reads_every_step(embedded_available):
     from rewardkit.specs import load_reward
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        prm = load_reward("prm:default", batch_size=2, padding_side="left")
-    assert prm.name == "prm:default"
-    prompts = ["Ava has 3 apples and buys 2 bags of 4. How many now?"] * 2
-    completions = [["Ava buys 2 * 4 = 8 apples.", "Now she has 3 + 8 = 11 apples.", "The answer is 11."],
-                   "Ava buys 2 * 4 = 9 apples.\nNow she has 3 + 9 = 12 apples.\nThe answer is 12."]
-    out = prm.score(prompts, completions)
+        prm = load_reward("prm:default-value", batch_size=2, padding_side="left")
+    assert prm.name == "prm:default-value"
+    out = prm.score(PROMPTS, COMPLETIONS)
     assert [len(s) for s in out.steps] == [3, 3] and all(0 < x < 1 for s in out.steps for x in s)
-    per = prm.score_prefixes(prompts, completions)
+    per = prm.score_prefixes(PROMPTS, COMPLETIONS)
     assert max(abs(a - b) for x, y in zip(out.steps, per) for a, b in zip(x, y)) < 1e-4

@@ -74,7 +74,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true")
     p.add_argument("--seed", type=int, default=0)
     # --- process reward models (rewardkit.train.prm); the BT options above that also apply are reused
-    p.add_argument("--after-error", choices=["zero", "ignore"], default="zero", help="prm: label steps after the first error 0, or skip them")
+    p.add_argument("--readout", choices=["value", "loglik"], default="value",
+                   help="prm: 'value' = a value head on the LM's hidden state (LoRA/full/head training); 'loglik' = a logistic head "
+                        "over the frozen LM's per-step token surprise (seconds to fit; the packaged prm:default is one)")
+    p.add_argument("--l2", type=float, default=1e-2, help="prm --readout loglik: L2 penalty of the logistic head")
+    p.add_argument("--after-error", choices=["zero", "ignore"], default=None,
+                   help="prm: label steps after the first error 0, or skip them (default: zero for --readout value, ignore for loglik)")
     p.add_argument("--last-step-only", action="store_true", help="prm: train on the final step's label only")
     p.add_argument("--balance-labels", action="store_true", help="prm: weight the loss so erroneous and correct steps count equally in total")
     p.set_defaults(func=run)

@@ -128,13 +128,28 @@ class ProcessReward(TransformerReward):
     head, the probability of label 1). ``RewardOutput.steps`` holds them; ``scores`` holds the
     ``aggregate``; for clip/delta the dense per-step rewards are in ``extras["step_rewards"]``.
 
-    model: ``default`` = the packaged trained PRM (``prm:default``), or any directory / adapter.
+    model: ``default-value`` = the packaged value-head PRM, or any directory / adapter. ``default``
+    and directories holding ``prm_head.json`` give a :class:`~rewardkit.rewards.loglik_prm.LikelihoodPRM`
+    instead (the packaged default PRM is one).
     step_separator: how text completions are split into steps (``list[str]`` completions are used as given).
     step_end: the marker appended to each step; its last token is where the score is read.
     """
 
     task = "sequence-classification"
     kind = "prm"
+
+    def __new__(cls, model: Any = "default", **kwargs: Any):
+        # ``prm:PATH`` also names the likelihood-head PRM (a directory or file with ``prm_head.json``),
+        # and ``prm:default`` is the packaged one when this install has it: one spec kind for both.
+        from .loglik_prm import HEAD_FILE, LikelihoodPRM, default_head_path
+
+        if cls is ProcessReward and isinstance(model, (str, Path)):
+            if model == "default" and default_head_path() is not None:
+                return LikelihoodPRM("default", **kwargs)
+            p = Path(model)
+            if (p / HEAD_FILE).is_file() or (p.name.endswith(".json") and p.is_file()):
+                return LikelihoodPRM(str(p), **kwargs)
+        return super().__new__(cls)
 
     def __init__(
         self,
@@ -149,12 +164,13 @@ class ProcessReward(TransformerReward):
     ):
         if aggregate not in AGGREGATES:
             raise ValueError(f"unknown aggregate {aggregate!r}; choose from {', '.join(AGGREGATES)}")
-        if model == "default":
+        model_arg = model
+        if model in ("default", "default-value"):
             path = default_prm_path()
             if path is None:
-                raise FileNotFoundError("this install has no packaged default PRM; train one with `rewardkit train --objective prm`")
+                raise FileNotFoundError("this install has no packaged value-head PRM; train one with `rewardkit train --objective prm`")
             model = str(path)
-            kwargs.setdefault("name", "prm:default")
+            kwargs.setdefault("name", f"prm:{model_arg}")
         if num_labels is None and isinstance(model, str):
             from ..models.loading import load_config
 
