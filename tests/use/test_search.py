@@ -51,3 +51,6 @@ def test_best_of_n_spends_the_budget_and_picks_the_prm_favourite():
     res = best_of_n("q", StepClient(), stub_prm, SearchConfig(seed=1), token_budget=24, max_new_tokens=64)
     assert res.generated_tokens >= 24 and res.extras["n"] == 3
     assert res.text.endswith("The answer is 5.")
+    # the whole pool travels with the pick, so the CLI can report pass@N / first / random beside it
+    assert res.extras["samples"][res.extras["picked"]] == res.text and len(res.extras["samples"]) == 3
+    assert res.extras["sample_scores"] == [0.1, 0.9, 0.1] and res.extras["picked"] == 1

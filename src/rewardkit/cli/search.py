@@ -17,7 +17,9 @@ EPILOG = """examples:
 
 --data: math rows {"question","answer"}. For each question the search runs first; best-of-N then
 samples whole solutions until it has spent the same number of generated tokens and keeps the one
-the PRM prefers. Both answers are checked by --verifier (rule:math). Writes OUT/search.jsonl (one
+the PRM prefers. Both answers are checked by --verifier (rule:math), and so is every best-of-N
+sample: results.json puts the PRM's pick next to pass@N (any sample right), the first sample alone
+and a random pick from the same pool, so the PRM's reranking gain is visible. Writes OUT/search.jsonl (one
 row per question, appended as it goes; a rerun resumes) and OUT/results.json."""
 
 
@@ -74,20 +76,30 @@ def run(args: argparse.Namespace) -> int:
                 continue
             s = beam_search(question, client, prm, cfg)
             b = best_of_n(question, client, prm, cfg, s.generated_tokens, cfg.max_step_tokens * cfg.max_steps)
-            verdicts = verifier.score([question, question], [s.text, b.text], answer=[answer, answer]).scores
+            pool = b.extras.get("samples") or []
+            texts = [s.text, b.text, *pool]
+            verdicts = [bool(v and v > 0.5) for v in verifier.score([question] * len(texts), texts, answer=[answer] * len(texts)).scores]
             rec = {"id": rid, "answer": answer, "search": s.text, "search_correct": verdicts[0], "search_tokens": s.generated_tokens,
                    "search_prm": s.score, "bon": b.text, "bon_correct": verdicts[1], "bon_tokens": b.generated_tokens,
-                   "bon_n": b.extras.get("n"), "bon_prm": b.score}
+                   "bon_n": b.extras.get("n"), "bon_prm": b.score,
+                   # the best-of-N pool itself: how often any / the first / a random sample is right
+                   "bon_any_correct": any(verdicts[2:]), "bon_first_correct": bool(pool) and verdicts[2],
+                   "bon_mean_correct": sum(verdicts[2:]) / len(pool) if pool else 0.0,
+                   "bon_samples": pool, "bon_sample_scores": b.extras.get("sample_scores"), "bon_sample_correct": verdicts[2:]}
             fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
             fh.flush()
             print(f"[{i + 1}/{len(rows)}] search {'ok' if verdicts[0] else 'x'} ({s.generated_tokens} tok)  "
                   f"best-of-{b.extras.get('n')} {'ok' if verdicts[1] else 'x'} ({b.generated_tokens} tok)", file=sys.stderr)
     done_rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
     n = len(done_rows)
-    acc = lambda key: sum(1 for r in done_rows if r[key]) / n if n else None  # noqa: E731
+    acc = lambda key: sum(1 for r in done_rows if r.get(key)) / n if n else None  # noqa: E731
     result = {
         "data": args.data, "n": n, "prm": args.prm, "generator": args.generator, "config": vars(cfg),
         "search_accuracy": acc("search_correct"), "best_of_n_accuracy": acc("bon_correct"),
+        # references for the best-of-N pick from the same pool: pass@N (oracle), the first sample
+        # alone (no reranking), and the expected accuracy of a random pick
+        "best_of_n_oracle": acc("bon_any_correct"), "first_sample_accuracy": acc("bon_first_correct"),
+        "random_pick_accuracy": sum(r.get("bon_mean_correct", 0.0) for r in done_rows) / n if n else None,
         "search_tokens": sum(r["search_tokens"] for r in done_rows), "best_of_n_tokens": sum(r["bon_tokens"] for r in done_rows),
         "seconds_this_run": round(time.perf_counter() - start, 1),
     }

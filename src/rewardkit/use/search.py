@@ -114,7 +114,8 @@ def best_of_n(prompt: Any, client: Any, prm: Any, cfg: SearchConfig, token_budge
         if k >= 64:
             break
     if not samples:
-        return SearchResult("", [], None, tokens, False, {"n": k})
+        return SearchResult("", [], None, tokens, False, {"n": k, "samples": [], "sample_scores": []})
     scores = _prm_scores(prm, prompt, samples)
     j = max(range(len(samples)), key=lambda i: (scores[i], -i))
-    return SearchResult(cfg.separator.join(samples[j]), samples[j], scores[j], tokens, True, {"n": k})
+    texts = [cfg.separator.join(x) for x in samples]
+    return SearchResult(texts[j], samples[j], scores[j], tokens, True, {"n": k, "samples": texts, "sample_scores": scores, "picked": j})
