@@ -127,3 +127,17 @@ def test_training_learns_exports_and_evaluates(tiny_dirs, tmp_path):
     prm = load_reward(f"prm:{tmp_path / 'run'}")
     result, _ = evaluate_process(prm, Dataset("steps", toy(60, seed=2), "toy"))
     assert result["auroc"] > 0.95 and result["f1"] > 0.9
+
+
+def test_cli_trains_the_head_from_a_step_file(tiny_dirs, tmp_path):
+    from rewardkit.cli.main import main
+
+    data = tmp_path / "steps.jsonl"
+    data.write_text("".join(json.dumps({"id": r.id, "question": r.prompt, "steps": r.steps, "labels": r.labels,
+                                        "first_error_step": r.first_error_step}) + "\n" for r in toy(60)))
+    out = tmp_path / "cli-run"
+    assert main(["train", "--objective", "prm", "--readout", "loglik", "--model", str(tiny_dirs["lm"]), "--data", str(data),
+                 "--eval-fraction", "0.2", "--max-length", "128", "--out", str(out)]) == 0
+    results = json.loads((out / "train_results.json").read_text())
+    assert results["config"]["after_error"] == "ignore" and results["eval"]["auroc"] > 0.9
+    assert "--readout loglik" in (out / "README.md").read_text()
