@@ -21,6 +21,8 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(VENV)/bin/rewardkit eval --data suite --out $(DEMO_OUT) \
 	  --reward default --reward loglik:default --reward length --reward rule:math --reward rule:constraints
+	$(VENV)/bin/rewardkit eval --data arith-steps --out $(DEMO_OUT)/prm --max-length 1024 \
+	  --reward prm:default --reward examples/rewards/implicit_prm_mean.yaml
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -99,20 +99,24 @@ def beam_search(prompt: Any, client: Any, prm: Any, cfg: SearchConfig) -> Search
     return SearchResult(cfg.separator.join(best.steps), best.steps, best.score, tokens, best.done)
 
 
-def best_of_n(prompt: Any, client: Any, prm: Any, cfg: SearchConfig, token_budget: int, max_new_tokens: int) -> SearchResult:
-    """Sample whole solutions (one at a time, seeded) until ``token_budget`` generated tokens are
-    spent (at least one), then pick the PRM's favourite."""
+def best_of_n(prompt: Any, client: Any, prm: Any, cfg: SearchConfig, token_budget: int, max_new_tokens: int, *, batch: int = 4) -> SearchResult:
+    """Take whole solutions in sample order until ``token_budget`` generated tokens are spent (at
+    least one), then pick the PRM's favourite. Samples are drawn ``batch`` at a time (one prefill,
+    seeded per round and sample); samples drawn past the budget are not used or counted."""
     samples: list[list[str]] = []
-    tokens, k = 0, 0
-    while tokens < token_budget or not samples:
-        g = client.generate([prompt], max_new_tokens=max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p, n=1, seed=cfg.seed + 10_000 + k)[0][0]
-        k += 1
-        tokens += g.num_tokens if g.num_tokens is not None else len(g.token_ids or [])
-        steps = split_steps(g.text, cfg.separator)
-        if steps:
-            samples.append(steps)
-        if k >= 64:
-            break
+    tokens, k, rounds = 0, 0, 0
+    while (tokens < token_budget or not samples) and k < 64:
+        gens = client.generate([prompt], max_new_tokens=max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p, n=batch,
+                               seed=cfg.seed + 10_000 + rounds)[0]
+        rounds += 1
+        for g in gens:
+            if (tokens >= token_budget and samples) or k >= 64:
+                break
+            k += 1
+            tokens += g.num_tokens if g.num_tokens is not None else len(g.token_ids or [])
+            steps = split_steps(g.text, cfg.separator)
+            if steps:
+                samples.append(steps)
     if not samples:
         return SearchResult("", [], None, tokens, False, {"n": k, "samples": [], "sample_scores": []})
     scores = _prm_scores(prm, prompt, samples)
