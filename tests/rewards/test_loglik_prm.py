@@ -141,3 +141,16 @@ def test_cli_trains_the_head_from_a_step_file(tiny_dirs, tmp_path):
     results = json.loads((out / "train_results.json").read_text())
     assert results["config"]["after_error"] == "ignore" and results["eval"]["auroc"] > 0.9
     assert "--readout loglik" in (out / "README.md").read_text()
+
+
+def test_value_head_prm_still_copies(tiny_dirs):
+    """The spec dispatch in ProcessReward.__new__ must not turn a copy of a value-head PRM into another class."""
+    import copy
+    import warnings
+
+    from rewardkit.rewards.process import ProcessReward
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        prm = ProcessReward(str(tiny_dirs["rm"]))
+    assert type(copy.copy(prm)) is ProcessReward

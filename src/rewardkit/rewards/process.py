@@ -138,9 +138,10 @@ class ProcessReward(TransformerReward):
     task = "sequence-classification"
     kind = "prm"
 
-    def __new__(cls, model: Any = "default", **kwargs: Any):
+    def __new__(cls, model: Any = None, **kwargs: Any):
         # ``prm:PATH`` also names the likelihood-head PRM (a directory or file with ``prm_head.json``),
         # and ``prm:default`` is the packaged one when this install has it: one spec kind for both.
+        # Only an explicit model argument dispatches (copy/pickle call __new__ without arguments).
         from .loglik_prm import HEAD_FILE, LikelihoodPRM, default_head_path
 
         if cls is ProcessReward and isinstance(model, (str, Path)):
