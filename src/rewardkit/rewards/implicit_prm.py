@@ -71,17 +71,14 @@ class ImplicitPRM(BaseReward):
         """A readout giving, per row, ``log p(token_t | <t)`` for every completion token ``t``."""
 
         def readout(hidden, batch, rows):
-            import torch
-
             out = []
             for r, (row, off) in enumerate(zip(rows, batch.offsets)):
-                start, end = max(row.completion_start, 1), len(row.input_ids)
-                if start >= end:
+                got = lm.completion_log_softmax(hidden, batch, r, row, off)
+                if got is None:
                     out.append([])
                     continue
-                logits = lm.lm_head(hidden[r, off + start - 1 : off + end - 1]).float()
-                target = batch.input_ids[r, off + start : off + end]
-                out.append(torch.log_softmax(logits, dim=-1).gather(-1, target[:, None])[:, 0].double().tolist())
+                logp, target = got
+                out.append(logp.gather(-1, target[:, None])[:, 0].double().tolist())
             return out
 
         return readout

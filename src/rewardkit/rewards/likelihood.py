@@ -24,6 +24,17 @@ class LogLikelihoodReward(TransformerReward):
         self.reduction = reduction
         self.lm_head = self.model.get_output_embeddings()
 
+    def completion_log_softmax(self, hidden, batch, r: int, row, off: int):
+        """``(log_softmax [T, V], target ids [T])`` over row ``r``'s completion tokens (each predicted
+        from the position before it), or ``None`` if the row has no completion token to score."""
+        import torch
+
+        start, end = max(row.completion_start, 1), len(row.input_ids)
+        if start >= end:
+            return None
+        logits = self.lm_head(hidden[r, off + start - 1 : off + end - 1]).float()
+        return torch.log_softmax(logits, dim=-1), batch.input_ids[r, off + start : off + end]
+
     def _readout(self, hidden, batch, rows):
         """For each row, hidden states at positions ``start-1 .. end-2`` predict tokens ``start .. end-1``;
         only those positions go through the (vocabulary-sized) LM head."""

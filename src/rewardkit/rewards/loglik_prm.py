@@ -24,7 +24,7 @@ from ..data.steps import as_steps
 from ..protocol import BaseReward
 from ..types import Completion, Prompt, RewardOutput
 from .likelihood import LogLikelihoodReward
-from .process import AGGREGATES, aggregate, encode_steps
+from .process import AGGREGATES, encode_steps, step_output
 
 HEAD_FILE = "prm_head.json"
 FEATURES = (
@@ -125,12 +125,11 @@ class StepStats:
             self._digits = torch.tensor(_digit_mask(self.lm.tokenizer), dtype=torch.bool)
         out = []
         for r, (row, off) in enumerate(zip(rows, batch.offsets)):
-            start, end = max(row.completion_start, 1), len(row.input_ids)
-            if start >= end:
+            got = self.lm.completion_log_softmax(hidden, batch, r, row, off)
+            if got is None:
                 out.append(([], [], []))
                 continue
-            logp = torch.log_softmax(self.lm.lm_head(hidden[r, off + start - 1 : off + end - 1]).float(), dim=-1)
-            target = batch.input_ids[r, off + start : off + end]
+            logp, target = got
             lp = logp.gather(-1, target[:, None])[:, 0]
             gap = logp.max(dim=-1).values - lp
             digit = self._digits.to(target.device)[target.clamp(max=len(self._digits) - 1)]
@@ -202,23 +201,4 @@ class LikelihoodPRM(BaseReward):
 
     def score(self, prompts: Sequence[Prompt], completions: Sequence[Completion], **columns: Any) -> RewardOutput:
         steps, encoded, probs = self.step_scores(prompts, completions)
-        scores, step_scores, step_rewards, reasons = [], [], [], []
-        for s, e, p in zip(steps, encoded, probs):
-            if p is None:
-                scores.append(None)
-                step_scores.append([])
-                step_rewards.append([])
-                reasons.append("no steps (empty completion)" if not s else "the steps do not fit in max_length")
-                continue
-            value, rewards = aggregate(p, self.aggregate, self.clip_threshold)
-            scores.append(value)
-            step_scores.append(p)
-            step_rewards.append(rewards)
-            reasons.append(None)
-        extras: dict[str, list] = {"num_steps": [len(s) for s in steps], "truncated": [e.truncated for e in encoded],
-                                   "num_tokens": [len(e.input_ids) for e in encoded]}
-        if self.aggregate in ("clip", "delta"):
-            extras["step_rewards"] = step_rewards
-        if any(reasons):
-            extras["reason"] = reasons
-        return RewardOutput(scores=scores, steps=step_scores, extras=extras)
+        return step_output(steps, encoded, probs, self.aggregate, self.clip_threshold)

@@ -112,6 +112,44 @@ def aggregate(scores: Sequence[float], how: str = "min", clip_threshold: float =
     return value, s
 
 
+def step_output(steps: Sequence[Sequence[str]], encoded: Sequence[StepEncoded], results: Sequence[Sequence[float] | None],
+                how: str, clip_threshold: float) -> RewardOutput:
+    """The ``RewardOutput`` of a step-wise reward: per-step scores in ``steps``, their aggregate in
+    ``scores`` (``None`` with a reason for samples without steps or that do not fit), dense rewards
+    in ``extras["step_rewards"]`` for clip/delta."""
+    scores: list[float | None] = []
+    step_scores: list[list[float]] = []
+    step_rewards: list[list[float]] = []
+    reasons: list[str | None] = []
+    for s, e, res in zip(steps, encoded, results):
+        reason = None
+        if not s:
+            reason = "no steps (empty completion)"
+        elif not e.fits:
+            reason = "the steps do not fit in max_length"
+        if reason is not None or res is None:
+            scores.append(None)
+            step_scores.append([])
+            step_rewards.append([])
+            reasons.append(reason or "empty input")
+            continue
+        value, rewards = aggregate(res, how, clip_threshold)
+        scores.append(value)
+        step_scores.append([float(x) for x in res])
+        step_rewards.append(rewards)
+        reasons.append(None)
+    extras: dict[str, list] = {
+        "num_steps": [len(s) for s in steps],
+        "truncated": [e.truncated for e in encoded],
+        "num_tokens": [len(e.input_ids) for e in encoded],
+    }
+    if how in ("clip", "delta"):
+        extras["step_rewards"] = step_rewards
+    if any(reasons):
+        extras["reason"] = reasons
+    return RewardOutput(scores=scores, steps=step_scores, extras=extras)
+
+
 def default_prm_path() -> Path | None:
     """The packaged default PRM (LoRA adapter + value head over the embedded model), if present."""
     from importlib import resources
@@ -230,38 +268,7 @@ class ProcessReward(TransformerReward):
 
     def score(self, prompts: Sequence[Prompt], completions: Sequence[Completion], **columns: Any) -> RewardOutput:
         steps, encoded = self.encode_steps(prompts, completions)
-        results = self.run(encoded, self._readout)
-        scores: list[float | None] = []
-        step_scores: list[list[float]] = []
-        step_rewards: list[list[float]] = []
-        reasons: list[str | None] = []
-        for s, e, res in zip(steps, encoded, results):
-            reason = None
-            if not s:
-                reason = "no steps (empty completion)"
-            elif not e.fits:
-                reason = "the steps do not fit in max_length"
-            if reason is not None or res is None:
-                scores.append(None)
-                step_scores.append([])
-                step_rewards.append([])
-                reasons.append(reason or "empty input")
-                continue
-            value, rewards = aggregate(res, self.aggregate, self.clip_threshold)
-            scores.append(value)
-            step_scores.append([float(x) for x in res])
-            step_rewards.append(rewards)
-            reasons.append(None)
-        extras: dict[str, list] = {
-            "num_steps": [len(s) for s in steps],
-            "truncated": [e.truncated for e in encoded],
-            "num_tokens": [len(e.input_ids) for e in encoded],
-        }
-        if self.aggregate in ("clip", "delta"):
-            extras["step_rewards"] = step_rewards
-        if any(reasons):
-            extras["reason"] = reasons
-        return RewardOutput(scores=scores, steps=step_scores, extras=extras)
+        return step_output(steps, encoded, self.run(encoded, self._readout), self.aggregate, self.clip_threshold)
 
     def score_prefixes(self, prompts: Sequence[Prompt], completions: Sequence[Completion]) -> list[list[float | None]]:
         """The slow reference: each step prefix in its own sequence, score read at its last token.
