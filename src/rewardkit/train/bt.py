@@ -318,6 +318,8 @@ def train(cfg: BTConfig, train_records: Sequence[PairRecord], eval_records: Sequ
             metrics = evaluate_pairs(hf, eval_pairs, pad_id, cfg.max_tokens_per_micro_batch, cfg)
             model.train()
             record["eval"] = metrics
+            bar.write(f"step {state['step']}: held-out accuracy {metrics['accuracy']:.4f}, loss {metrics['loss']:.4f} on {metrics['n']} pairs"
+                      f" (best so far {max(metrics['accuracy'], state['best_accuracy'] or 0.0):.4f})")
             if state["best_accuracy"] is None or metrics["accuracy"] > state["best_accuracy"]:
                 state["best_accuracy"], state["best_step"], state["bad_evals"] = metrics["accuracy"], state["step"], 0
                 save_checkpoint(ckpt_dir / "best", model, optimizer, state)

@@ -255,6 +255,7 @@ def train(cfg: PRMConfig, train_records: Sequence[StepRecord], eval_records: Seq
             metrics = evaluate_samples(hf, eval_samples, pad_id, cfg.max_tokens_per_micro_batch)
             model.train()
             record["eval"] = metrics
+            bar.write(f"step {state['step']}: held-out step AUROC {metrics['auroc'] if metrics['auroc'] is None else round(metrics['auroc'], 4)}, loss {metrics['loss']:.4f}")
             value = metrics["auroc"] if metrics["auroc"] is not None else -metrics["loss"]
             if state["best_auroc"] is None or value > state["best_auroc"]:
                 state["best_auroc"], state["best_step"] = value, state["step"]

@@ -284,6 +284,7 @@ def train(cfg: RegressionConfig, samples: Sequence[SampleRecord], pairs: Sequenc
             metrics = evaluate(hf, _weights(cfg, combo).detach(), dev_x, dev_y, dev_pairs, pad_id, cfg.max_tokens_per_micro_batch)
             model.train()
             record["eval"] = metrics
+            bar.write(f"step {state['step']}: held-out " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float)))
             # Pairs decide what "best" means when there are any (that is what the reward is used for).
             value = metrics["pair_accuracy"] if "pair_accuracy" in metrics else -metrics.get("mse", 0.0)
             if state["best"] is None or value > state["best"]:
