@@ -95,31 +95,37 @@ def choose_threshold(step_scores: Sequence[Sequence[float] | None], first_errors
     return ties[len(ties) // 2]
 
 
-def score_steps(reward: Reward, records: Sequence[StepRecord], *, chunk: int = 256) -> tuple[list[list[float] | None], str]:
+def score_steps(reward: Reward, records: Sequence[StepRecord], *, chunk: int = 64, progress: bool = True) -> tuple[list[list[float] | None], str]:
     """Step scores for every record: the reward's own ``steps`` when it gives them, else the
-    reward's score of each step prefix (mode ``per-prefix``)."""
+    reward's score of each step prefix (mode ``per-prefix``, ~mean-steps times the tokens)."""
+    from tqdm.auto import tqdm
+
     out: list[list[float] | None] = []
     mode = "steps"
-    for lo in range(0, len(records), chunk):
-        part = records[lo : lo + chunk]
-        res = reward.score([r.prompt for r in part], [list(r.steps) for r in part], **_columns(part))
-        if res.steps is not None and mode == "steps":
-            for sc, st in zip(res.scores, res.steps):
-                out.append(list(st) if sc is not None else None)
-            continue
-        mode = "per-prefix"
-        prompts, comps, owners = [], [], []
-        for i, r in enumerate(part):
-            for k in range(len(r.steps)):
-                prompts.append(r.prompt)
-                comps.append(list(r.steps[: k + 1]))
-                owners.append(i)
-        cols = {key: [vals[i] for i in owners] for key, vals in _columns(part).items()}
-        pres = reward.score(prompts, comps, **cols)
-        per: list[list[float | None]] = [[] for _ in part]
-        for i, s in zip(owners, pres.scores):
-            per[i].append(s)
-        out.extend(None if any(s is None for s in p) else [float(s) for s in p] for p in per)
+    with tqdm(total=len(records), unit="sol", desc=f"step scores ({getattr(reward, 'name', 'reward')})", disable=not progress) as bar:
+        for lo in range(0, len(records), chunk):
+            part = records[lo : lo + chunk]
+            res = reward.score([r.prompt for r in part], [list(r.steps) for r in part], **_columns(part)) if mode == "steps" else None
+            if res is not None and res.steps is not None:
+                for sc, st in zip(res.scores, res.steps):
+                    out.append(list(st) if sc is not None else None)
+                bar.update(len(part))
+                continue
+            mode = "per-prefix"
+            bar.set_postfix(mode=mode)
+            prompts, comps, owners = [], [], []
+            for i, r in enumerate(part):
+                for k in range(len(r.steps)):
+                    prompts.append(r.prompt)
+                    comps.append(list(r.steps[: k + 1]))
+                    owners.append(i)
+            cols = {key: [vals[i] for i in owners] for key, vals in _columns(part).items()}
+            pres = reward.score(prompts, comps, **cols)
+            per: list[list[float | None]] = [[] for _ in part]
+            for i, s in zip(owners, pres.scores):
+                per[i].append(s)
+            out.extend(None if any(s is None for s in p) else [float(s) for s in p] for p in per)
+            bar.update(len(part))
     return out, mode
 
 
