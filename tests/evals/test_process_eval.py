@@ -7,7 +7,7 @@ import pytest
 from rewardkit.data.formats import Dataset
 from rewardkit.data.steps import StepRecord
 from rewardkit.evals.process import (
-    auroc, choose_threshold, evaluate_process, first_error_metrics, predict_first_error, score_steps,
+    auroc, choose_threshold, evaluate_process, first_error_metrics, predict_first_error, score_steps, process_table,
 )
 from rewardkit.protocol import reward
 from rewardkit.types import RewardOutput
@@ -76,3 +76,20 @@ def test_a_bad_reward_scores_badly():
 
     result, _ = evaluate_process(inverted, _records(), threshold=0.5)
     assert result["auroc"] == 0.0 and result["f1"] < 0.5
+
+
+def test_truncation_of_any_prefix_is_reported_per_solution_and_in_the_summary():
+    @reward
+    def clipped(prompts, completions, *, fes):
+        """An outcome reward that reports cutting every prefix of three or more steps."""
+        return RewardOutput(scores=[0.5] * len(completions), extras={"truncated": [len(c) >= 3 for c in completions]})
+
+    data = _records()
+    flags: list[bool] = []
+    score_steps(clipped, data.records, truncated=flags)
+    assert flags == [len(r.steps) >= 3 for r in data.records] and any(flags)
+    result, rows = evaluate_process(clipped, data, threshold=0.4)
+    assert result["truncated"] == sum(flags) and [r["truncated"] for r in rows] == flags
+    assert "trunc" in process_table(result)
+    result, rows = evaluate_process(oracle, data, threshold=0.5)  # no truncation flags: none reported
+    assert result["truncated"] == 0 and not any(r["truncated"] for r in rows)

@@ -95,12 +95,15 @@ def choose_threshold(step_scores: Sequence[Sequence[float] | None], first_errors
     return ties[len(ties) // 2]
 
 
-def score_steps(reward: Reward, records: Sequence[StepRecord], *, chunk: int = 64, progress: bool = True) -> tuple[list[list[float] | None], str]:
+def score_steps(reward: Reward, records: Sequence[StepRecord], *, chunk: int = 64, progress: bool = True,
+                truncated: list[bool] | None = None) -> tuple[list[list[float] | None], str]:
     """Step scores for every record: the reward's own ``steps`` when it gives them, else the
-    reward's score of each step prefix (mode ``per-prefix``, ~mean-steps times the tokens)."""
+    reward's score of each step prefix (mode ``per-prefix``, ~mean-steps times the tokens).
+    ``truncated``, when given, receives one flag per record: the reward cut its input (any prefix)."""
     from tqdm.auto import tqdm
 
     out: list[list[float] | None] = []
+    flags = truncated if truncated is not None else []
     mode = "steps"
     with tqdm(total=len(records), unit="sol", desc=f"step scores ({getattr(reward, 'name', 'reward')})", disable=not progress) as bar:
         for lo in range(0, len(records), chunk):
@@ -109,6 +112,7 @@ def score_steps(reward: Reward, records: Sequence[StepRecord], *, chunk: int = 6
             if res is not None and res.steps is not None:
                 for sc, st in zip(res.scores, res.steps):
                     out.append(list(st) if sc is not None else None)
+                flags.extend(bool(t) for t in res.extras.get("truncated", [False] * len(part)))
                 bar.update(len(part))
                 continue
             mode = "per-prefix"
@@ -122,8 +126,11 @@ def score_steps(reward: Reward, records: Sequence[StepRecord], *, chunk: int = 6
             cols = {key: [vals[i] for i in owners] for key, vals in _columns(part).items()}
             pres = reward.score(prompts, comps, **cols)
             per: list[list[float | None]] = [[] for _ in part]
-            for i, s in zip(owners, pres.scores):
+            cut = [False] * len(part)
+            for i, s, t in zip(owners, pres.scores, pres.extras.get("truncated", [False] * len(owners))):
                 per[i].append(s)
+                cut[i] = cut[i] or bool(t)
+            flags.extend(cut)
             out.extend(None if any(s is None for s in p) else [float(s) for s in p] for p in per)
             bar.update(len(part))
     return out, mode
@@ -139,9 +146,11 @@ def evaluate_process(reward: Reward, data: Dataset, *, dev_fraction: float = 0.3
     subset (the ``f1`` field), and the dev numbers."""
     records: list[StepRecord] = list(data.records)
     start = time.perf_counter()
-    scores, mode = score_steps(reward, records)
+    truncated: list[bool] = []
+    scores, mode = score_steps(reward, records, truncated=truncated)
     seconds = time.perf_counter() - start
     by_id = {id(r): s for r, s in zip(records, scores)}
+    cut = {id(r): t for r, t in zip(records, truncated)}
     if threshold is None:
         dev, test = dev_test_split(records, dev_fraction, seed)
         if not dev or not test:
@@ -157,6 +166,7 @@ def evaluate_process(reward: Reward, data: Dataset, *, dev_fraction: float = 0.3
         m = first_error_metrics(sc, [r.first_error_step for r in rs], threshold)
         m["auroc"], m["n_steps"] = step_auroc(sc, [r.labels for r in rs])
         m["n"] = len(rs)
+        m["truncated"] = sum(cut[id(r)] for r in rs)
         return m
 
     groups: dict[str, list[StepRecord]] = defaultdict(list)
@@ -183,7 +193,7 @@ def evaluate_process(reward: Reward, data: Dataset, *, dev_fraction: float = 0.3
         "threshold_chosen_on": chosen_on,
         "overall": overall["f1"],
         "overall_definition": "first-error F1 (harmonic mean of accuracy on erroneous and on correct solutions) on the test questions",
-        **{k: overall[k] for k in ("f1", "auroc", "error_accuracy", "correct_accuracy", "n", "n_error", "n_correct", "n_steps", "unscored")},
+        **{k: overall[k] for k in ("f1", "auroc", "error_accuracy", "correct_accuracy", "n", "n_error", "n_correct", "n_steps", "unscored", "truncated")},
         "subsets": subsets,
         "dev": block(dev) if dev else None,
         "timing": {"seconds": round(seconds, 3), "samples": len(records)},
@@ -192,7 +202,8 @@ def evaluate_process(reward: Reward, data: Dataset, *, dev_fraction: float = 0.3
     rows = []
     for r, s in zip(records, scores):
         rows.append({"id": r.id, "subset": r.subset, "split": "test" if id(r) in test_ids else "dev", "steps": s,
-                     "first_error_step": r.first_error_step, "predicted_first_error": predict_first_error(s, threshold)})
+                     "first_error_step": r.first_error_step, "predicted_first_error": predict_first_error(s, threshold),
+                     "truncated": cut[id(r)]})
     return result, rows
 
 
@@ -201,10 +212,10 @@ def process_table(result: dict[str, Any], title: str = "") -> str:
     def pct(x: Any) -> str:
         return "   -  " if x is None else f"{100 * x:6.2f}"
 
-    rows = [("subset", "F1 %", "err acc %", "ok acc %", "AUROC %", "n", "unscored")]
-    for name, s in result["subsets"].items():
-        rows.append((name, pct(s["f1"]), pct(s["error_accuracy"]), pct(s["correct_accuracy"]), pct(s["auroc"]), str(s["n"]), str(s["unscored"])))
-    rows.append(("OVERALL", pct(result["f1"]), pct(result["error_accuracy"]), pct(result["correct_accuracy"]), pct(result["auroc"]), str(result["n"]), str(result["unscored"])))
+    rows = [("subset", "F1 %", "err acc %", "ok acc %", "AUROC %", "n", "unscored", "trunc")]
+    for name, s in [*result["subsets"].items(), ("OVERALL", result)]:
+        rows.append((name, pct(s["f1"]), pct(s["error_accuracy"]), pct(s["correct_accuracy"]), pct(s["auroc"]), str(s["n"]),
+                     str(s["unscored"]), str(s.get("truncated", 0))))
     widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
     text = "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r, widths)) for r in rows)
     foot = f"threshold {result['threshold']:.4f} chosen on {result['threshold_chosen_on']}; step scores: {result['step_scores']}."
