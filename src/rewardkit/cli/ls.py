@@ -28,9 +28,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     shipped = default_reward_model_path()
     print("reward kinds (use as --reward KIND[:ARG]; in KIND:default, default = the embedded SmolLM2-135M-Instruct):")
-    if shipped is not None:
-        print(f"  default     the packaged trained reward model (LoRA adapter + head over the embedded model; card: {shipped / 'README.md'})")
     width = max(len(k["kind"]) for k in kinds)
+    if shipped is not None:
+        print(f"  {'default'.ljust(width)}  the packaged trained reward model (LoRA adapter + head over the embedded model; card: {shipped / 'README.md'})")
     for k in kinds:
         print(f"  {k['kind'].ljust(width)}  {k['description']}")
     print("\nverifiable rules (gold data comes from dataset columns; rows without it are reported as not applicable):")
