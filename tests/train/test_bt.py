@@ -158,6 +158,8 @@ def test_training_continues_from_a_saved_adapter(tiny_dirs, tmp_path):
     b = ClassifierReward(str(tmp_path / "again/model")).score(prompts, completions).scores
     assert max(abs(x - y) for x, y in zip(a, b)) < 1e-5
     assert "continued from the adapter" in (tmp_path / "again/model/README.md").read_text()
+    saved = json.loads((tmp_path / "again/adapter/adapter_config.json").read_text())["modules_to_save"]
+    assert len(saved) == len(set(saved)) and "score" in saved  # continuing does not pile up head names
     wrong = BTConfig(model=str(tiny_dirs["rm"]), output_dir=str(tmp_path / "wrong"), mode="lora", max_steps=1,
                      progress=False, init_adapter=str(tmp_path / "first" / "adapter"))
     with pytest.raises(ValueError, match="trained on base"):

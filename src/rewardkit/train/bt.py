@@ -398,9 +398,12 @@ def write_export(final, tokenizer, cfg: Any, head: dict[str, Any], card: str) ->
 
 def _name_base(adapter_dir: Path, cfg: Any) -> None:
     """An adapter names its base by the spec it was trained from (e.g. ``default``), not by the local
-    cache path, so it loads on any machine that has that base."""
+    cache path, so it loads on any machine that has that base. peft appends its head names to
+    ``modules_to_save`` each time an adapter is loaded for more training; they are kept once."""
     config = json.loads((adapter_dir / "adapter_config.json").read_text())
     config["base_model_name_or_path"] = cfg.model
+    if config.get("modules_to_save"):
+        config["modules_to_save"] = list(dict.fromkeys(config["modules_to_save"]))
     (adapter_dir / "adapter_config.json").write_text(json.dumps(config, indent=2))
 
 
