@@ -97,3 +97,20 @@ def test_specs():
 def test_model_spec_reaches_the_model_argument(tiny_dirs):
     r = load_reward(f"classifier:{tiny_dirs['rm']}", max_length=64, seed=1)
     assert r.max_length == 64 and r.name == f"classifier:{tiny_dirs['rm']}"
+
+
+def test_group_keys_and_declared_capabilities():
+    from rewardkit.protocol import group_by, group_keys, groups_of, walk
+    from rewardkit.rewards.baselines import LengthReward
+    from rewardkit.rewards.ensemble import EnsembleReward, GateReward, TransformReward
+
+    chat = [{"role": "user", "content": "hi"}]
+    keys = group_keys(["p", "p", chat, "q"], [None, None, None, "p"])
+    assert keys[0] == keys[1] and len(set(keys)) == 3  # a group_id never collides with a prompt of the same text
+    assert groups_of(["b", "a", "b"]) == {"prompt:b": [0, 2], "prompt:a": [1]}
+    with pytest.raises(ValueError, match="group_id"):
+        group_keys(["p", "q"], [1])
+    inner = TransformReward(LengthReward(), "group")
+    composed = GateReward(LengthReward(), EnsembleReward([LengthReward(), inner]))
+    assert group_by(composed) == "prompt" and group_by(LengthReward()) is None
+    assert inner in list(walk(composed)) and group_by(lambda p, c: [0.0] * len(p)) is None

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, Protocol, Sequence, runtime_checkable
+import json
+from typing import Any, Callable, Iterator, Literal, Protocol, Sequence, runtime_checkable
 
 from .types import Completion, Prompt, RewardOutput
 
@@ -43,13 +44,57 @@ def completion_text(completion: Any) -> str:
     raise TypeError(f"a completion must be str, list[str] (steps) or a list of messages, got {type(completion).__name__}")
 
 
+def group_keys(prompts: Sequence[Prompt], group_ids: Sequence[Any] | None = None) -> list[str]:
+    """The group of each sample, for rewards that compare samples with each other: its ``group_id``
+    when it has one, else its prompt (as GRPO groups the completions of one prompt). The two kinds of
+    key never collide."""
+    ids = list(group_ids) if group_ids is not None else [None] * len(prompts)
+    if len(ids) != len(prompts):
+        raise ValueError(f"column 'group_id' has {len(ids)} values for {len(prompts)} samples")
+    return ["id:" + json.dumps(g, sort_keys=True) if g is not None
+            else "prompt:" + (p if isinstance(p, str) else json.dumps(p, sort_keys=True)) for g, p in zip(ids, prompts)]
+
+
+def groups_of(prompts: Sequence[Prompt], group_ids: Sequence[Any] | None = None) -> dict[str, list[int]]:
+    """Sample indices per group (:func:`group_keys`), groups in order of their first sample."""
+    out: dict[str, list[int]] = {}
+    for i, key in enumerate(group_keys(prompts, group_ids)):
+        out.setdefault(key, []).append(i)
+    return out
+
+
+GroupBy = Literal["prompt", "record"]
+
+
 class BaseReward:
     """Small base class: subclasses implement ``score``; ``__call__`` returns ``score(...).scores``.
+
+    Capabilities are declared here, once, so the server and the evaluator never guess from a reward's
+    kind or attribute names:
+
+    * ``group_by``: ``None`` when every sample is scored on its own (batch mates never change a score,
+      pinned by tests/invariant). Otherwise the reward compares the samples of a group
+      (:func:`group_keys`: the ``group_id`` column, else the prompt): ``"prompt"`` as a GRPO group does,
+      ``"record"`` when an evaluation should make each record's own completions one group (the runner
+      passes the record id as ``group_id``). Such rewards are never merged across server requests.
+    * :meth:`children`: the rewards it runs inside (members, inner reward, models); compositions
+      inherit their children's capabilities through :func:`walk`.
+    * :meth:`eval_summary`: statistics it adds to an evaluation's results (a judge's parse failures and
+      position bias, a verifier's false-positive probes).
 
     ``__name__`` is set because TRL's GRPOTrainer logs reward functions by ``__name__``.
     """
 
     name: str = "reward"
+    group_by: GroupBy | None = None
+
+    def children(self) -> list[Any]:
+        return []
+
+    def eval_summary(self, records: Sequence[Any], rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        """Extra entries for an evaluation's ``results.json`` from the scored ``rows`` (``rewardkit score``
+        rows: per-sample extras under ``*_details``) and the evaluated ``records``."""
+        return {}
 
     @property
     def __name__(self) -> str:  # type: ignore[override]
@@ -78,6 +123,33 @@ class BaseReward:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"
+
+
+def walk(reward: Any) -> Iterator[Any]:
+    """The reward and every reward (or model wrapper) below it, each once, parents first. Objects that
+    are not :class:`BaseReward` (a plain callable, a user's class) count as leaves scoring samples alone."""
+    seen: set[int] = set()
+    todo = [reward]
+    while todo:
+        node = todo.pop(0)
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        yield node
+        if isinstance(node, BaseReward):
+            todo.extend(c for c in node.children() if c is not None)
+
+
+def group_by(reward: Any) -> GroupBy | None:
+    """How the reward (or a reward inside it) groups samples: ``"record"`` wins over ``"prompt"``;
+    ``None`` when every sample is scored alone."""
+    found = {getattr(n, "group_by", None) for n in walk(reward) if isinstance(n, BaseReward)}
+    return "record" if "record" in found else "prompt" if "prompt" in found else None
+
+
+def eval_summary(reward: Any, records: Sequence[Any], rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """:meth:`BaseReward.eval_summary` of any reward (nothing for rewards that are not BaseReward)."""
+    return reward.eval_summary(records, rows) if isinstance(reward, BaseReward) else {}
 
 
 class FunctionReward(BaseReward):

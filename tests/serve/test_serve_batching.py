@@ -203,3 +203,51 @@ def test_default_never_waits_and_batches_what_arrives_meanwhile():
 
     outs = _run(_with(MicroBatcher(reward), body))
     assert reward.calls == [1, 5] and [o.scores for o in outs] == [[1.0]] + [[2.0]] * 5
+
+
+class _LongerWinsClient:
+    """A judge client that prefers the longer response (no model): verdicts depend only on the two
+    responses shown, so any change of a request's score can only come from who it was compared with."""
+
+    name = "longer-wins"
+
+    def generate(self, prompts, *, n=1, **_):
+        import re
+
+        from rewardkit.clients import Generation
+
+        out = []
+        for p in prompts:
+            if "[Response A]" in p and "[Response B]" in p and "[Response C]" not in p:
+                a = re.search(r"\[Response A\]\n(.*?)\n\n\[Response B\]", p, re.S).group(1)
+                b = re.search(r"\[Response B\]\n(.*?)\n\n", p + "\n\n", re.S).group(1)
+                text = " A" if len(a) >= len(b) else " B"
+            else:  # listwise: name the labels in the order shown (a position-biased judge)
+                labels = re.findall(r"\[Response ([A-Z])\]\n", p)
+                text = " " + "] > [Response ".join(labels) + "]"
+            out.append([Generation(text=text, num_tokens=1) for _ in range(n)])
+        return out
+
+
+@pytest.mark.parametrize("kind", ["pairwise", "listwise"])
+def test_a_judge_behind_the_micro_batcher_scores_each_request_as_alone(kind):
+    from rewardkit.protocol import group_by
+    from rewardkit.rewards.judge import PairwiseJudge
+    from rewardkit.rewards.judge_listwise import ListwiseJudge
+
+    cls = PairwiseJudge if kind == "pairwise" else ListwiseJudge
+    judge = cls(client=_LongerWinsClient(), use_logprobs=False)
+    assert group_by(judge) == "record" and group_by(TransformReward(judge, "clip", max=1)) == "record"
+    requests = [(["same prompt"] * 2, ["short", "a much longer answer"]), (["same prompt"] * 2, ["mid length", "longest answer of them all here"])]
+    alone = [judge.score(p, c).scores for p, c in requests]
+    batcher = MicroBatcher(judge, merge=True, max_wait_ms=100)
+    assert batcher.merge is False
+
+    async def body(b):
+        return await asyncio.gather(*[b.submit(p, c, {}) for p, c in requests])
+
+    served = _run(_with(batcher, body))
+    assert [o.scores for o in served] == alone
+    # merged, the four responses to one prompt would be judged against each other: scores change
+    merged = judge.score(requests[0][0] + requests[1][0], requests[0][1] + requests[1][1]).scores
+    assert merged[:2] != alone[0]

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
 from ..data.formats import Dataset
-from ..protocol import Reward
+from ..protocol import Reward, eval_summary, group_by
 from ..types import BestOfNRecord, PairRecord, SampleRecord, ScoredBestOfN, ScoredPair
 from .metrics import Outcome, best_of_n_outcome, pair_outcome, summarize
 
@@ -60,12 +60,13 @@ def score_dataset(
     from tqdm.auto import tqdm
 
     run = ScoreRun(reward=getattr(reward, "name", type(reward).__name__), rows=[], scored=[])
+    by_record = group_by(reward) == "record"  # e.g. a pairwise judge compares a record's own completions
     start = time.perf_counter()
     with tqdm(total=len(records), unit="rec", desc=f"scoring with {run.reward}", disable=not progress) as bar:
         for lo in range(0, len(records), chunk_records):
             chunk = records[lo : lo + chunk_records]
             prompts, completions, columns, spans = _flatten(chunk)
-            if getattr(reward, "groups_by_record", False):  # e.g. a pairwise judge compares a record's own completions
+            if by_record:
                 columns["group_id"] = [r.id for r, (_, count) in zip(chunk, spans) for _ in range(count)]
             out = reward.score(prompts, completions, **columns)
             if len(out.scores) != len(prompts):
@@ -155,14 +156,7 @@ def evaluate(reward: Reward, data: Dataset, *, n_boot: int = 1000, seed: int = 0
     result = evaluate_scored(run.scored, data.sections, n_boot=n_boot, seed=seed)[""]
     for subset, stats in result["subsets"].items():
         stats["truncated"] = run.truncated_by_subset.get(subset, 0)
-    judge = judge_summary(run.rows)
-    if judge:
-        result["judge"] = judge
-    probes = getattr(reward, "attack_probes", None)  # verifiers: false positives on empty answers
-    if callable(probes):
-        found = probes(data.records)
-        if found:
-            result["attack_probes"] = found
+    result.update(eval_summary(reward, data.records, run.rows))  # e.g. a judge's position bias, a verifier's probes
     result.update(
         reward=run.reward,
         data=data.source,
@@ -171,45 +165,3 @@ def evaluate(reward: Reward, data: Dataset, *, n_boot: int = 1000, seed: int = 0
         timing={"seconds": round(run.seconds, 3), "samples": run.samples, "samples_per_second": round(run.samples / run.seconds, 2) if run.seconds else None},
     )
     return result, run
-
-
-JUDGE_KEYS = ("judge_calls", "parse_failures", "generated_tokens", "comparisons", "order_inconsistent", "first_position_wins",
-              "rejected_empty", "meta_discarded", "order_checked")
-
-
-def judge_summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Judge cost and reliability from the per-sample ``extras`` judges report (empty for other rewards):
-    parse-failure rate, position consistency (pairs whose verdict survived swapping the answers), how
-    often the first position won, generated tokens. A pairwise call counts for both of its samples, so
-    only rates (and the token total, which judges split between the two) are summed."""
-    totals: dict[str, float] = defaultdict(float)
-    items = 0
-    for row in rows:
-        details = [row.get("chosen_details"), row.get("rejected_details"), row.get("details")]
-        flat = [d for x in details for d in (x if isinstance(x, list) else [x]) if isinstance(d, dict)]
-        if any("judge_calls" in d for d in flat):
-            items += 1
-        for d in flat:
-            for key in JUDGE_KEYS:
-                value = d.get(key)
-                if isinstance(value, (int, float)):
-                    totals[key] += float(value)
-    if not items:
-        return {}
-    calls = totals["judge_calls"]
-    out: dict[str, Any] = {
-        "parse_failure_rate": round(totals["parse_failures"] / calls, 4) if calls else None,
-        "generated_tokens": int(round(totals["generated_tokens"])),
-        "generated_tokens_per_item": round(totals["generated_tokens"] / items, 2),
-    }
-    if totals["comparisons"]:
-        # pairs whose consistency could be measured (every shown order gave a verdict); older rows lack the key
-        checked = totals["order_checked"] if "order_checked" in totals else totals["comparisons"]
-        out["position_consistency"] = round(1 - totals["order_inconsistent"] / checked, 4) if checked else None
-        parsed = calls - totals["parse_failures"]
-        out["first_position_rate"] = round(totals["first_position_wins"] / parsed, 4) if parsed else None
-    if "meta_discarded" in totals and calls:
-        out["meta_discard_rate"] = round(totals["meta_discarded"] / calls, 4)
-    if totals["rejected_empty"]:
-        out["rejected_empty"] = int(totals["rejected_empty"])
-    return out

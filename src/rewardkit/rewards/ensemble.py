@@ -6,11 +6,10 @@ member), except in a gate, whose whole point is to fall back.
 """
 from __future__ import annotations
 
-import json
 import math
 from typing import Any, Literal, Sequence
 
-from ..protocol import BaseReward, Reward
+from ..protocol import BaseReward, Reward, eval_summary, groups_of
 from ..types import Completion, Prompt, RewardOutput
 
 EnsembleHow = Literal["mean", "min", "max", "lcb", "weighted", "and"]
@@ -98,6 +97,9 @@ class EnsembleReward(BaseReward):
         self.dims = _member_names(self.members)
         self.name = name or f"ensemble:{how}({','.join(self.dims)})"
 
+    def children(self) -> list[Any]:
+        return list(self.members)
+
     def _combine(self, values: list[float], centers: list[float]) -> float:
         n = len(values)
         mean = sum(values) / n
@@ -180,14 +182,13 @@ class TransformReward(BaseReward):
         self.mean, self.std, self.low, self.high = float(mean), float(std), min, max
         self.center, self.scale, self.eps = float(center), bool(scale), float(eps)
         self.name = name or f"transform:{how}({getattr(inner, 'name', 'reward')})"
+        self.group_by = "prompt" if how == "group" else None  # group normalisation reads the whole group
 
-    def _groups(self, prompts: Sequence[Prompt], columns: dict[str, Any]) -> list[str]:
-        """Group key per sample: its ``group_id`` when it has one, else its prompt."""
-        ids = columns.get("group_id") or [None] * len(prompts)
-        return [
-            "id:" + json.dumps(g, sort_keys=True) if g is not None else "prompt:" + (p if isinstance(p, str) else json.dumps(p, sort_keys=True))
-            for g, p in zip(ids, prompts)
-        ]
+    def children(self) -> list[Any]:
+        return [self.inner]
+
+    def eval_summary(self, records: Sequence[Any], rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        return eval_summary(self.inner, records, rows)  # the inner reward's extras pass through unchanged
 
     def score(self, prompts: Sequence[Prompt], completions: Sequence[Completion], **columns: Any) -> RewardOutput:
         inner = self.inner.score(prompts, completions, **columns)
@@ -198,10 +199,7 @@ class TransformReward(BaseReward):
         elif self.how == "clip":
             out = [None if r is None else min(self.high if self.high is not None else r, max(self.low if self.low is not None else r, r)) for r in raw]
         elif self.how == "group":
-            keys = self._groups(prompts, columns)
-            members: dict[str, list[int]] = {}
-            for i, key in enumerate(keys):
-                members.setdefault(key, []).append(i)
+            members = groups_of(prompts, columns.get("group_id"))
             out = [None] * len(raw)
             for idx in members.values():
                 vals = [raw[i] for i in idx if raw[i] is not None]
@@ -242,6 +240,9 @@ class GateReward(BaseReward):
         self.verifier, self.fallback = verifier, fallback
         self.verifier_scale, self.verifier_offset = float(verifier_scale), float(verifier_offset)
         self.name = name or f"gate({getattr(verifier, 'name', 'verifier')},{getattr(fallback, 'name', 'fallback')})"
+
+    def children(self) -> list[Any]:
+        return [self.verifier, self.fallback]
 
     def score(self, prompts: Sequence[Prompt], completions: Sequence[Completion], **columns: Any) -> RewardOutput:
         self._check_lengths(prompts, completions)

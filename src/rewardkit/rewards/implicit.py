@@ -91,6 +91,9 @@ class DPOReward(BaseReward):
             raise ValueError(f"{self.kind}: the two models use different tokenizers; log-ratios need the same tokens")
         self.name = name or f"{self.kind}:{self.policy.model_label},{self.reference.model_label}"
 
+    def children(self) -> list[Any]:
+        return [self.policy, self.reference]
+
     def score(self, prompts: Sequence[Prompt], completions: Sequence[Completion], **columns: Any) -> RewardOutput:
         self._check_lengths(prompts, completions)
         top = self.policy.score(prompts, completions)

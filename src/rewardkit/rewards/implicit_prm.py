@@ -66,6 +66,9 @@ class ImplicitPRM(BaseReward):
         ref = "none" if self.reference is None else self.reference.model_label
         self.name = name or f"implicit-prm:{self.policy.model_label}/{ref}"
 
+    def children(self) -> list[Any]:
+        return [self.policy, self.reference] if self.reference is not None else [self.policy]
+
     @staticmethod
     def _token_logprobs(lm: LogLikelihoodReward):
         """A readout giving, per row, ``log p(token_t | <t)`` for every completion token ``t``."""

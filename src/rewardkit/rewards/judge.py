@@ -20,12 +20,12 @@ from __future__ import annotations
 import json
 import math
 import random
-from collections import Counter
+from collections import Counter, defaultdict
 from typing import Any, Literal, Sequence
 
 from ..clients import client_from_spec
 from ..clients.base import Generation
-from ..protocol import BaseReward, completion_text
+from ..protocol import BaseReward, completion_text, groups_of
 from ..types import Completion, Prompt, RewardOutput
 from ._judge_text import (
     ATTACK_PROBES,
@@ -137,6 +137,13 @@ class _Judge(BaseReward):
         self._principle_cache: dict[str, str] = {}
 
     kind = "judge"
+
+    def children(self) -> list[Any]:
+        return [self.meta_filter] if self.meta_filter is not None else []
+
+    def eval_summary(self, records: Sequence[Any], rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        found = judge_summary(rows)
+        return {"judge": found} if found else {}
 
     # ----------------------------------------------------------------- shared steps
     def _principles(self, prompts: Sequence[Prompt], columns: dict[str, Any]) -> list[str]:
@@ -275,7 +282,7 @@ class PairwiseJudge(_Judge):
     kind = "pairwise"
     default_template = "pairwise-direct"
     default_prefix = "Verdict:"
-    groups_by_record = True  # the eval runner passes each record's id as ``group_id``
+    group_by = "record"  # compares a group's responses; in an eval, a record's own completions
 
     def __init__(self, model: Any = "default", *, order: Literal["both", "random"] = "both", **kwargs: Any):
         if order not in ("both", "random"):
@@ -297,10 +304,7 @@ class PairwiseJudge(_Judge):
     def score(self, prompts: Sequence[Prompt], completions: Sequence[Completion], **columns: Any) -> RewardOutput:
         self._check_lengths(prompts, completions)
         n = len(prompts)
-        keys = columns.get("group_id") or [None] * n
-        groups: dict[str, list[int]] = {}
-        for i, (p, k) in enumerate(zip(prompts, keys)):
-            groups.setdefault(str(k) if k is not None else json.dumps(p, sort_keys=True), []).append(i)
+        groups = groups_of(prompts, columns.get("group_id"))
         blocks = self._principles(prompts, columns)
         asks: list[tuple[int, int]] = []  # (first, second) sample indices of each judge prompt
         for members in groups.values():
@@ -446,10 +450,17 @@ class VerifierJudge(_Judge):
             ex["applicable"] = [r is not None for r in refs]
         return RewardOutput(scores=scores, extras=ex)
 
+    def eval_summary(self, records: Sequence[Any], rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        out = super().eval_summary(records, rows)
+        found = self.attack_probes(records)  # false positives on empty answers, next to the accuracy
+        if found:
+            out["attack_probes"] = found
+        return out
+
     def attack_probes(self, records: Sequence[Any], *, probes: Sequence[str] = ATTACK_PROBES, limit: int = 10) -> dict[str, Any]:
         """False-positive rates of the "One Token to Fool LLM-as-a-Judge" probe answers on up to ``limit``
         records that have an ``answer`` or ``reference`` column: unhardened (the judge is asked) and as
-        configured. The eval runner calls this for verifiers and reports it next to the accuracy."""
+        configured. :meth:`eval_summary` reports it next to the accuracy."""
         items = [r for r in records if (r.columns.get("reference") if r.columns.get("reference") is not None else r.columns.get("answer")) is not None][:limit]
         if not items:
             return {}
@@ -488,3 +499,45 @@ class CritiqueRules(BaseReward):
         checks = [critique_checks(prompt_text(p), completion_text(c), **self.options) for p, c in zip(prompts, completions)]
         return RewardOutput(scores=[sum(c.values()) / len(CRITIQUE_CHECKS) for c in checks],
                             extras={"failed_checks": [[k for k in CRITIQUE_CHECKS if not c[k]] for c in checks]})
+
+
+JUDGE_KEYS = ("judge_calls", "parse_failures", "generated_tokens", "comparisons", "order_inconsistent", "first_position_wins",
+              "rejected_empty", "meta_discarded", "order_checked")
+
+
+def judge_summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Judge cost and reliability from the per-sample ``extras`` judges report (empty for other rewards):
+    parse-failure rate, position consistency (pairs whose verdict survived swapping the answers), how
+    often the first position won, generated tokens. A pairwise call counts for both of its samples, so
+    only rates (and the token total, which judges split between the two) are summed."""
+    totals: dict[str, float] = defaultdict(float)
+    items = 0
+    for row in rows:
+        details = [row.get("chosen_details"), row.get("rejected_details"), row.get("details")]
+        flat = [d for x in details for d in (x if isinstance(x, list) else [x]) if isinstance(d, dict)]
+        if any("judge_calls" in d for d in flat):
+            items += 1
+        for d in flat:
+            for key in JUDGE_KEYS:
+                value = d.get(key)
+                if isinstance(value, (int, float)):
+                    totals[key] += float(value)
+    if not items:
+        return {}
+    calls = totals["judge_calls"]
+    out: dict[str, Any] = {
+        "parse_failure_rate": round(totals["parse_failures"] / calls, 4) if calls else None,
+        "generated_tokens": int(round(totals["generated_tokens"])),
+        "generated_tokens_per_item": round(totals["generated_tokens"] / items, 2),
+    }
+    if totals["comparisons"]:
+        # pairs whose consistency could be measured (every shown order gave a verdict); older rows lack the key
+        checked = totals["order_checked"] if "order_checked" in totals else totals["comparisons"]
+        out["position_consistency"] = round(1 - totals["order_inconsistent"] / checked, 4) if checked else None
+        parsed = calls - totals["parse_failures"]
+        out["first_position_rate"] = round(totals["first_position_wins"] / parsed, 4) if parsed else None
+    if "meta_discarded" in totals and calls:
+        out["meta_discard_rate"] = round(totals["meta_discarded"] / calls, 4)
+    if totals["rejected_empty"]:
+        out["rejected_empty"] = int(totals["rejected_empty"])
+    return out

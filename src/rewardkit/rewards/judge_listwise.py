@@ -14,7 +14,7 @@ import json
 import random
 from typing import Any, Sequence
 
-from ..protocol import completion_text
+from ..protocol import completion_text, groups_of
 from ..types import Completion, Prompt, RewardOutput
 from ._judge_text import fill, parse_choice, parse_ranking, template_fields
 from .judge import _Judge, prompt_text
@@ -60,7 +60,7 @@ class ListwiseJudge(_Judge):
     kind = "listwise"
     default_template = "listwise-direct"
     default_prefix = "Ranking: [Response"  # a small judge then writes labels, not numbers or prose
-    groups_by_record = True
+    group_by = "record"
 
     def __init__(self, model: Any = "default", *, ask: str = "ranking", permutations: int | None = None,
                  max_new_tokens: int | None = None, **kwargs: Any):
@@ -81,10 +81,7 @@ class ListwiseJudge(_Judge):
     def score(self, prompts: Sequence[Prompt], completions: Sequence[Completion], **columns: Any) -> RewardOutput:
         self._check_lengths(prompts, completions)
         n = len(prompts)
-        keys = columns.get("group_id") or [None] * n
-        groups: dict[str, list[int]] = {}
-        for i, (p, k) in enumerate(zip(prompts, keys)):
-            groups.setdefault(str(k) if k is not None else json.dumps(p, sort_keys=True), []).append(i)
+        groups = groups_of(prompts, columns.get("group_id"))
         blocks = self._principles(prompts, columns)
         asks: list[list[int]] = []  # the sample indices shown, in the order shown, per judge prompt
         for members in groups.values():

@@ -193,6 +193,9 @@ class LikelihoodPRM(BaseReward):
         self.step_separator = step_separator
         self.name = name or label or f"prm:{head if not isinstance(head, dict) else 'loglik-head'}"
 
+    def children(self) -> list[Any]:
+        return [self.lm]
+
     def step_scores(self, prompts: Sequence[Prompt], completions: Sequence[Completion]):
         self._check_lengths(prompts, completions)
         steps = [as_steps(c, self.step_separator) for c in completions]

@@ -22,7 +22,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..protocol import MissingColumnError, completion_text
+from ..protocol import MissingColumnError, completion_text, walk
 from .batching import BadRewardOutput, MicroBatcher, NotReady, QueueFull
 from .metrics import CONTENT_TYPE_LATEST, ServerMetrics
 from .openrlhf import SplitError, split_queries, to_openrlhf
@@ -193,19 +193,11 @@ def _reward_strip_tokens(reward: Any) -> list[str]:
     """Padding tokens of the reward's tokenizers (stripped from the end of OpenRLHF queries); a pad
     token equal to EOS is kept, since it may be the real end of the response."""
     out: list[str] = []
-    todo, seen = [reward], set()
-    while todo:
-        node = todo.pop()
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
+    for node in walk(reward):
         tok = getattr(node, "tokenizer", None)
         pad, eos = getattr(tok, "pad_token", None), getattr(tok, "eos_token", None)
         if isinstance(pad, str) and pad and pad != eos and pad not in out:
             out.append(pad)
-        for name in ("members", "inner", "verifier", "fallback"):
-            child = getattr(node, name, None)
-            todo.extend(child if isinstance(child, (list, tuple)) else [child] if child is not None else [])
     return out
 
 

@@ -11,8 +11,9 @@ columns are merged (a column one request lacks must stay missing, not become ``N
 batch raises, its requests are retried one by one so a bad request fails alone.
 
 Scores do not change by merging because rewardkit rewards score every sample independently of its
-batch mates (pinned by tests/invariant). Rewards that look across samples (``transform:group``, or any
-reward with ``batch_dependent = True``) are never merged across requests.
+batch mates (pinned by tests/invariant). Rewards that declare they compare samples (``group_by``: the
+pairwise and listwise judges, ``transform:group``) are never merged across requests, so two requests
+for the same prompt are never judged against each other.
 """
 from __future__ import annotations
 
@@ -25,8 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from ..protocol import completion_text
-from ..specs import NESTED
+from ..protocol import completion_text, group_by
 from ..types import RewardOutput
 from .schemas import slice_output
 
@@ -66,23 +66,9 @@ def estimate_tokens(prompt: Any, completion: Any) -> int:
 
 
 def merge_safe(reward: Any) -> bool:
-    """False when the reward (or a reward nested in it) scores a sample using its batch mates."""
-    seen: set[int] = set()
-    todo = [reward]
-    while todo:
-        node = todo.pop()
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        if getattr(node, "batch_dependent", False) or (getattr(node, "kind", None) == "transform" and getattr(node, "how", None) == "group"):
-            return False
-        for name in NESTED:
-            child = getattr(node, name, None)
-            if isinstance(child, (list, tuple)):
-                todo.extend(child)
-            elif child is not None:
-                todo.append(child)
-    return True
+    """False when the reward (or a reward inside it) scores a sample using its batch mates: its
+    declared ``group_by`` (a pairwise or listwise judge, ``transform:group``)."""
+    return group_by(reward) is None
 
 
 @dataclass
