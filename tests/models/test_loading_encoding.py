@@ -62,6 +62,50 @@ def test_truncation_is_explicit_and_keeps_what_matters():
         Encoder(tok, truncation_side="middle")
 
 
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_every_encoding_splits_exactly_at_the_boundary_at_every_length(side):
+    """The encoder's invariant, for pairs, steps and follow-ups at every max_length: the ids are a cut
+    of the prompt's ids (the special prefix kept when it fits) then a cut of the completion's, split at
+    ``completion_start``; step ends stay on the last token of their step."""
+    from rewardkit.models import Encoder
+
+    tok = build_tiny_tokenizer(bos_in_template=False)
+    prompt, completion, steps = [{"role": "user", "content": "add 2 and 3"}], "It is 5.", ["2+3 = 5.", "", "So 5."]
+    full = Encoder(tok)
+    whole = full.encode(prompt, completion)
+    head, tail = whole.input_ids[: whole.completion_start], whole.input_ids[whole.completion_start:]
+    assert head[0] == tok.bos_token_id and tok.decode(tail) == tok.decode(tok(full.render(prompt, completion)[1], add_special_tokens=False)["input_ids"])
+    whole_steps = full.encode_steps([prompt], [steps])[0]
+    step_body = whole_steps.input_ids[whole_steps.completion_start:]
+    follow = full.encode_follow_ups([prompt], [completion], "Thanks!")[0]
+    assert "".join(tok.convert_ids_to_tokens(follow.input_ids[follow.completion_start:])).startswith("<|user|>Thanks!")
+
+    def is_cut(part, of, side):
+        return part == (of[len(of) - len(part):] if side == "left" else of[: len(part)]) if part else True
+
+    for limit in range(1, len(whole) + 2):
+        enc = Encoder(tok, max_length=limit, truncation_side=side)
+        e = enc.encode(prompt, completion)
+        assert len(e) == min(limit, len(whole)) and e.truncated == (limit < len(whole)) and e.original_length == len(whole)
+        p, c = e.input_ids[: e.completion_start], e.input_ids[e.completion_start:]
+        if side == "left":
+            kept = p[1:] if limit > 1 else p
+            assert (p[:1] == [tok.bos_token_id]) == (limit > 1)
+            assert is_cut(kept, head[1:] if limit > 1 else head, "left") and is_cut(c, tail, "left")
+            assert not kept or len(c) == len(tail)  # the prompt goes first
+        else:
+            assert p + c == whole.input_ids[:limit] and is_cut(c, tail, "right")
+        s = enc.encode_steps([prompt], [steps])[0]  # steps only ever lose prompt tokens, from the left
+        if len(step_body) + 1 <= limit or limit == 1 and len(step_body) <= limit:
+            assert s.fits and s.input_ids[s.completion_start:] == step_body
+            assert [s.input_ids[x] for x in s.ends] == [whole_steps.input_ids[x] for x in whole_steps.ends]
+            assert is_cut(s.input_ids[1 if limit > 1 else 0 : s.completion_start], whole_steps.input_ids[1 : whole_steps.completion_start], "left")
+        else:
+            assert not s.fits and len(s) == 0 and s.truncated
+        f = enc.encode_follow_ups([prompt], [completion], "Thanks!")[0]
+        assert len(f) == min(limit, len(follow)) and f.truncated == (limit < len(follow))
+
+
 def test_classifier_readout_matches_plain_forward(tiny_dirs):
     import torch
 

@@ -68,14 +68,14 @@ def test_empty_completion_scores_none(two_lms):
 def test_follow_up_likelihood(two_lms):
     path = two_lms[0]
     flr = FollowUpReward(path, positive=["Thanks!"], negative=["Wrong."])
-    head, turn = flr._render_follow_up("Q?", "A.", "Thanks!")
+    head, turn = flr.encoder.render_follow_up("Q?", "A.", "Thanks!")
     assert turn.startswith("<|user|>") and "Thanks!" in turn and "A." in head and "Thanks!" not in head
     out = flr.score(PROMPTS, COMPLETIONS)
     # by hand: the follow-up turn's summed log-probability after the conversation
     for k in range(2):
         vals = []
         for f in ("Thanks!", "Wrong."):
-            enc = flr._encode_follow_ups([PROMPTS[k]], [COMPLETIONS[k]], f)[0]
+            enc = flr.encoder.encode_follow_ups([PROMPTS[k]], [COMPLETIONS[k]], f)[0]
             with torch.no_grad():
                 logp = torch.log_softmax(flr.model(torch.tensor([enc.input_ids])).logits[0].float(), -1)
             vals.append(sum(float(logp[t - 1, enc.input_ids[t]]) for t in range(enc.completion_start, len(enc))))

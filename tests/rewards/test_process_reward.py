@@ -6,7 +6,7 @@ import warnings
 
 import pytest
 
-from rewardkit.rewards.process import aggregate, encode_steps
+from rewardkit.rewards.process import aggregate
 
 PROMPTS = ["What is 2+3?", "Add 1 and 1."]
 STEPS = [["2+3 = 5.", "The answer is 5."], ["1+1 = 3.", "So 3.", "The answer is 3."]]
@@ -31,7 +31,7 @@ def test_one_score_per_step_and_text_is_split(prm):
 
 
 def test_step_ends_are_the_last_token_of_each_step(prm):
-    enc = encode_steps(prm.encoder, PROMPTS[:1], STEPS[:1])[0]
+    enc = prm.encoder.encode_steps(PROMPTS[:1], STEPS[:1])[0]
     tok = prm.tokenizer
     assert enc.input_ids[enc.completion_start : enc.ends[0] + 1] == tok("2+3 = 5.\n", add_special_tokens=False)["input_ids"]
     assert enc.ends[-1] == len(enc.input_ids) - 1
@@ -89,7 +89,7 @@ def test_implicit_prm_sums_log_ratios_per_step(tiny_dirs):
     alone = ImplicitPRM(lm, beta=1.0)
     steps = alone.score(PROMPTS, STEPS).steps
     # the sum over steps is the completion's log-likelihood of the step-wise token ids
-    enc = encode_steps(lm.encoder, PROMPTS, STEPS)
+    enc = lm.encoder.encode_steps(PROMPTS, STEPS)
     from rewardkit.models.encoding import Encoded
 
     total = lm.run([Encoded(e.input_ids, e.completion_start) for e in enc], lm._readout)

@@ -13,7 +13,7 @@ import threading
 from typing import Any, Literal, Sequence
 
 from ..models import load_model, load_tokenizer, make_batches, resolve_source
-from ..models.encoding import to_messages
+from ..models.encoding import special_prefix, to_messages, with_prefix
 from ..models.loading import resolve_device
 from ..types import Prompt
 from .base import Generation, RawText, check_sampling, cut_at_stop, sample_seed
@@ -96,13 +96,9 @@ class LocalClient:
 
     def encode(self, text: str) -> list[int]:
         """Token ids of a rendered prompt; BOS is added only when the rendered text lacks it."""
-        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-        bos = self.tokenizer.bos_token_id
-        with_special = self.tokenizer("a", add_special_tokens=True)["input_ids"]
-        adds_bos = bos is not None and with_special and with_special[0] == bos
-        if adds_bos and (not ids or ids[0] != bos):
-            ids = [bos] + list(ids)
-        return list(ids)
+        if getattr(self, "_special_prefix", None) is None:
+            self._special_prefix = special_prefix(self.tokenizer)
+        return with_prefix(self.tokenizer(text, add_special_tokens=False)["input_ids"], self._special_prefix)
 
     # ----------------------------------------------------------------- generation
     def generate(

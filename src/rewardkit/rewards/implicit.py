@@ -17,8 +17,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from ..models import Encoded
-from ..models.encoding import to_messages
-from ..protocol import BaseReward, completion_text
+from ..protocol import BaseReward
 from ..types import Completion, Prompt, RewardOutput
 from .likelihood import LogLikelihoodReward
 
@@ -153,41 +152,13 @@ class FollowUpReward(LogLikelihoodReward):
             raise ValueError("flr needs at least one positive follow-up")
         self.positive, self.negative = list(positive), list(negative)
 
-    def _render_follow_up(self, prompt: Prompt, completion: Completion, follow_up: str) -> tuple[str, str]:
-        """(conversation so far, the user's follow-up turn) as text, split exactly where the turn starts."""
-        messages = to_messages(prompt) + [{"role": "assistant", "content": completion_text(completion)}]
-        turn = {"role": "user", "content": follow_up}
-        if not self.encoder.use_chat:
-            head = "".join(f"{m['role']}: {m['content']}\n" for m in messages)
-            return head, f"user: {follow_up}\n"
-        tok = self.tokenizer
-        head = tok.apply_chat_template(messages, tokenize=False)
-        full = tok.apply_chat_template(messages + [turn], tokenize=False)
-        n = 0
-        while n < min(len(head), len(full)) and head[n] == full[n]:
-            n += 1
-        return full[:n], full[n:]
-
-    def _encode_follow_ups(self, prompts: Sequence[Prompt], completions: Sequence[Completion], follow_up: str) -> list[Encoded]:
-        rendered = [self._render_follow_up(p, c, follow_up) for p, c in zip(prompts, completions)]
-        tok, prefix = self.tokenizer, self.encoder.special_prefix
-        heads = tok([r[0] for r in rendered], add_special_tokens=False)["input_ids"]
-        tails = tok([r[1] for r in rendered], add_special_tokens=False)["input_ids"]
-        out = []
-        for head, tail in zip(heads, tails):
-            head = list(head)
-            if prefix and head[: len(prefix)] != prefix:
-                head = prefix + head
-            out.append(self.encoder._truncate(head + list(tail), len(head)))
-        return out
-
     def score(self, prompts: Sequence[Prompt], completions: Sequence[Completion], **columns: Any) -> RewardOutput:
         self._check_lengths(prompts, completions)
         n = len(prompts)
         follow_ups = self.positive + self.negative
         encoded: list[Encoded] = []
         for f in follow_ups:
-            encoded += self._encode_follow_ups(prompts, completions, f)
+            encoded += self.encoder.encode_follow_ups(prompts, completions, f)
         results = self.run(encoded, self._readout)  # one sorted pass over every (sample, follow-up)
         truncated = [any(encoded[k * n + i].truncated for k in range(len(follow_ups))) for i in range(n)]
 

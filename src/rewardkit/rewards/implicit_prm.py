@@ -17,7 +17,7 @@ from ..data.steps import as_steps
 from ..protocol import BaseReward
 from ..types import Completion, Prompt, RewardOutput
 from .likelihood import LogLikelihoodReward
-from .process import AGGREGATES, aggregate, encode_steps
+from .process import AGGREGATES, aggregate
 
 
 class ImplicitPRM(BaseReward):
@@ -89,7 +89,7 @@ class ImplicitPRM(BaseReward):
     def score(self, prompts: Sequence[Prompt], completions: Sequence[Completion], **columns: Any) -> RewardOutput:
         self._check_lengths(prompts, completions)
         steps = [as_steps(c, self.step_separator) for c in completions]
-        encoded = encode_steps(self.policy.encoder, prompts, steps, self.step_end)
+        encoded = self.policy.encoder.encode_steps(prompts, steps, self.step_end)
         pol = self.policy.run(encoded, self._token_logprobs(self.policy), desc="policy")
         ref = self.reference.run(encoded, self._token_logprobs(self.reference), desc="reference") if self.reference is not None else None
         scores, step_scores, reasons = [], [], []

@@ -24,7 +24,7 @@ from ..data.steps import as_steps
 from ..protocol import BaseReward
 from ..types import Completion, Prompt, RewardOutput
 from .likelihood import LogLikelihoodReward
-from .process import AGGREGATES, encode_steps, step_output
+from .process import AGGREGATES, step_output
 
 HEAD_FILE = "prm_head.json"
 FEATURES = (
@@ -138,7 +138,7 @@ class StepStats:
 
     def features(self, prompts: Sequence[Prompt], step_lists: Sequence[Sequence[str]]):
         """(encoded rows, per sample a list of per-step feature dicts or None if not scored)."""
-        encoded = encode_steps(self.lm.encoder, prompts, step_lists, self.step_end)
+        encoded = self.lm.encoder.encode_steps(prompts, step_lists, self.step_end)
         stats = self.lm.run(encoded, self._readout, desc="step stats")
         feats: list[list[dict[str, float]] | None] = []
         for s, e, st in zip(step_lists, encoded, stats):

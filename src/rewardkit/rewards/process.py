@@ -15,69 +15,15 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 from ..data.steps import as_steps
-from ..models import Encoder
+from ..models import Encoded
 from ..types import Completion, Prompt, RewardOutput
 from ._lm import TransformerReward
 
 AGGREGATES = ("min", "last", "product", "mean", "sum", "clip", "delta")
-
-
-@dataclass
-class StepEncoded:
-    """Token ids of prompt + steps, with the index of each step's last token (``ends``)."""
-
-    input_ids: list[int]
-    ends: list[int]
-    completion_start: int
-    truncated: bool = False
-    fits: bool = True  # False: the steps alone do not fit in max_length (the sample is not scored)
-
-    def __len__(self) -> int:
-        return len(self.input_ids) if self.fits else 0
-
-
-def encode_steps(encoder: Encoder, prompts: Sequence[Prompt], step_lists: Sequence[Sequence[str]], step_end: str = "\n") -> list[StepEncoded]:
-    """Encode (prompt, steps) pairs. Each step + ``step_end`` is tokenized separately so step
-    boundaries are exact and a prefix of steps has exactly a prefix of the tokens. Over-long inputs
-    lose the oldest prompt tokens (the special prefix such as BOS stays); if the steps alone do not
-    fit, the sample is marked ``fits=False``."""
-    tok = encoder.tokenizer
-    heads_text = [encoder.render(p, "\n".join(s))[0] for p, s in zip(prompts, step_lists)]
-    heads = tok(heads_text, add_special_tokens=False)["input_ids"] if heads_text else []
-    flat = [s + step_end for steps in step_lists for s in steps]
-    pieces = tok(flat, add_special_tokens=False)["input_ids"] if flat else []
-    prefix = encoder.special_prefix
-    out, k = [], 0
-    for head, steps in zip(heads, step_lists):
-        head = list(head)
-        if prefix and head[: len(prefix)] != prefix:
-            head = prefix + head
-        body: list[int] = []
-        ends: list[int] = []
-        for _ in steps:
-            piece = list(pieces[k]) or [tok.eos_token_id or 0]  # an empty piece still needs a token to read
-            k += 1
-            body.extend(piece)
-            ends.append(len(body) - 1)
-        limit = encoder.max_length
-        truncated, fits = False, True
-        if limit is not None and len(head) + len(body) > limit:
-            truncated = True
-            keep = len(prefix) if len(prefix) < limit else 0
-            room = limit - keep - len(body)
-            if room < 0:
-                fits = False
-                head = head[:keep]
-            else:
-                head = head[:keep] + (head[len(head) - room :] if room else [])
-        start = len(head)
-        out.append(StepEncoded(head + body, [start + e for e in ends], start, truncated, fits))
-    return out
 
 
 def aggregate(scores: Sequence[float], how: str = "min", clip_threshold: float = 0.5) -> tuple[float, list[float]]:
@@ -112,7 +58,7 @@ def aggregate(scores: Sequence[float], how: str = "min", clip_threshold: float =
     return value, s
 
 
-def step_output(steps: Sequence[Sequence[str]], encoded: Sequence[StepEncoded], results: Sequence[Sequence[float] | None],
+def step_output(steps: Sequence[Sequence[str]], encoded: Sequence[Encoded], results: Sequence[Sequence[float] | None],
                 how: str, clip_threshold: float) -> RewardOutput:
     """The ``RewardOutput`` of a step-wise reward: per-step scores in ``steps``, their aggregate in
     ``scores`` (``None`` with a reason for samples without steps or that do not fit), dense rewards
@@ -234,10 +180,10 @@ class ProcessReward(TransformerReward):
         self.step_separator = step_separator
         self.step_end = step_end
 
-    def encode_steps(self, prompts: Sequence[Prompt], completions: Sequence[Completion]) -> tuple[list[list[str]], list[StepEncoded]]:
+    def encode_steps(self, prompts: Sequence[Prompt], completions: Sequence[Completion]) -> tuple[list[list[str]], list[Encoded]]:
         self._check_lengths(prompts, completions)
         steps = [as_steps(c, self.step_separator) for c in completions]
-        return steps, encode_steps(self.encoder, prompts, steps, self.step_end)
+        return steps, self.encoder.encode_steps(prompts, steps, self.step_end)
 
     def step_probabilities(self, logits):
         """``[N, L]`` head logits -> ``[N]`` probabilities that the step is correct."""
@@ -273,8 +219,6 @@ class ProcessReward(TransformerReward):
     def score_prefixes(self, prompts: Sequence[Prompt], completions: Sequence[Completion]) -> list[list[float | None]]:
         """The slow reference: each step prefix in its own sequence, score read at its last token.
         Agrees with :meth:`score` (the benchmark and the invariance test check it)."""
-        from ..models.encoding import Encoded
-
         steps, encoded = self.encode_steps(prompts, completions)
         flat, owners = [], []
         for i, e in enumerate(encoded):

@@ -31,7 +31,6 @@ from typing import Any, Literal, Sequence
 
 from ..data.steps import StepRecord
 from ..models import Encoder, load_model, load_tokenizer, make_batches, pad_batch, resolve_source
-from ..rewards.process import encode_steps
 from .bt import save_adapter, split_heldout
 from .checkpoint import load_checkpoint, save_checkpoint
 
@@ -90,7 +89,7 @@ def step_targets(record: StepRecord, after_error: str, last_step_only: bool) -> 
 
 
 def _encode(records: Sequence[StepRecord], encoder: Encoder, cfg: PRMConfig) -> list[_Sample]:
-    encoded = encode_steps(encoder, [r.prompt for r in records], [r.steps for r in records], cfg.step_end)
+    encoded = encoder.encode_steps([r.prompt for r in records], [r.steps for r in records], cfg.step_end)
     samples = []
     for r, e in zip(records, encoded):
         if not e.fits:
