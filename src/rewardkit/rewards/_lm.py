@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Callable, Literal, Sequence
 
 from ..models import Encoded, Encoder, load_model, load_tokenizer, make_batches, pad_batch, resolve_source
+from ..models.heads import hidden_states
 from ..models.loading import resolve_device
 from ..protocol import BaseReward
 
@@ -97,12 +98,7 @@ class TransformerReward(BaseReward):
 
     def hidden_states(self, batch):
         """Last hidden states ``[B, T, H]`` of the backbone for one padded batch."""
-        return self.backbone(
-            input_ids=batch.input_ids,
-            attention_mask=batch.attention_mask,
-            position_ids=batch.position_ids,
-            use_cache=False,
-        ).last_hidden_state
+        return hidden_states(self.backbone, batch)
 
     def run(
         self,

@@ -6,6 +6,7 @@ import warnings
 from typing import Any, Sequence
 
 from ..types import Completion, Prompt, RewardOutput
+from ..models.heads import last_token_outputs
 from ._lm import TransformerReward
 
 
@@ -53,12 +54,7 @@ class ClassifierReward(TransformerReward):
         self.head = getattr(self.model, "score", None)
 
     def _readout(self, hidden, batch, rows):
-        import torch
-
-        last = torch.tensor([off + length - 1 for off, length in zip(batch.offsets, batch.lengths)], device=hidden.device)
-        pooled = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
-        logits = self.head(pooled).float()
-        return logits.tolist()
+        return last_token_outputs(self.head, hidden, batch).tolist()
 
     def score(self, prompts: Sequence[Prompt], completions: Sequence[Completion], **columns: Any) -> RewardOutput:
         encoded = self.encode(prompts, completions)

@@ -14,10 +14,11 @@ from __future__ import annotations
 from typing import Any, Literal, Sequence
 
 from ..data.steps import as_steps
+from ..models.heads import completion_logprobs
 from ..protocol import BaseReward
 from ..types import Completion, Prompt, RewardOutput
 from .likelihood import LogLikelihoodReward
-from .process import AGGREGATES, aggregate
+from .process import AGGREGATES, step_output
 
 
 class ImplicitPRM(BaseReward):
@@ -72,19 +73,8 @@ class ImplicitPRM(BaseReward):
     @staticmethod
     def _token_logprobs(lm: LogLikelihoodReward):
         """A readout giving, per row, ``log p(token_t | <t)`` for every completion token ``t``."""
-
-        def readout(hidden, batch, rows):
-            out = []
-            for r, (row, off) in enumerate(zip(rows, batch.offsets)):
-                got = lm.completion_log_softmax(hidden, batch, r, row, off)
-                if got is None:
-                    out.append([])
-                    continue
-                logp, target = got
-                out.append(logp.gather(-1, target[:, None])[:, 0].double().tolist())
-            return out
-
-        return readout
+        return lambda hidden, batch, rows: [[] if t is None else t.logprobs.double().tolist()
+                                            for t in completion_logprobs(lm.lm_head, hidden, batch, rows)]
 
     def score(self, prompts: Sequence[Prompt], completions: Sequence[Completion], **columns: Any) -> RewardOutput:
         self._check_lengths(prompts, completions)
@@ -92,26 +82,18 @@ class ImplicitPRM(BaseReward):
         encoded = self.policy.encoder.encode_steps(prompts, steps, self.step_end)
         pol = self.policy.run(encoded, self._token_logprobs(self.policy), desc="policy")
         ref = self.reference.run(encoded, self._token_logprobs(self.reference), desc="reference") if self.reference is not None else None
-        scores, step_scores, reasons = [], [], []
+        values: list[list[float] | None] = []
         for i, (s, e) in enumerate(zip(steps, encoded)):
             if not s or not e.fits or pol[i] is None:
-                scores.append(None)
-                step_scores.append([])
-                reasons.append("no steps (empty completion)" if not s else "the steps do not fit in max_length")
+                values.append(None)
                 continue
             ratio = pol[i] if ref is None else [a - b for a, b in zip(pol[i], ref[i])]
-            values, lo = [], e.completion_start
+            per_step, lo = [], e.completion_start
             for end in e.ends:
                 # tokens lo..end belong to this step; ratio[j] is the completion token completion_start + j
                 part = ratio[lo - e.completion_start : end + 1 - e.completion_start]
                 total = sum(part)
-                values.append(self.beta * (total / len(part) if self.reduction == "mean" and part else total))
+                per_step.append(self.beta * (total / len(part) if self.reduction == "mean" and part else total))
                 lo = end + 1
-            value, _ = aggregate(values, self.aggregate, self.clip_threshold)
-            scores.append(value)
-            step_scores.append(values)
-            reasons.append(None)
-        extras: dict[str, list] = {"num_steps": [len(s) for s in steps], "truncated": [e.truncated for e in encoded]}
-        if any(reasons):
-            extras["reason"] = reasons
-        return RewardOutput(scores=scores, steps=step_scores, extras=extras)
+            values.append(per_step)
+        return step_output(steps, encoded, values, self.aggregate, self.clip_threshold)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Literal, Sequence
 
 from ..types import Completion, Prompt, RewardOutput
+from ..models.heads import completion_logprobs
 from ._lm import TransformerReward
 
 
@@ -24,41 +25,10 @@ class LogLikelihoodReward(TransformerReward):
         self.reduction = reduction
         self.lm_head = self.model.get_output_embeddings()
 
-    def completion_log_softmax(self, hidden, batch, r: int, row, off: int):
-        """``(log_softmax [T, V], target ids [T])`` over row ``r``'s completion tokens (each predicted
-        from the position before it), or ``None`` if the row has no completion token to score."""
-        import torch
-
-        start, end = max(row.completion_start, 1), len(row.input_ids)
-        if start >= end:
-            return None
-        logits = self.lm_head(hidden[r, off + start - 1 : off + end - 1]).float()
-        return torch.log_softmax(logits, dim=-1), batch.input_ids[r, off + start : off + end]
-
     def _readout(self, hidden, batch, rows):
-        """For each row, hidden states at positions ``start-1 .. end-2`` predict tokens ``start .. end-1``;
-        only those positions go through the (vocabulary-sized) LM head."""
-        import torch
-
-        picks, targets, owners = [], [], []
-        for r, (row, off) in enumerate(zip(rows, batch.offsets)):
-            start, end = max(row.completion_start, 1), len(row)
-            if start >= end:
-                continue
-            picks.append(hidden[r, off + start - 1 : off + end - 1])
-            targets.append(batch.input_ids[r, off + start : off + end])
-            owners.extend([r] * (end - start))
-        sums = [0.0] * len(rows)
-        counts = [0] * len(rows)
-        if picks:
-            logits = self.lm_head(torch.cat(picks)).float()
-            logp = torch.log_softmax(logits, dim=-1).gather(-1, torch.cat(targets)[:, None])[:, 0]
-            owner = torch.tensor(owners, device=logp.device)
-            totals = torch.zeros(len(rows), dtype=torch.float64, device=logp.device).index_add_(0, owner, logp.double())
-            sums = totals.tolist()
-            for r in owners:
-                counts[r] += 1
-        return list(zip(sums, counts))
+        """(sum of the completion tokens' log-probabilities, their count) per row."""
+        return [(0.0, 0) if t is None else (float(t.logprobs.double().sum()), len(t.logprobs))
+                for t in completion_logprobs(self.lm_head, hidden, batch, rows)]
 
     def score(self, prompts: Sequence[Prompt], completions: Sequence[Completion], **columns: Any) -> RewardOutput:
         encoded = self.encode(prompts, completions)

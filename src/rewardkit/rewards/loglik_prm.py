@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..data.steps import as_steps
+from ..models.heads import completion_logprobs
 from ..protocol import BaseReward
 from ..types import Completion, Prompt, RewardOutput
 from .likelihood import LogLikelihoodReward
@@ -124,16 +125,12 @@ class StepStats:
         if self._digits is None:
             self._digits = torch.tensor(_digit_mask(self.lm.tokenizer), dtype=torch.bool)
         out = []
-        for r, (row, off) in enumerate(zip(rows, batch.offsets)):
-            got = self.lm.completion_log_softmax(hidden, batch, r, row, off)
-            if got is None:
+        for t in completion_logprobs(self.lm.lm_head, hidden, batch, rows, gap=True):
+            if t is None:
                 out.append(([], [], []))
                 continue
-            logp, target = got
-            lp = logp.gather(-1, target[:, None])[:, 0]
-            gap = logp.max(dim=-1).values - lp
-            digit = self._digits.to(target.device)[target.clamp(max=len(self._digits) - 1)]
-            out.append((lp.double().tolist(), gap.double().tolist(), digit.tolist()))
+            digit = self._digits.to(t.targets.device)[t.targets.clamp(max=len(self._digits) - 1)]
+            out.append((t.logprobs.double().tolist(), t.gap.double().tolist(), digit.tolist()))
         return out
 
     def features(self, prompts: Sequence[Prompt], step_lists: Sequence[Sequence[str]]):

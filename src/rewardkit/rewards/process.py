@@ -20,6 +20,7 @@ from typing import Any, Sequence
 
 from ..data.steps import as_steps
 from ..models import Encoded
+from ..models.heads import last_token_outputs, step_end_outputs
 from ..types import Completion, Prompt, RewardOutput
 from ._lm import TransformerReward
 
@@ -194,22 +195,14 @@ class ProcessReward(TransformerReward):
         return torch.softmax(logits.double(), dim=-1)[:, 1]
 
     def _readout(self, hidden, batch, rows):
-        import torch
-
-        r_idx, t_idx, counts = [], [], []
-        for r, (row, off) in enumerate(zip(rows, batch.offsets)):
-            r_idx.extend([r] * len(row.ends))
-            t_idx.extend(off + e for e in row.ends)
-            counts.append(len(row.ends))
-        if not r_idx:
+        logits = step_end_outputs(self.head, hidden, batch, [row.ends for row in rows])
+        if logits is None:
             return [[] for _ in rows]
-        dev = hidden.device
-        picked = hidden[torch.tensor(r_idx, device=dev), torch.tensor(t_idx, device=dev)]
-        probs = self.step_probabilities(self.head(picked).float()).tolist()
+        probs = self.step_probabilities(logits).tolist()
         out, k = [], 0
-        for n in counts:
-            out.append(probs[k : k + n])
-            k += n
+        for row in rows:
+            out.append(probs[k : k + len(row.ends)])
+            k += len(row.ends)
         return out
 
     def score(self, prompts: Sequence[Prompt], completions: Sequence[Completion], **columns: Any) -> RewardOutput:
@@ -227,12 +220,7 @@ class ProcessReward(TransformerReward):
                 owners.append(i)
 
         def last(hidden, batch, rows):
-            import torch
-
-            dev = hidden.device
-            pos = torch.tensor([off + n - 1 for off, n in zip(batch.offsets, batch.lengths)], device=dev)
-            picked = hidden[torch.arange(hidden.shape[0], device=dev), pos]
-            return self.step_probabilities(self.head(picked).float()).tolist()
+            return self.step_probabilities(last_token_outputs(self.head, hidden, batch)).tolist()
 
         values = self.run(flat, last, desc="per-prefix")
         out: list[list[float | None]] = [[] for _ in encoded]

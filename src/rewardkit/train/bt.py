@@ -28,6 +28,7 @@ from typing import Any, Literal, Sequence
 
 from ..models import Encoder, load_model, load_tokenizer, make_batches, pad_batch, pad_pair_batch, resolve_source
 from ..models.batching import packed_pair_length
+from ..models.heads import hidden_states, last_token_outputs
 from ..models.loading import apply_head
 from ..types import PairRecord
 from .checkpoint import load_checkpoint, save_checkpoint
@@ -160,12 +161,8 @@ def _load_adapter(hf, cfg: Any):
 
 def head_outputs(hf, sequences: Sequence[Sequence[int]], pad_id: int):
     """Head outputs ``[N, num_labels]`` read at each sequence's last real token (right padding)."""
-    import torch
-
     batch = pad_batch(sequences, list(range(len(sequences))), pad_id, "right", str(next(hf.parameters()).device))
-    hidden = hf.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids, use_cache=False).last_hidden_state
-    last = torch.tensor([n - 1 for n in batch.lengths], device=hidden.device)
-    return hf.score(hidden[torch.arange(len(sequences), device=hidden.device), last]).float()
+    return last_token_outputs(hf.score, hidden_states(hf.base_model, batch), batch)
 
 
 def can_share_prefix(hf) -> bool:
@@ -185,7 +182,7 @@ def pair_head_outputs(hf, pairs: Sequence[tuple[Sequence[int], Sequence[int]]], 
     param = next(hf.parameters())
     mask_dtype = torch.bool if hf.config._attn_implementation == "sdpa" else param.dtype
     batch = pad_pair_batch(pairs, pad_id, dtype=mask_dtype, device=str(param.device))
-    hidden = hf.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids, use_cache=False).last_hidden_state
+    hidden = hidden_states(hf.base_model, batch)
     rows = torch.arange(len(pairs), device=hidden.device)
     h = hf.score(torch.cat([hidden[rows, batch.chosen_last], hidden[rows, batch.rejected_last]])).float()
     return h[: len(pairs)], h[len(pairs):]

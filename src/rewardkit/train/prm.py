@@ -31,6 +31,7 @@ from typing import Any, Literal, Sequence
 
 from ..data.steps import StepRecord
 from ..models import Encoder, load_model, load_tokenizer, make_batches, pad_batch, resolve_source
+from ..models.heads import hidden_states, step_end_outputs
 from .bt import save_adapter, split_heldout
 from .checkpoint import load_checkpoint, save_checkpoint
 
@@ -133,13 +134,8 @@ def _prepare_model(cfg: PRMConfig):
 
 def step_logits(hf, samples: Sequence[_Sample], pad_id: int):
     """Head logits ``[S]`` at every trained step end of the batch (S = total steps), in sample order."""
-    import torch
-
     batch = pad_batch([s.input_ids for s in samples], list(range(len(samples))), pad_id, "right", str(next(hf.parameters()).device))
-    hidden = hf.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids, use_cache=False).last_hidden_state
-    rows = torch.tensor([r for r, s in enumerate(samples) for _ in s.ends], device=hidden.device)
-    cols = torch.tensor([e for s in samples for e in s.ends], device=hidden.device)
-    return hf.score(hidden[rows, cols])[:, 0].float()
+    return step_end_outputs(hf.score, hidden_states(hf.base_model, batch), batch, [s.ends for s in samples])[:, 0]
 
 
 def _micro_batches(samples: Sequence[_Sample], budget: int) -> list[list[int]]:
