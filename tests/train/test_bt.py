@@ -35,7 +35,7 @@ def write_pairs(path, records):
 def test_bt_loss_by_hand():
     import torch
 
-    from rewardkit.train.bt import bt_loss
+    from rewardkit.train.common import bt_loss
 
     rc, rr = torch.tensor([2.0, 0.0]), torch.tensor([1.0, 0.0])
     ls = lambda x: math.log(1 / (1 + math.exp(-x)))  # noqa: E731
@@ -79,7 +79,6 @@ def test_training_learns_and_exports_for_plain_transformers(tiny_dirs, tmp_path,
 
 
 def test_resume_after_kill_reaches_the_same_weights(tiny_dirs, tmp_path):
-    import torch
 
     data = write_pairs(tmp_path / "pairs.jsonl", toy_pairs(64))
     common = ["--data", str(data), "--model", str(tiny_dirs["lm"]), "--mode", "full", "--lr", "3e-3", "--max-steps", "40",
@@ -186,7 +185,7 @@ def test_shared_prefix_packing_gives_the_rewards_of_separate_sequences(tiny_dirs
     import torch
     from transformers import AutoModelForSequenceClassification
 
-    from rewardkit.train.bt import head_outputs, pair_head_outputs
+    from rewardkit.train.common import head_outputs, pair_head_outputs
 
     hf = AutoModelForSequenceClassification.from_pretrained(tiny_dirs["multi"], attn_implementation=attn).eval()
     pairs = _packing_cases()

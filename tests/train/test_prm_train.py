@@ -23,7 +23,7 @@ def toy_solutions(n: int, seed: int = 0) -> list[StepRecord]:
 
 
 def test_step_targets():
-    from rewardkit.train.prm import step_targets
+    from rewardkit.train.common import step_targets
 
     r = StepRecord("a", "q", ["x", "y", "z"], [1.0, 0.0, None], 1)
     assert step_targets(r, "zero", False) == [1.0, 0.0, 0.0]

@@ -121,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
         eval_records = resolve_data(args.eval_data, seed=args.seed).records
     filters = []
     if args.vote_reward or args.drop_inconsistent_margins:
-        from ..train.bt import split_heldout
+        from ..train.common import split_heldout
 
         if eval_records is None:  # hold out before filtering, so the held-out pairs stay as labelled
             records, eval_records = split_heldout(records, args.eval_fraction, args.seed)

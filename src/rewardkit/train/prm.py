@@ -20,19 +20,18 @@ from __future__ import annotations
 import json
 import math
 import os
-import random
 import shutil
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
 from ..data.steps import StepRecord
-from ..models import Encoder, load_model, load_tokenizer, make_batches, pad_batch, resolve_source
+from ..models import Encoder, pad_batch
 from ..models.heads import hidden_states, step_end_outputs
-from .bt import save_adapter, split_heldout
+from .common import check_fresh, config_dict, micro_batches, prepare_model, save_adapter, shuffled, split_heldout, step_targets
 from .checkpoint import load_checkpoint, save_checkpoint
 
 
@@ -75,20 +74,6 @@ class _Sample:
     truncated: bool
 
 
-def step_targets(record: StepRecord, after_error: str, last_step_only: bool) -> list[float | None]:
-    """Training label per step (None = no loss at this step)."""
-    fes = record.first_error_step
-    if last_step_only:
-        return [None] * (len(record.steps) - 1) + [1.0 if fes < 0 else 0.0]
-    out: list[float | None] = []
-    for j, label in enumerate(record.labels):
-        if fes >= 0 and j > fes and after_error == "zero":
-            out.append(0.0)
-        else:
-            out.append(label)
-    return out
-
-
 def _encode(records: Sequence[StepRecord], encoder: Encoder, cfg: PRMConfig) -> list[_Sample]:
     encoded = encoder.encode_steps([r.prompt for r in records], [r.steps for r in records], cfg.step_end)
     samples = []
@@ -107,31 +92,6 @@ def _encode(records: Sequence[StepRecord], encoder: Encoder, cfg: PRMConfig) -> 
 
 # ------------------------------------------------------------------ model
 
-def _prepare_model(cfg: PRMConfig):
-    """(trainable model, the plain HF model whose modules it shares, tokenizer): a one-label
-    sequence-classification model whose ``score`` head is the value head."""
-    import torch
-
-    source = resolve_source(cfg.model)
-    tokenizer = load_tokenizer(source)
-    hf = load_model(source, "sequence-classification", num_labels=1, seed=cfg.seed, device="cpu" if not torch.cuda.is_available() else None)
-    if hf.config.pad_token_id is None:
-        hf.config.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    for p in hf.parameters():
-        p.requires_grad_(cfg.mode == "full")
-    model = hf
-    if cfg.mode == "lora":
-        from peft import LoraConfig, get_peft_model
-
-        lora = LoraConfig(task_type="SEQ_CLS", r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=0.0,
-                          target_modules=list(cfg.lora_targets), modules_to_save=["score"])
-        model = get_peft_model(hf, lora)
-    else:
-        for p in hf.score.parameters():
-            p.requires_grad_(True)
-    return model, hf, tokenizer
-
-
 def step_logits(hf, samples: Sequence[_Sample], pad_id: int):
     """Head logits ``[S]`` at every trained step end of the batch (S = total steps), in sample order."""
     batch = pad_batch([s.input_ids for s in samples], list(range(len(samples))), pad_id, "right", str(next(hf.parameters()).device))
@@ -139,7 +99,7 @@ def step_logits(hf, samples: Sequence[_Sample], pad_id: int):
 
 
 def _micro_batches(samples: Sequence[_Sample], budget: int) -> list[list[int]]:
-    return make_batches([len(s.input_ids) for s in samples], budget, None, max_padding=0.25)
+    return micro_batches([len(s.input_ids) for s in samples], budget)
 
 
 # ------------------------------------------------------------------ evaluation
@@ -184,15 +144,13 @@ def train(cfg: PRMConfig, train_records: Sequence[StepRecord], eval_records: Seq
     from tqdm.auto import tqdm
 
     out = Path(cfg.output_dir)
-    ckpt_dir = out / "checkpoints"
-    if not resume and (ckpt_dir / "last").exists():
-        raise FileExistsError(f"{out} already has checkpoints; pass resume (--resume) to continue, or choose another --out")
+    ckpt_dir = check_fresh(out, resume)
     torch.manual_seed(cfg.seed)
     if eval_records is None:
         train_records, eval_records = split_heldout(train_records, cfg.eval_fraction, cfg.seed)
     if not train_records:
         raise ValueError("no training solutions")
-    model, hf, tokenizer = _prepare_model(cfg)
+    model, hf, tokenizer = prepare_model(cfg)
     pad_id = hf.config.pad_token_id
     encoder = Encoder(tokenizer, max_length=cfg.max_length, truncation_side="left")
     train_samples = _encode(train_records, encoder, cfg)
@@ -215,9 +173,7 @@ def train(cfg: PRMConfig, train_records: Sequence[StepRecord], eval_records: Seq
         print(f"resumed from step {state['step']}", file=sys.stderr)
 
     def order(epoch: int) -> list[int]:
-        perm = list(range(len(train_samples)))
-        random.Random(f"{cfg.seed}|{epoch}").shuffle(perm)
-        return perm
+        return shuffled(len(train_samples), cfg.seed, epoch)
 
     model.train()
     start = time.perf_counter()
@@ -276,7 +232,7 @@ def train(cfg: PRMConfig, train_records: Sequence[StepRecord], eval_records: Seq
     final_eval = evaluate_samples(hf, eval_samples, pad_id, cfg.max_tokens_per_micro_batch) if eval_samples else {}
     export_dir = export(model, hf, tokenizer, cfg, final_eval, state, len(train_samples), dropped)
     summary = {
-        "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},
+        "config": config_dict(cfg),
         "train_solutions": len(train_samples), "eval_solutions": len(eval_samples), "dropped_too_long": dropped,
         "train_steps_labelled": sum(len(s.targets) for s in train_samples), "negative_weight": neg_weight,
         "steps": state["step"], "best_step": state["best_step"], "eval": final_eval, "export": str(export_dir),

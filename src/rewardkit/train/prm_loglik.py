@@ -19,8 +19,7 @@ from typing import Any, Literal, Sequence
 
 from ..data.steps import StepRecord
 from ..rewards.loglik_prm import FEATURES, HEAD_FILE, StepStats, apply_head
-from .bt import split_heldout
-from .prm import step_targets
+from .common import split_heldout, step_targets
 
 
 @dataclass

@@ -18,22 +18,22 @@ The export is a plain ``AutoModelForSequenceClassification`` with ``num_labels``
 attributes; ``config.id2label`` names them, ``config.reward_weights`` holds the combination (which
 ``ClassifierReward`` applies), ``config.attribute_mean`` / ``attribute_std`` map a head's output back
 to the rating scale (``rating = mean + std * head``). Checkpoints and exact resume work as in
-``train/bt.py`` (whose atomic checkpoint helpers this recipe uses).
+``train/bt.py`` (shared pieces from :mod:`rewardkit.train.common`).
 """
 from __future__ import annotations
 
 import json
 import math
-import random
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
-from ..models import Encoder, make_batches
+from ..models import Encoder
 from ..types import PairRecord, SampleRecord
-from .bt import _prepare_model, bt_loss, can_share_prefix, head_outputs, pair_head_outputs, pair_micro_batches, save_adapter, split_heldout, write_export
+from .common import (bt_loss, can_share_prefix, check_fresh, config_dict, head_outputs, micro_batches, pair_head_outputs, pair_micro_batches,
+                     prepare_model, save_adapter, shuffled, split_heldout, write_export)
 from .checkpoint import load_checkpoint, save_checkpoint
 
 
@@ -150,7 +150,7 @@ def evaluate(hf, weights, samples, targets, pairs, pad_id: int, budget: int) -> 
     out: dict[str, Any] = {}
     with torch.inference_mode():
         if samples:
-            groups = _groups([len(s) for s in samples], budget)
+            groups = micro_batches([len(s) for s in samples], budget)
             preds = torch.cat([head_outputs(hf, [samples[i] for i in idx], pad_id) for idx in groups])
             order = [i for idx in groups for i in idx]
             y = torch.tensor([[math.nan if v is None else v for v in targets[i]] for i in order])
@@ -177,10 +177,6 @@ def evaluate(hf, weights, samples, targets, pairs, pad_id: int, budget: int) -> 
     return out
 
 
-def _groups(lengths: Sequence[int], budget: int) -> list[list[int]]:
-    return make_batches(lengths, max(1, budget), None, max_padding=0.25)
-
-
 # ------------------------------------------------------------------ the recipe
 
 def train(cfg: RegressionConfig, samples: Sequence[SampleRecord], pairs: Sequence[PairRecord] = (), *, resume: bool = False) -> dict[str, Any]:
@@ -197,9 +193,7 @@ def train(cfg: RegressionConfig, samples: Sequence[SampleRecord], pairs: Sequenc
     if cfg.combination == "learned" and not pairs:
         raise ValueError("a learned combination is trained from preference pairs; give pairs or use combination 'mean'/'fixed'")
     out = Path(cfg.output_dir)
-    ckpt_dir = out / "checkpoints"
-    if not resume and (ckpt_dir / "last").exists():
-        raise FileExistsError(f"{out} already has checkpoints; pass resume (--resume) to continue, or choose another --out")
+    ckpt_dir = check_fresh(out, resume)
     torch.manual_seed(cfg.seed)
     train_samples, dev_samples = split_heldout(samples, cfg.eval_fraction, cfg.seed)
     train_pairs_r, dev_pairs_r = split_heldout(pairs, cfg.eval_fraction, cfg.seed) if pairs else ([], [])
@@ -208,7 +202,7 @@ def train(cfg: RegressionConfig, samples: Sequence[SampleRecord], pairs: Sequenc
     norm = lambda rows: [[None if v is None else (v - means[j]) / stds[j] for j, v in enumerate(row)] for row in rows]  # noqa: E731
     train_y, dev_y = norm(raw), norm(read_ratings(dev_samples, cfg.attributes) if dev_samples else [])
 
-    model, hf, tokenizer = _prepare_model(cfg, num_labels=k)
+    model, hf, tokenizer = prepare_model(cfg, num_labels=k)
     pad_id = hf.config.pad_token_id
     encoder = Encoder(tokenizer, max_length=cfg.max_length, truncation_side="left")
     enc = lambda recs: [e.input_ids for e in encoder.encode_many([r.prompt for r in recs], [r.completion for r in recs])]  # noqa: E731
@@ -235,9 +229,7 @@ def train(cfg: RegressionConfig, samples: Sequence[SampleRecord], pairs: Sequenc
             return []
         per_epoch = math.ceil(n_items / per_step)
         epoch, pos = divmod(step, per_epoch)
-        perm = list(range(n_items))
-        random.Random(f"{cfg.seed}|{salt}|{epoch}").shuffle(perm)
-        return perm[pos * per_step : (pos + 1) * per_step]
+        return shuffled(n_items, cfg.seed, salt, epoch)[pos * per_step : (pos + 1) * per_step]
 
     stopped_early = False
     share = can_share_prefix(hf)  # pair terms pack each pair into one row (bt.pair_head_outputs)
@@ -250,7 +242,7 @@ def train(cfg: RegressionConfig, samples: Sequence[SampleRecord], pairs: Sequenc
         s_idx = batch_of(len(train_x), cfg.samples_per_step, step, "samples")
         p_idx = batch_of(len(train_pairs), cfg.pairs_per_step, step, "pairs")
         mse_total, bt_total, n_rated = 0.0, 0.0, sum(1 for i in s_idx for v in train_y[i] if v is not None)
-        for micro in _groups([len(train_x[i]) for i in s_idx], cfg.max_tokens_per_micro_batch):
+        for micro in micro_batches([len(train_x[i]) for i in s_idx], cfg.max_tokens_per_micro_batch):
             rows = [s_idx[i] for i in micro]
             pred = head_outputs(hf, [train_x[i] for i in rows], pad_id)
             y = torch.tensor([[math.nan if v is None else v for v in train_y[i]] for i in rows])
@@ -308,7 +300,7 @@ def train(cfg: RegressionConfig, samples: Sequence[SampleRecord], pairs: Sequenc
         named_eval["attributes"] = {cfg.attributes[j]: v for j, v in named_eval["attributes"].items()}
     export_dir = export(model, hf, tokenizer, cfg, train_x, pad_id, weights.tolist(), means, stds, named_eval, state)
     summary = {
-        "config": {key: (list(v) if isinstance(v, tuple) else v) for key, v in asdict(cfg).items()},
+        "config": config_dict(cfg),
         "train_samples": len(train_x), "eval_samples": len(dev_x), "train_pairs": len(train_pairs), "eval_pairs": len(dev_pairs),
         "steps": state["step"], "best_step": state["best_step"], "stopped_early": stopped_early,
         "weights": dict(zip(cfg.attributes, weights.tolist())), "attribute_mean": means, "attribute_std": stds,

@@ -1,0 +1,222 @@
+"""What the training recipes share, so each recipe (bt.py, regression.py, prm.py, prm_loglik.py) imports
+this library and never another recipe: model preparation and LoRA, the held-out split, data order,
+head readouts over one batch of sequences or packed pairs, the Bradley-Terry term, step labels, and the
+export and adapter writers. Checkpoints are in :mod:`rewardkit.train.checkpoint`.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..data.steps import StepRecord
+from ..models import load_model, load_tokenizer, make_batches, pad_batch, pad_pair_batch, resolve_source
+from ..models.batching import packed_pair_length
+from ..models.heads import hidden_states, last_token_outputs
+from ..models.loading import apply_head
+
+
+# ------------------------------------------------------------------ runs and data
+
+def check_fresh(out: Path, resume: bool) -> Path:
+    """``out/checkpoints``; an error if a run already lives in ``out`` and ``resume`` was not asked for."""
+    ckpt_dir = Path(out) / "checkpoints"
+    if not resume and (ckpt_dir / "last").exists():
+        raise FileExistsError(f"{out} already has checkpoints; pass resume (--resume) to continue, or choose another --out")
+    return ckpt_dir
+
+
+def config_dict(cfg: Any) -> dict[str, Any]:
+    """A recipe config as JSON-ready values (tuples become lists), for ``train_results.json``."""
+    from dataclasses import asdict
+
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()}
+
+
+def shuffled(n: int, *key: Any) -> list[int]:
+    """A permutation of ``range(n)`` seeded by ``key`` (e.g. seed and epoch): the same on every run and
+    machine, so a resumed run replays the data order of an uninterrupted one."""
+    perm = list(range(n))
+    random.Random("|".join(str(k) for k in key)).shuffle(perm)
+    return perm
+
+
+def split_heldout(records: Sequence[Any], fraction: float, seed: int) -> tuple[list[Any], list[Any]]:
+    """Hold out whole prompts (pairs sharing a prompt stay on one side), deterministically."""
+    keys = sorted({json.dumps(r.prompt, sort_keys=True) for r in records})
+    random.Random(seed).shuffle(keys)
+    held = set(keys[: max(1, int(round(fraction * len(keys))))]) if fraction > 0 and len(keys) > 1 else set()
+    train = [r for r in records if json.dumps(r.prompt, sort_keys=True) not in held]
+    dev = [r for r in records if json.dumps(r.prompt, sort_keys=True) in held]
+    return train, dev
+
+
+
+def step_targets(record: StepRecord, after_error: str, last_step_only: bool) -> list[float | None]:
+    """Training label per step (None = no loss at this step). ``after_error="zero"`` labels the steps
+    after the first error 0 (Math-Shepherd's hard estimate), ``"ignore"`` leaves their labels as given."""
+    fes = record.first_error_step
+    if last_step_only:
+        return [None] * (len(record.steps) - 1) + [1.0 if fes < 0 else 0.0]
+    out: list[float | None] = []
+    for j, label in enumerate(record.labels):
+        if fes >= 0 and j > fes and after_error == "zero":
+            out.append(0.0)
+        else:
+            out.append(label)
+    return out
+
+
+# ------------------------------------------------------------------ model
+
+def prepare_model(cfg: Any, num_labels: int = 1):
+    """(trainable model, the plain HF model whose modules it shares, tokenizer). ``cfg`` needs the
+    fields model, mode, lora_r, lora_alpha, lora_targets and seed."""
+    import torch
+
+    source = resolve_source(cfg.model)
+    tokenizer = load_tokenizer(source)
+    hf = load_model(source, "sequence-classification", num_labels=num_labels, seed=cfg.seed, device="cpu" if not torch.cuda.is_available() else None)
+    if hf.config.pad_token_id is None:
+        hf.config.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    for p in hf.parameters():
+        p.requires_grad_(cfg.mode == "full")
+    model = hf
+    if cfg.mode == "lora" and getattr(cfg, "init_adapter", None):
+        model = load_adapter(hf, cfg)
+    elif cfg.mode == "lora":
+        from peft import LoraConfig, get_peft_model
+
+        lora = LoraConfig(task_type="SEQ_CLS", r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=0.0,
+                          target_modules=list(cfg.lora_targets), modules_to_save=["score"])
+        model = get_peft_model(hf, lora)
+    else:
+        for p in hf.score.parameters():
+            p.requires_grad_(True)
+    return model, hf, tokenizer
+
+
+def load_adapter(hf, cfg: Any):
+    """A trainable PeftModel from a saved adapter, whose base must be the model being trained."""
+    from peft import PeftModel
+
+    path = cfg.init_adapter
+    if path == "default":
+        from ..specs import default_reward_model_path
+
+        path = default_reward_model_path()
+        if path is None:
+            raise FileNotFoundError("this install has no packaged default reward model to continue from")
+    path = Path(path)
+    if not (path / "adapter_config.json").is_file():
+        raise FileNotFoundError(f"--init-adapter {path}: no adapter_config.json there (expected a LoRA adapter directory)")
+    base = json.loads((path / "adapter_config.json").read_text()).get("base_model_name_or_path")
+    if base != cfg.model:
+        raise ValueError(f"--init-adapter {path} was trained on base {base!r}, but --model is {cfg.model!r}")
+    return PeftModel.from_pretrained(hf, str(path), is_trainable=True)
+
+
+def head_outputs(hf, sequences: Sequence[Sequence[int]], pad_id: int):
+    """Head outputs ``[N, num_labels]`` read at each sequence's last real token (right padding)."""
+    batch = pad_batch(sequences, list(range(len(sequences))), pad_id, "right", str(next(hf.parameters()).device))
+    return last_token_outputs(hf.score, hidden_states(hf.base_model, batch), batch)
+
+
+def can_share_prefix(hf) -> bool:
+    """Whether the model's attention takes the custom 4D mask that prefix sharing needs."""
+    return getattr(hf.config, "_attn_implementation", None) in ("sdpa", "eager")
+
+
+def pair_head_outputs(hf, pairs: Sequence[tuple[Sequence[int], Sequence[int]]], pad_id: int, share_prefix: bool = True):
+    """Head outputs ``([B, num_labels], [B, num_labels])`` for the chosen and rejected side of each
+    ``(chosen_ids, rejected_ids)`` pair, in one forward pass: one packed row per pair whose shared
+    prefix is encoded once (``share_prefix``), or the 2B sequences as rows of one batch."""
+    import torch
+
+    if not share_prefix:
+        h = head_outputs(hf, [c for c, _ in pairs] + [r for _, r in pairs], pad_id)
+        return h[: len(pairs)], h[len(pairs):]
+    param = next(hf.parameters())
+    mask_dtype = torch.bool if hf.config._attn_implementation == "sdpa" else param.dtype
+    batch = pad_pair_batch(pairs, pad_id, dtype=mask_dtype, device=str(param.device))
+    hidden = hidden_states(hf.base_model, batch)
+    rows = torch.arange(len(pairs), device=hidden.device)
+    h = hf.score(torch.cat([hidden[rows, batch.chosen_last], hidden[rows, batch.rejected_last]])).float()
+    return h[: len(pairs)], h[len(pairs):]
+
+
+def bt_loss(r_chosen, r_rejected, margins, *, center_coef: float = 0.0, label_smoothing: float = 0.0):
+    """Per-pair BT loss ``[B]``, with optional margin, centering penalty and label smoothing."""
+    import torch.nn.functional as F
+
+    diff = r_chosen - r_rejected - margins
+    loss = -(1 - label_smoothing) * F.logsigmoid(diff) - label_smoothing * F.logsigmoid(-diff)
+    if center_coef:
+        loss = loss + center_coef * (r_chosen + r_rejected) ** 2
+    return loss
+
+
+def pair_micro_batches(pairs: Sequence[tuple[Sequence[int], Sequence[int]]], budget: int, share_prefix: bool) -> list[list[int]]:
+    """Group ``(chosen_ids, rejected_ids)`` pairs into forwards of at most ``budget`` padded tokens:
+    one packed row per pair (``share_prefix``), else two rows of the pair's longer length."""
+    if share_prefix:
+        return make_batches([packed_pair_length(c, r) for c, r in pairs], budget, None, max_padding=0.25)
+    return make_batches([max(len(c), len(r)) for c, r in pairs], max(1, budget // 2), None, max_padding=0.25)
+
+
+def micro_batches(lengths: Sequence[int], budget: int) -> list[list[int]]:
+    """Sequences grouped into forwards of at most ``budget`` padded tokens (gradient accumulation)."""
+    return make_batches(lengths, max(1, budget), None, max_padding=0.25)
+
+
+# ------------------------------------------------------------------ export
+
+def write_export(final, tokenizer, cfg: Any, head: dict[str, Any], card: str) -> Path:
+    """Write ``OUT/model`` atomically: the model with ``head`` (names of the outputs in ``id2label``,
+    reward statistics, combination weights) in its config, the tokenizer and the model card. An
+    adapter's base config knows nothing of the head, so adapters get it beside them in
+    ``reward_normalization.json`` (which models/loading.py applies when loading)."""
+    out = Path(cfg.output_dir) / "model"
+    tmp = Path(tempfile.mkdtemp(prefix="model.tmp-", dir=out.parent))
+    apply_head(final.config, head)
+    final.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    if cfg.mode == "lora" and not cfg.merge_lora:
+        name_base(tmp, cfg)
+        (tmp / "reward_normalization.json").write_text(json.dumps(head, indent=2))
+    elif cfg.mode == "lora":
+        (Path(cfg.output_dir) / "adapter" / "reward_normalization.json").write_text(json.dumps(head, indent=2))
+    (tmp / "README.md").write_text(card)
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    return out
+
+
+def name_base(adapter_dir: Path, cfg: Any) -> None:
+    """An adapter names its base by the spec it was trained from (e.g. ``default``), not by the local
+    cache path, so it loads on any machine that has that base. peft appends its head names to
+    ``modules_to_save`` each time an adapter is loaded for more training; they are kept once."""
+    config = json.loads((adapter_dir / "adapter_config.json").read_text())
+    config["base_model_name_or_path"] = cfg.model
+    if config.get("modules_to_save"):
+        config["modules_to_save"] = list(dict.fromkeys(config["modules_to_save"]))
+    (adapter_dir / "adapter_config.json").write_text(json.dumps(config, indent=2))
+
+
+def save_adapter(model, cfg: Any, out: Path) -> Path:
+    """Save only the LoRA adapter and the head (a few MB; loads with ``classifier:OUT``, the
+    tokenizer coming from the base model)."""
+    tmp = Path(tempfile.mkdtemp(prefix="adapter.tmp-", dir=out.parent))
+    model.save_pretrained(tmp)
+    name_base(tmp, cfg)
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    return out
+
+
