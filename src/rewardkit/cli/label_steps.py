@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from .common import quiet_libraries
+from .flags import Flag, add_flags, values
 
 HELP = "label reasoning steps automatically by Monte-Carlo rollouts checked by a verifier (resumable)"
 EPILOG = """examples:
@@ -22,48 +23,42 @@ one solution at a time; rerun the same command to resume (done ids are skipped).
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    from ..use.label_steps import RolloutConfig
+
     p = sub.add_parser("label-steps", help=HELP, description=HELP, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True, metavar="DATA")
     p.add_argument("--out", required=True, metavar="FILE.jsonl")
-    p.add_argument("--generator", default="default", help="causal LM that rolls out (default: the embedded model)")
+    p.add_argument("--generator", default="default",
+                   help="the model that rolls out: default (embedded), a model dir/.gguf/hub id, or openai:MODEL@URL")
     p.add_argument("--verifier", default="rule:math", help="reward spec that checks a finished solution against the 'answer' column")
     p.add_argument("--solutions", choices=["reference", "sample"], default="reference")
-    p.add_argument("--rollouts", type=int, default=8, help="completions per step prefix")
-    p.add_argument("--max-new-tokens", type=int, default=256)
-    p.add_argument("--temperature", type=float, default=0.7)
-    p.add_argument("--top-p", type=float, default=0.95)
-    p.add_argument("--label", choices=["hard", "soft"], default="hard", help="which estimate goes into 'labels' (both are written)")
+    add_flags(p, RolloutConfig, [Flag("rollouts", help="completions per step prefix"), "max_new_tokens", "temperature", "top_p",
+                                 Flag("label", help="which estimate goes into 'labels' (both are written)")])
     p.add_argument("--limit", type=int, default=None)
-    p.add_argument("--seed", type=int, default=0)
+    add_flags(p, RolloutConfig, ["seed"])
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..clients.local import LocalClient
-    from ..data.formats import DataFormatError, iter_rows
+    from ..clients import client_from_spec
+    from ..data.formats import DataFormatError, iter_rows, question_rows
     from ..data.steps import StepRecord, gsm8k_steps, resolve_step_data
     from ..specs import load_reward
     from ..use.label_steps import RolloutConfig, label_all, sample_solutions
 
     quiet_libraries()
-    cfg = RolloutConfig(rollouts=args.rollouts, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-                        top_p=args.top_p, seed=args.seed, label=args.label)
-    client = LocalClient(args.generator)
+    cfg = RolloutConfig(**values(RolloutConfig, args))
+    client = client_from_spec(args.generator)
     verifier = load_reward(args.verifier)
     items: list[tuple[StepRecord, object]] = []
     path = Path(args.data)
     first = next(iter_rows(path), None) if path.is_file() else None
     if first is not None and "steps" not in first[1]:
         questions, answers, ids, refs = [], [], [], []
-        for k, (where, row) in enumerate(iter_rows(path)):
-            if args.limit is not None and k >= args.limit:
-                break
-            for key in ("question", "answer"):
-                if row.get(key) is None:
-                    raise DataFormatError(path, where, key, "missing (label-steps needs a question and a gold answer)")
+        for where, rid, row in question_rows(path, limit=args.limit, purpose="label-steps"):
             questions.append(row["question"])
             answers.append(str(row["answer"]))
-            ids.append(str(row.get("id", where.replace(" ", "-"))))
+            ids.append(rid)
             refs.append(row.get("solution"))
             if args.solutions == "reference" and not isinstance(row.get("solution"), str):
                 raise DataFormatError(path, where, "solution", "missing (or use --solutions sample)")

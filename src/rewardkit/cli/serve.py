@@ -9,7 +9,9 @@ import sys
 import threading
 from pathlib import Path
 
+from ..serve.settings import ServeSettings
 from .common import add_reward_options, quiet_libraries, reward_options
+from .flags import Flag, add_flags, values
 
 HELP = "serve a reward over HTTP (micro-batched; rewardkit /v1/score and OpenRLHF /get_reward)"
 EPILOG = """endpoints:
@@ -36,26 +38,28 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--token-file", metavar="FILE",
                    help="file holding the bearer token clients must send (default: the REWARDKIT_API_TOKEN environment variable)")
     g = p.add_argument_group("micro-batching")
-    g.add_argument("--max-batch-tokens", type=int, default=8192, metavar="N",
-                   help="merge concurrent requests up to about N tokens per model call (estimated as characters/4; default 8192)")
-    g.add_argument("--max-batch-samples", type=int, default=128, metavar="N", help="and at most N samples per model call (default 128)")
-    g.add_argument("--max-wait-ms", type=float, default=0.0, metavar="MS",
-                   help="hold a batch until its oldest request has waited MS for batch mates (default 0: never wait; requests "
-                        "that arrive while the model is busy form the next batch). A few ms can help bursty traffic on a GPU")
-    g.add_argument("--no-batching", action="store_true", help="one model call per request (no merging)")
+    add_flags(g, ServeSettings, [
+        Flag("max_batch_tokens", help="merge concurrent requests up to about N tokens per model call (estimated as characters/4)"),
+        Flag("max_batch_samples", help="and at most N samples per model call"),
+        Flag("max_wait_ms", metavar="MS", help="hold a batch until its oldest request has waited MS for batch mates (default 0: never wait; requests "
+                                               "that arrive while the model is busy form the next batch). A few ms can help bursty traffic on a GPU"),
+        Flag("micro_batching", flag="--no-batching", help="one model call per request (no merging)"),
+    ])
     g = p.add_argument_group("limits")
-    g.add_argument("--max-request-bytes", type=int, default=8 * 1024 * 1024, metavar="N", help="largest request body (default 8 MiB)")
-    g.add_argument("--max-samples-per-request", type=int, default=512, metavar="N", help="most samples in one request (default 512)")
-    g.add_argument("--max-queue", type=int, default=4096, metavar="SAMPLES",
-                   help="samples allowed to wait for the model; beyond this requests get 503 + Retry-After (default 4096)")
-    g.add_argument("--request-timeout", type=float, default=60.0, metavar="S", help="a request not scored within S seconds gets 504 (default 60)")
-    g.add_argument("--graceful-timeout", type=float, default=30.0, metavar="S",
-                   help="on SIGTERM, wait up to S seconds for requests in flight (default 30)")
+    add_flags(g, ServeSettings, [
+        Flag("max_request_bytes", help="largest request body (default 8 MiB)"),
+        Flag("max_samples_per_request", help="most samples in one request"),
+        Flag("max_queue_samples", flag="--max-queue", metavar="SAMPLES",
+             help="samples allowed to wait for the model; beyond this requests get 503 + Retry-After"),
+        Flag("request_timeout", metavar="S", help="a request not scored within S seconds gets 504"),
+        Flag("graceful_timeout", metavar="S", help="on SIGTERM, wait up to S seconds for requests in flight"),
+    ])
     g = p.add_argument_group("OpenRLHF /get_reward")
-    g.add_argument("--labels-column", default="answer", metavar="NAME", help="column that receives `labels` (default answer)")
-    g.add_argument("--unscored-reward", type=float, default=None, metavar="X",
-                   help="value sent for samples the reward cannot score (default null; OpenRLHF needs a number, e.g. your reward's minimum). "
-                        "They are flagged in extra_logs.unscored either way")
+    add_flags(g, ServeSettings, [
+        Flag("labels_column", metavar="NAME", help="column that receives `labels`"),
+        Flag("unscored_reward", metavar="X", help="value sent for samples the reward cannot score (default null; OpenRLHF needs a number, e.g. your "
+                                                  "reward's minimum). They are flagged in extra_logs.unscored either way"),
+    ])
     g.add_argument("--strip", action="append", default=[], metavar="TEXT",
                    help="remove TEXT (e.g. the policy's pad token) from the end of each response; repeatable "
                         "(the reward tokenizer's pad token is always removed)")
@@ -81,7 +85,7 @@ def read_token(args: argparse.Namespace) -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..serve.app import ServeSettings, check_bind, create_app, make_server
+    from ..serve.app import check_bind, create_app, make_server
     from ..specs import load_reward, parse_spec
 
     quiet_libraries()
@@ -89,20 +93,7 @@ def run(args: argparse.Namespace) -> int:
     check_bind(args.host, token)
     if "(" in args.reward:
         parse_spec(args.reward)  # a syntax error stops us before anything loads
-    settings = ServeSettings(
-        token=token,
-        max_request_bytes=args.max_request_bytes,
-        max_samples_per_request=args.max_samples_per_request,
-        request_timeout=args.request_timeout,
-        micro_batching=not args.no_batching,
-        max_batch_tokens=args.max_batch_tokens,
-        max_batch_samples=args.max_batch_samples,
-        max_wait_ms=args.max_wait_ms,
-        max_queue_samples=args.max_queue,
-        labels_column=args.labels_column,
-        unscored_reward=args.unscored_reward,
-        strip=tuple(args.strip),
-    )
+    settings = ServeSettings(**{**values(ServeSettings, args), "token": token, "strip": tuple(args.strip)})
     options = reward_options(args)
     failure: list[BaseException] = []
     server = None
@@ -117,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app(load, settings, on_load_error=on_load_error)
-    server = make_server(app, args.host, args.port, graceful_timeout=args.graceful_timeout, log_level=args.log_level,
+    server = make_server(app, args.host, args.port, graceful_timeout=settings.graceful_timeout, log_level=args.log_level,
                          access_log=args.access_log)
     auth = "bearer token required" if token else "no auth (loopback only)"
     print(f"rewardkit serve: {args.reward} on http://{args.host}:{args.port} ({auth}; "

@@ -6,6 +6,7 @@ import json
 import sys
 
 from .common import command_line, quiet_libraries
+from .flags import Flag, add_flags, values
 
 HELP = "train a reward model: Bradley-Terry on pairs, regression / multi-objective on ratings, or both (resumable)"
 EPILOG = """examples:
@@ -27,7 +28,45 @@ model card) and OUT/train_results.json. Evaluate the result with
   rewardkit eval --reward classifier:OUT/model --data suite"""
 
 
+#: flags every objective shares, made from train/common.py's TrainOptions (through BTConfig, which extends it)
+SHARED = [
+    Flag("model", help="base model: default (embedded), a directory, a .gguf file or a hub id"),
+    "mode", "lora_r",
+    Flag("lora_targets", type=lambda v: _targets(v), metavar="M1,M2,..",
+         help="modules that get LoRA adapters ('all-linear' = every projection of a Llama-style block)"),
+    Flag("learning_rate", flag="--lr", help="learning rate (default 2e-4 for lora/head, 2e-5 for full)"),
+    "epochs", "max_steps",
+    Flag("max_tokens_per_micro_batch", help="padded tokens per forward (gradient accumulation beyond)"),
+    "max_length", "eval_fraction", "eval_every", "save_every", "seed",
+]
+BT = [
+    Flag("init_adapter", metavar="DIR", help="bt, lora: continue training a saved LoRA adapter (OUT/adapter of a run, or 'default' for the packaged RM)"),
+    Flag("shuffle_seed", help="seed of the data order only (default --seed); the held-out split stays fixed by --seed"),
+    Flag("merge_lora", flag="--no-merge", help="export the LoRA adapter unmerged"),
+    Flag("pairs_per_step", help="pairs per optimizer step (regression: rated samples per step are twice this; prm: solutions per step)"),
+    Flag("share_prefix", help="bt: encode chosen and rejected as separate sequences (default: one packed row per pair, their shared prompt "
+                              "encoded once; same rewards, fewer tokens)"),
+    Flag("margin_column", help="per-pair margin column (margin loss)"),
+    Flag("center_coef", help="reward-centering penalty coef * (r_c + r_r)^2"),
+    "label_smoothing",
+    Flag("patience", help="stop after this many evaluations without improvement"),
+]
+REGRESSION = [
+    Flag("combination", help="how the heads combine into the scalar reward: their mean, --weights, or learned from pairs"),
+    Flag("pair_coef", help="weight of the BT term in bt+regression"),
+]
+PRM = [
+    Flag("last_step_only", help="prm: train on the final step's label only"),
+    Flag("balance_labels", help="prm: weight the loss so erroneous and correct steps count equally in total"),
+]
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    from ..train.bt import BTConfig
+    from ..train.prm import PRMConfig
+    from ..train.prm_loglik import LoglikPRMConfig
+    from ..train.regression import RegressionConfig
+
     p = sub.add_parser("train", help=HELP, description=HELP, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", action="append", metavar="DATA", help="preference data (repeatable); default: the built-in suite's train split")
     p.add_argument("--eval-data", metavar="DATA", help="held-out pairs; default: a split of the training prompts (--eval-fraction)")
@@ -35,33 +74,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--objective", choices=["bt", "regression", "bt+regression", "prm"], default="bt",
                    help="prm: process reward model, per-step BCE on step-labelled solutions (default data: arith:train; --pairs-per-step = solutions per step)")
     p.add_argument("--attributes", metavar="A,B,..", help="rating columns, one head each (regression objectives)")
-    p.add_argument("--combination", choices=["mean", "fixed", "learned"], default="mean",
-                   help="how the heads combine into the scalar reward: their mean, --weights, or learned from pairs")
+    add_flags(p, RegressionConfig, REGRESSION[:1])
     p.add_argument("--weights", metavar="W1,W2,..", help="fixed combination weights, one per attribute")
-    p.add_argument("--pair-coef", type=float, default=1.0, help="weight of the BT term in bt+regression")
-    p.add_argument("--model", default="default", help="base model: default (embedded), a directory, a .gguf file or a hub id")
-    p.add_argument("--mode", choices=["head", "lora", "full"], default="lora")
-    p.add_argument("--lora-r", type=int, default=8)
-    p.add_argument("--lora-targets", type=_targets, default=("q_proj", "v_proj"), metavar="M1,M2,..",
-                   help="modules that get LoRA adapters (default q_proj,v_proj; 'all-linear' = every projection of a Llama-style block)")
-    p.add_argument("--init-adapter", metavar="DIR", help="bt, lora: continue training a saved LoRA adapter (OUT/adapter of a run, or 'default' for the packaged RM)")
-    p.add_argument("--shuffle-seed", type=int, default=None, help="seed of the data order only (default --seed); the held-out split stays fixed by --seed")
-    p.add_argument("--no-merge", action="store_true", help="export the LoRA adapter unmerged")
-    p.add_argument("--lr", type=float, default=None, help="learning rate (default 2e-4 for lora/head, 2e-5 for full)")
-    p.add_argument("--epochs", type=int, default=1)
-    p.add_argument("--max-steps", type=int, default=None)
-    p.add_argument("--pairs-per-step", type=int, default=16)
-    p.add_argument("--max-tokens-per-micro-batch", type=int, default=4096, help="padded tokens per forward (gradient accumulation beyond)")
-    p.add_argument("--max-length", type=int, default=512)
-    p.add_argument("--no-share-prefix", action="store_true",
-                   help="bt: encode chosen and rejected as separate sequences (default: one packed row per pair, their shared prompt encoded once; same rewards, fewer tokens)")
-    p.add_argument("--margin-column", default=None, help="per-pair margin column (margin loss)")
-    p.add_argument("--center-coef", type=float, default=0.0, help="reward-centering penalty coef * (r_c + r_r)^2")
-    p.add_argument("--label-smoothing", type=float, default=0.0)
-    p.add_argument("--eval-fraction", type=float, default=0.1)
-    p.add_argument("--eval-every", type=int, default=50)
-    p.add_argument("--save-every", type=int, default=50)
-    p.add_argument("--patience", type=int, default=None, help="stop after this many evaluations without improvement")
+    add_flags(p, RegressionConfig, REGRESSION[1:])
+    add_flags(p, BTConfig, SHARED + BT)
     g = p.add_argument_group("noisy labels (bt objective; applied to the training pairs only, counts reported)")
     g.add_argument("--vote-reward", action="append", metavar="SPEC",
                    help="score every training pair with this reward (repeat for an ensemble); pairs the ensemble disagrees with are dropped or down-weighted")
@@ -72,16 +88,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="drop pairs whose own ratings (chosen_score/rejected_score or --margin-column) do not favour the chosen side")
     p.add_argument("--limit", type=int, default=None, help="use the first N rows of each data file (suite: N per subset)")
     p.add_argument("--resume", action="store_true")
-    p.add_argument("--seed", type=int, default=0)
-    # --- process reward models (rewardkit.train.prm); the BT options above that also apply are reused
-    p.add_argument("--readout", choices=["value", "loglik"], default="value",
+    g = p.add_argument_group("process reward models (--objective prm)")
+    g.add_argument("--readout", choices=["value", "loglik"], default="value",
                    help="prm: 'value' = a value head on the LM's hidden state (LoRA/full/head training); 'loglik' = a logistic head "
                         "over the frozen LM's per-step token surprise (seconds to fit; the packaged prm:default is one)")
-    p.add_argument("--l2", type=float, default=1e-2, help="prm --readout loglik: L2 penalty of the logistic head")
-    p.add_argument("--after-error", choices=["zero", "ignore"], default=None,
+    add_flags(g, LoglikPRMConfig, [Flag("l2", help="prm --readout loglik: L2 penalty of the logistic head")])
+    g.add_argument("--after-error", choices=["zero", "ignore"], default=None,
                    help="prm: label steps after the first error 0, or skip them (default: zero for --readout value, ignore for loglik)")
-    p.add_argument("--last-step-only", action="store_true", help="prm: train on the final step's label only")
-    p.add_argument("--balance-labels", action="store_true", help="prm: weight the loss so erroneous and correct steps count equally in total")
+    add_flags(g, PRMConfig, PRM)
     p.set_defaults(func=run)
 
 
@@ -99,8 +113,6 @@ def _targets(value: str) -> tuple[str, ...]:
 
 def run(args: argparse.Namespace) -> int:
     if getattr(args, "objective", "bt") == "prm":
-        from .train_prm import run_prm
-
         return run_prm(args)
     from ..data.benchmarks import resolve_data
     from ..train.bt import BTConfig, train
@@ -126,17 +138,8 @@ def run(args: argparse.Namespace) -> int:
         if eval_records is None:  # hold out before filtering, so the held-out pairs stay as labelled
             records, eval_records = split_heldout(records, args.eval_fraction, args.seed)
         records, filters = clean_pairs(records, args, reward_options={"seed": args.seed, "max_length": args.max_length})
-    lr = args.lr if args.lr is not None else (2e-5 if args.mode == "full" else 2e-4)
-    cfg = BTConfig(
-        model=args.model, output_dir=args.out, mode=args.mode, lora_r=args.lora_r, lora_alpha=2 * args.lora_r,
-        lora_targets=args.lora_targets, merge_lora=not args.no_merge, learning_rate=lr, epochs=args.epochs, max_steps=args.max_steps,
-        pairs_per_step=args.pairs_per_step, max_tokens_per_micro_batch=args.max_tokens_per_micro_batch,
-        max_length=args.max_length, margin_column=args.margin_column, center_coef=args.center_coef,
-        label_smoothing=args.label_smoothing, eval_fraction=args.eval_fraction, eval_every=args.eval_every,
-        save_every=args.save_every, patience=args.patience, seed=args.seed, command=command_line(args.argv),
-        data_sources=list(sources), data_filters=filters, init_adapter=args.init_adapter, shuffle_seed=args.shuffle_seed,
-        share_prefix=not args.no_share_prefix,
-    )
+    cfg = BTConfig(**values(BTConfig, args, SHARED + BT), output_dir=args.out, command=command_line(args.argv),
+                   data_sources=list(sources), data_filters=filters)
     summary = train(cfg, records, eval_records, resume=args.resume)
     print(json.dumps({k: summary[k] for k in ("train_pairs", "eval_pairs", "steps", "best_step", "eval", "export")} | {"data_filters": filters}, indent=2))
     return 0
@@ -195,17 +198,42 @@ def run_regression(args: argparse.Namespace) -> int:
     if args.combination == "fixed" and weights is None:
         print("error: --combination fixed needs --weights", file=sys.stderr)
         return 2
-    lr = args.lr if args.lr is not None else (2e-5 if args.mode == "full" else 2e-4)
     cfg = RegressionConfig(
-        attributes=attributes, model=args.model, output_dir=args.out, mode=args.mode, lora_r=args.lora_r, lora_alpha=2 * args.lora_r,
-        lora_targets=args.lora_targets,
-        merge_lora=not args.no_merge, learning_rate=lr, epochs=args.epochs, max_steps=args.max_steps,
-        samples_per_step=2 * args.pairs_per_step, pairs_per_step=args.pairs_per_step, max_tokens_per_micro_batch=args.max_tokens_per_micro_batch,
-        max_length=args.max_length, combination=args.combination, weights=weights,
+        **values(RegressionConfig, args, SHARED + REGRESSION[:1] + ["merge_lora", "patience", "pairs_per_step"]),
+        attributes=attributes, weights=weights, samples_per_step=2 * args.pairs_per_step, output_dir=args.out,
         pair_coef=args.pair_coef if args.objective == "bt+regression" or args.combination == "learned" else 0.0,
-        eval_fraction=args.eval_fraction, eval_every=args.eval_every, patience=args.patience, save_every=args.save_every,
-        seed=args.seed, command=command_line(args.argv), data_sources=list(args.data),
+        command=command_line(args.argv), data_sources=list(args.data),
     )
     summary = train(cfg, samples, pairs, resume=args.resume)
     print(json.dumps({k: summary[k] for k in ("train_samples", "eval_samples", "train_pairs", "eval_pairs", "steps", "best_step", "weights", "eval", "export")}, indent=2))
+    return 0
+
+
+def run_prm(args: argparse.Namespace) -> int:
+    from ..data.steps import resolve_step_data
+    from ..train.prm import PRMConfig, train
+
+    quiet_libraries()
+    sources = args.data or ["arith:train"]
+    records = []
+    for spec in sources:
+        records.extend(resolve_step_data(spec, limit=args.limit, seed=args.seed).records)
+    eval_records = resolve_step_data(args.eval_data, seed=args.seed).records if args.eval_data else None
+    if args.readout == "loglik":
+        return _run_loglik(args, sources, records, eval_records)
+    cfg = PRMConfig(**values(PRMConfig, args, SHARED + PRM), samples_per_step=args.pairs_per_step, output_dir=args.out,
+                    after_error=args.after_error or "zero", command=command_line(args.argv), data_sources=list(sources))
+    summary = train(cfg, records, eval_records, resume=args.resume)
+    print(json.dumps({k: summary[k] for k in ("train_solutions", "eval_solutions", "dropped_too_long", "steps", "best_step", "eval", "export", "seconds")}, indent=2))
+    return 0
+
+
+def _run_loglik(args: argparse.Namespace, sources: list[str], records: list, eval_records: list | None) -> int:
+    from ..train.prm_loglik import LoglikPRMConfig, train
+
+    cfg = LoglikPRMConfig(model=args.model, output_dir=args.out, l2=args.l2, after_error=args.after_error or "ignore",
+                          max_length=args.max_length, eval_fraction=args.eval_fraction, seed=args.seed,
+                          command=command_line(args.argv), data_sources=list(sources))
+    summary = train(cfg, records, eval_records)
+    print(json.dumps({k: summary[k] for k in ("train_solutions", "eval_solutions", "dropped_too_long", "train_steps_labelled", "weights", "eval", "export", "seconds")}, indent=2))
     return 0

@@ -23,7 +23,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 from ..types import BestOfNRecord, PairRecord, SampleRecord, ScoredBestOfN, ScoredPair
 
@@ -103,6 +103,21 @@ def iter_rows(path: str | Path) -> Iterator[tuple[str, dict[str, Any]]]:
 
 
 # ---------------------------------------------------------------- prompts and completions
+
+def question_rows(path: str | Path, *, limit: int | None = None, purpose: str = "this command",
+                  need: Sequence[str] = ("question", "answer")) -> list[tuple[str, str, dict[str, Any]]]:
+    """(where, id, row) of math rows ``{"question", "answer", ...}`` (GSM8K layout), the first ``limit``; a
+    row without a needed field is an error naming the file, line and field."""
+    out = []
+    for k, (where, row) in enumerate(iter_rows(path)):
+        if limit is not None and k >= limit:
+            break
+        for key in need:
+            if row.get(key) is None:
+                raise DataFormatError(path, where, key, f"missing ({purpose} needs a question and a gold answer)")
+        out.append((where, str(row.get("id", where.replace(" ", "-"))), row))
+    return out
+
 
 def is_hh_transcript(text: str) -> bool:
     return isinstance(text, str) and text.lstrip("\n").startswith("Human:") and _ASSISTANT in text

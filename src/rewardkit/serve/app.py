@@ -13,7 +13,6 @@ import ipaddress
 import logging
 import time
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Any, Callable
 
 from fastapi import Depends, FastAPI, Request
@@ -23,6 +22,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..protocol import MissingColumnError, completion_text, walk
+from .settings import ServeSettings
 from .batching import BadRewardOutput, MicroBatcher, NotReady, QueueFull
 from .metrics import CONTENT_TYPE_LATEST, ServerMetrics
 from .openrlhf import SplitError, split_queries, to_openrlhf
@@ -43,35 +43,6 @@ from .schemas import (
 log = logging.getLogger("rewardkit.serve")
 
 LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
-
-
-@dataclass
-class ServeSettings:
-    """Limits and behaviour of one server (the ``rewardkit serve`` options)."""
-
-    token: str | None = None
-    max_request_bytes: int = 8 * 1024 * 1024
-    max_samples_per_request: int = 512
-    request_timeout: float = 60.0
-    micro_batching: bool = True
-    max_batch_tokens: int = 8192
-    max_batch_samples: int = 128
-    max_wait_ms: float = 0.0
-    max_queue_samples: int = 4096
-    labels_column: str = "answer"
-    unscored_reward: float | None = None
-    strip: tuple[str, ...] = ()
-
-    def check(self) -> None:
-        for name in ("max_request_bytes", "max_samples_per_request", "max_batch_tokens", "max_batch_samples", "max_queue_samples"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        if self.request_timeout <= 0:
-            raise ValueError(f"request_timeout must be positive, got {self.request_timeout}")
-        if self.max_queue_samples < self.max_samples_per_request:
-            raise ValueError(f"max_queue_samples ({self.max_queue_samples}) must be at least max_samples_per_request ({self.max_samples_per_request})")
-        if self.token is not None and not self.token.strip():
-            raise ValueError("the API token is empty")
 
 
 def is_loopback(host: str) -> bool:

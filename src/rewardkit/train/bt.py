@@ -20,32 +20,22 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Sequence
 
 from ..models import Encoder
 from ..types import PairRecord
 from .checkpoint import load_checkpoint, save_checkpoint
-from .common import (bt_loss, can_share_prefix, check_fresh, config_dict, pair_head_outputs, pair_micro_batches, prepare_model,
+from .common import (TrainOptions, bt_loss, resolved, can_share_prefix, check_fresh, config_dict, pair_head_outputs, pair_micro_batches, prepare_model,
                      save_adapter, shuffled, split_heldout, write_export)
 
 
 @dataclass
-class BTConfig:
-    model: str = "default"
+class BTConfig(TrainOptions):
     output_dir: str = "runs/rm"
-    mode: Literal["head", "lora", "full"] = "lora"
-    lora_r: int = 8
-    lora_alpha: int = 16
-    lora_targets: tuple[str, ...] = ("q_proj", "v_proj")
     merge_lora: bool = True
-    learning_rate: float = 2e-4
     weight_decay: float = 0.0
     warmup_steps: int = 0
-    epochs: int = 1
-    max_steps: int | None = None
     pairs_per_step: int = 16
-    max_tokens_per_micro_batch: int = 4096
-    max_length: int = 512
     #: encode the tokens chosen and rejected start with (the prompt) once per pair (models/batching.py
     #: PairBatch); same rewards as separate sequences, fewer tokens. Needs an attention implementation
     #: that takes a 4D mask (sdpa, eager); others fall back to separate sequences.
@@ -53,18 +43,11 @@ class BTConfig:
     margin_column: str | None = None
     center_coef: float = 0.0
     label_smoothing: float = 0.0
-    eval_fraction: float = 0.1
-    eval_every: int = 50
     patience: int | None = None
-    save_every: int = 50
-    seed: int = 0
     #: seed of the data order (default: ``seed``); vary it to reshuffle without changing the held-out split
     shuffle_seed: int | None = None
     #: continue from a trained LoRA adapter (a directory, or ``default`` for the packaged reward model)
     init_adapter: str | None = None
-    progress: bool = True
-    command: str = ""
-    data_sources: list[str] = field(default_factory=list)
     #: reports of the noisy-label tools applied to the training pairs (train/noise.py)
     data_filters: list[dict] = field(default_factory=list)
 
@@ -133,6 +116,7 @@ def train(cfg: BTConfig, train_records: Sequence[PairRecord], eval_records: Sequ
     import torch
     from tqdm.auto import tqdm
 
+    cfg = resolved(cfg)
     out = Path(cfg.output_dir)
     ckpt_dir = check_fresh(out, resume)
     torch.manual_seed(cfg.seed)

@@ -10,14 +10,54 @@ import os
 import random
 import shutil
 import tempfile
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence, TypeVar
 
 from ..data.steps import StepRecord
 from ..models import load_model, load_tokenizer, make_batches, pad_batch, pad_pair_batch, resolve_source
 from ..models.batching import packed_pair_length
 from ..models.heads import hidden_states, last_token_outputs
 from ..models.loading import apply_head
+
+
+# ------------------------------------------------------------------ options
+
+@dataclass
+class TrainOptions:
+    """What every recipe that fine-tunes the LM shares. Each recipe's config extends it, and
+    ``rewardkit train`` builds its flags from these fields, so every default lives here once."""
+
+    model: str = "default"
+    output_dir: str = "runs/rm"
+    mode: Literal["head", "lora", "full"] = "lora"
+    lora_r: int = 8
+    #: LoRA scaling; ``None``: twice the rank
+    lora_alpha: int | None = None
+    lora_targets: tuple[str, ...] = ("q_proj", "v_proj")
+    #: ``None``: 2e-5 for full fine-tuning, 2e-4 for LoRA or the head alone
+    learning_rate: float | None = None
+    epochs: int = 1
+    max_steps: int | None = None
+    max_tokens_per_micro_batch: int = 4096
+    max_length: int = 512
+    eval_fraction: float = 0.1
+    eval_every: int = 50
+    save_every: int = 50
+    seed: int = 0
+    progress: bool = True
+    command: str = ""
+    data_sources: list[str] = field(default_factory=list)
+
+
+Options = TypeVar("Options", bound=TrainOptions)
+
+
+def resolved(cfg: Options) -> Options:
+    """``cfg`` with the defaults that depend on other fields filled in (learning rate, LoRA alpha)."""
+    lr = cfg.learning_rate if cfg.learning_rate is not None else (2e-5 if cfg.mode == "full" else 2e-4)
+    alpha = cfg.lora_alpha if cfg.lora_alpha is not None else 2 * cfg.lora_r
+    return replace(cfg, learning_rate=lr, lora_alpha=alpha)
 
 
 # ------------------------------------------------------------------ runs and data
@@ -74,8 +114,8 @@ def step_targets(record: StepRecord, after_error: str, last_step_only: bool) -> 
 # ------------------------------------------------------------------ model
 
 def prepare_model(cfg: Any, num_labels: int = 1):
-    """(trainable model, the plain HF model whose modules it shares, tokenizer). ``cfg`` needs the
-    fields model, mode, lora_r, lora_alpha, lora_targets and seed."""
+    """(trainable model, the plain HF model whose modules it shares, tokenizer), from a
+    :class:`TrainOptions` (``init_adapter``, where a recipe has it, continues a saved adapter)."""
     import torch
 
     source = resolve_source(cfg.model)
@@ -91,7 +131,7 @@ def prepare_model(cfg: Any, num_labels: int = 1):
     elif cfg.mode == "lora":
         from peft import LoraConfig, get_peft_model
 
-        lora = LoraConfig(task_type="SEQ_CLS", r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=0.0,
+        lora = LoraConfig(task_type="SEQ_CLS", r=cfg.lora_r, lora_alpha=cfg.lora_alpha if cfg.lora_alpha is not None else 2 * cfg.lora_r, lora_dropout=0.0,
                           target_modules=list(cfg.lora_targets), modules_to_save=["score"])
         model = get_peft_model(hf, lora)
     else:

@@ -24,43 +24,26 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
 from ..data.steps import StepRecord
 from ..models import Encoder, pad_batch
 from ..models.heads import hidden_states, step_end_outputs
-from .common import check_fresh, config_dict, micro_batches, prepare_model, save_adapter, shuffled, split_heldout, step_targets
+from .common import TrainOptions, check_fresh, resolved, config_dict, micro_batches, prepare_model, save_adapter, shuffled, split_heldout, step_targets
 from .checkpoint import load_checkpoint, save_checkpoint
 
 
 @dataclass
-class PRMConfig:
-    model: str = "default"
+class PRMConfig(TrainOptions):
     output_dir: str = "runs/prm"
-    mode: Literal["head", "lora", "full"] = "lora"
-    lora_r: int = 8
-    lora_alpha: int = 16
-    lora_targets: tuple[str, ...] = ("q_proj", "v_proj")
-    learning_rate: float = 2e-4
     weight_decay: float = 0.0
-    epochs: int = 1
-    max_steps: int | None = None
     samples_per_step: int = 16
-    max_tokens_per_micro_batch: int = 4096
-    max_length: int = 512
     step_end: str = "\n"
     after_error: Literal["zero", "ignore"] = "zero"
     last_step_only: bool = False
     balance_labels: bool = False
-    eval_fraction: float = 0.1
-    eval_every: int = 50
-    save_every: int = 25
-    seed: int = 0
-    progress: bool = True
-    command: str = ""
-    data_sources: list[str] = field(default_factory=list)
 
 
 # ------------------------------------------------------------------ data
@@ -143,6 +126,7 @@ def train(cfg: PRMConfig, train_records: Sequence[StepRecord], eval_records: Seq
     import torch.nn.functional as F
     from tqdm.auto import tqdm
 
+    cfg = resolved(cfg)
     out = Path(cfg.output_dir)
     ckpt_dir = check_fresh(out, resume)
     torch.manual_seed(cfg.seed)

@@ -26,46 +26,29 @@ import json
 import math
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
 from ..models import Encoder
 from ..types import PairRecord, SampleRecord
-from .common import (bt_loss, can_share_prefix, check_fresh, config_dict, head_outputs, micro_batches, pair_head_outputs, pair_micro_batches,
+from .common import (TrainOptions, bt_loss, resolved, can_share_prefix, check_fresh, config_dict, head_outputs, micro_batches, pair_head_outputs, pair_micro_batches,
                      prepare_model, save_adapter, shuffled, split_heldout, write_export)
 from .checkpoint import load_checkpoint, save_checkpoint
 
 
 @dataclass
-class RegressionConfig:
+class RegressionConfig(TrainOptions):
     attributes: tuple[str, ...] = ("score",)
-    model: str = "default"
     output_dir: str = "runs/rm-regression"
-    mode: Literal["head", "lora", "full"] = "lora"
-    lora_r: int = 8
-    lora_alpha: int = 16
-    lora_targets: tuple[str, ...] = ("q_proj", "v_proj")
     merge_lora: bool = True
-    learning_rate: float = 2e-4
-    epochs: int = 1
-    max_steps: int | None = None
     samples_per_step: int = 32
-    pairs_per_step: int = 8
-    max_tokens_per_micro_batch: int = 4096
-    max_length: int = 512
+    pairs_per_step: int = 16
     normalize: bool = True
     combination: Literal["mean", "fixed", "learned"] = "mean"
     weights: tuple[float, ...] | None = None
     pair_coef: float = 1.0
-    eval_fraction: float = 0.1
-    eval_every: int = 50
     patience: int | None = None
-    save_every: int = 50
-    seed: int = 0
-    progress: bool = True
-    command: str = ""
-    data_sources: list[str] = field(default_factory=list)
 
 
 # ------------------------------------------------------------------ data
@@ -192,6 +175,7 @@ def train(cfg: RegressionConfig, samples: Sequence[SampleRecord], pairs: Sequenc
         raise ValueError("regression needs rated samples (prompt + completion + attribute columns)")
     if cfg.combination == "learned" and not pairs:
         raise ValueError("a learned combination is trained from preference pairs; give pairs or use combination 'mean'/'fixed'")
+    cfg = resolved(cfg)
     out = Path(cfg.output_dir)
     ckpt_dir = check_fresh(out, resume)
     torch.manual_seed(cfg.seed)

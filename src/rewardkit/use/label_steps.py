@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Literal, Sequence
 
 from ..data.steps import StepRecord, first_error_of, split_steps
 
@@ -29,7 +29,7 @@ class RolloutConfig:
     top_p: float = 0.95
     seed: int = 0
     step_separator: str = "\n"
-    label: str = "hard"  # which estimate goes into ``labels``: hard | soft
+    label: Literal["hard", "soft"] = "hard"  # which estimate goes into ``labels``
     value_before: bool = True  # roll out from the bare question too (for progress of step 0)
 
 

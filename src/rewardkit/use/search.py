@@ -11,8 +11,12 @@ client derives one seed per prompt and sample), so runs repeat exactly.
 """
 from __future__ import annotations
 
+import json
 import re
-from dataclasses import dataclass, field
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Sequence
 
 from ..data.steps import split_steps
@@ -22,6 +26,8 @@ _ANSWER = re.compile(r"(answer is|####|\\boxed\{)", re.IGNORECASE)
 
 @dataclass
 class SearchConfig:
+    """Search and sampling settings (the ``rewardkit search`` flags are made from these fields)."""
+
     beam_width: int = 2
     expansions: int = 2
     max_steps: int = 8
@@ -123,3 +129,55 @@ def best_of_n(prompt: Any, client: Any, prm: Any, cfg: SearchConfig, token_budge
     j = max(range(len(samples)), key=lambda i: (scores[i], -i))
     texts = [cfg.separator.join(x) for x in samples]
     return SearchResult(texts[j], samples[j], scores[j], tokens, True, {"n": k, "samples": texts, "sample_scores": scores, "picked": j})
+
+
+def search_vs_best_of_n(rows: Sequence[tuple[str, str, str]], client: Any, prm: Any, verifier: Any, cfg: SearchConfig,
+                        out: str | Path, *, about: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The experiment of ``rewardkit search``: for each ``(id, question, gold answer)``, beam search,
+    then best-of-N at the same generated-token budget; ``verifier`` (a reward reading the ``answer``
+    column) checks both answers and every best-of-N sample, so the PRM's pick sits next to pass@N, the
+    first sample and a random pick from the same pool. ``OUT/search.jsonl`` grows one question at a
+    time (a rerun skips finished ids); ``OUT/results.json`` summarises all finished questions."""
+    from ..evals.report import write_json
+    from .label_steps import done_ids
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    log = out / "search.jsonl"
+    done = done_ids(log)
+    start = time.perf_counter()
+    with log.open("a", encoding="utf-8") as fh:
+        for i, (rid, question, answer) in enumerate(rows):
+            if rid in done:
+                continue
+            s = beam_search(question, client, prm, cfg)
+            b = best_of_n(question, client, prm, cfg, s.generated_tokens, cfg.max_step_tokens * cfg.max_steps)
+            pool = b.extras.get("samples") or []
+            texts = [s.text, b.text, *pool]
+            verdicts = [bool(v and v > 0.5) for v in verifier.score([question] * len(texts), texts, answer=[answer] * len(texts)).scores]
+            rec = {"id": rid, "answer": answer, "search": s.text, "search_correct": verdicts[0], "search_tokens": s.generated_tokens,
+                   "search_prm": s.score, "bon": b.text, "bon_correct": verdicts[1], "bon_tokens": b.generated_tokens,
+                   "bon_n": b.extras.get("n"), "bon_prm": b.score,
+                   # the best-of-N pool itself: how often any / the first / a random sample is right
+                   "bon_any_correct": any(verdicts[2:]), "bon_first_correct": bool(pool) and verdicts[2],
+                   "bon_mean_correct": sum(verdicts[2:]) / len(pool) if pool else 0.0,
+                   "bon_samples": pool, "bon_sample_scores": b.extras.get("sample_scores"), "bon_sample_correct": verdicts[2:]}
+            fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
+            fh.flush()
+            print(f"[{i + 1}/{len(rows)}] search {'ok' if verdicts[0] else 'x'} ({s.generated_tokens} tok)  "
+                  f"best-of-{b.extras.get('n')} {'ok' if verdicts[1] else 'x'} ({b.generated_tokens} tok)", file=sys.stderr)
+    done_rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    n = len(done_rows)
+    acc = lambda key: sum(1 for r in done_rows if r.get(key)) / n if n else None  # noqa: E731
+    result = {
+        **(about or {}), "n": n, "config": asdict(cfg),
+        "search_accuracy": acc("search_correct"), "best_of_n_accuracy": acc("bon_correct"),
+        # references for the best-of-N pick from the same pool: pass@N (oracle), the first sample
+        # alone (no reranking), and the expected accuracy of a random pick
+        "best_of_n_oracle": acc("bon_any_correct"), "first_sample_accuracy": acc("bon_first_correct"),
+        "random_pick_accuracy": sum(r.get("bon_mean_correct", 0.0) for r in done_rows) / n if n else None,
+        "search_tokens": sum(r["search_tokens"] for r in done_rows), "best_of_n_tokens": sum(r["bon_tokens"] for r in done_rows),
+        "seconds_this_run": round(time.perf_counter() - start, 1),
+    }
+    write_json(out / "results.json", result)
+    return result

@@ -1,0 +1,36 @@
+"""The settings of one reward server: the ``rewardkit serve`` flags are made from this dataclass
+(``cli/flags.py``), so each default lives here once. Kept apart from the app so the CLI can read the
+defaults without importing the web stack."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class ServeSettings:
+    """Limits and behaviour of one server (the ``rewardkit serve`` options)."""
+
+    token: str | None = None
+    max_request_bytes: int = 8 * 1024 * 1024
+    max_samples_per_request: int = 512
+    request_timeout: float = 60.0
+    micro_batching: bool = True
+    max_batch_tokens: int = 8192
+    max_batch_samples: int = 128
+    max_wait_ms: float = 0.0
+    max_queue_samples: int = 4096
+    labels_column: str = "answer"
+    unscored_reward: float | None = None
+    strip: tuple[str, ...] = ()
+    graceful_timeout: float = 30.0  # on SIGTERM, seconds to wait for requests in flight (the server, not the app)
+
+    def check(self) -> None:
+        for name in ("max_request_bytes", "max_samples_per_request", "max_batch_tokens", "max_batch_samples", "max_queue_samples"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.request_timeout <= 0:
+            raise ValueError(f"request_timeout must be positive, got {self.request_timeout}")
+        if self.max_queue_samples < self.max_samples_per_request:
+            raise ValueError(f"max_queue_samples ({self.max_queue_samples}) must be at least max_samples_per_request ({self.max_samples_per_request})")
+        if self.token is not None and not self.token.strip():
+            raise ValueError("the API token is empty")
