@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from rewardkit.data.steps import resolve_step_data
+    from rewardkit.data.benchmarks import resolve_step_data
     from rewardkit.models.loading import embedded_default_path
     from rewardkit.rewards.process import ProcessReward, default_prm_path
 

@@ -133,7 +133,7 @@ def test_ls_and_suite_verbs(tmp_path, capsys):
     assert main(["ls", "--json"]) == 0
     listing = json.loads(capsys.readouterr().out)
     assert {r["kind"] for r in listing["rewards"]} >= {"length", "loglik", "classifier"}
-    assert [b["name"] for b in listing["benchmarks"]] == ["suite"]
+    assert [b["name"] for b in listing["benchmarks"]] == ["arith-steps", "gsm8k-errors", "suite"]
     assert listing["default"].endswith("default_rm") and {r["spec"] for r in listing["rules"]} >= {"rule:math", "rule:code"}
     assert main(["suite", "--out", str(tmp_path / "s"), "--train-size", "3", "--test-size", "2"]) == 0
     assert len((tmp_path / "s" / "test.jsonl").read_text().splitlines()) == 8

@@ -687,14 +687,24 @@ def test_resolve_data_file(tmp_path):
     assert data.sections == {}
 
 
-def test_builtin_benchmarks_all_load():
+def test_builtin_benchmarks_all_load(tmp_path):
+    gsm = tmp_path / "gsm8k.jsonl"
+    gsm.write_text(json.dumps({"question": "Tom has 2 apples and buys 3. How many?", "solution": "2 + 3 = <<2+3=5>>5\n#### 5"}) + "\n")
     benches = builtin_benchmarks()
-    assert "suite" in benches
+    assert {"suite", "arith-steps", "gsm8k-errors"} <= set(benches)
     for name, bench in benches.items():
         assert bench.name == name
-        data = bench.load(limit=3)
+        data = bench.load(str(gsm) if bench.argument == "path" else None, limit=3)
         assert len(data) > 0, name
         assert data.sections == {k: dict(v) for k, v in bench.sections.items()}
+    # every --data spelling of the step benchmarks resolves through the one resolver
+    assert resolve_data("arith-steps:train", limit=2).kind == "steps" and resolve_data("arith", limit=2).source.startswith("builtin:arith-steps/test")
+    errs = resolve_data(f"gsm8k-errors:{gsm}")
+    assert [r.first_error_step for r in errs.records] == [-1, 0]
+    with pytest.raises(ValueError, match="needs a path"):
+        resolve_data("gsm8k-errors")
+    with pytest.raises(ValueError, match="unknown split"):
+        resolve_data("arith-steps:dev")
 
 
 def test_yaml_declaration_with_local_file(tmp_path):

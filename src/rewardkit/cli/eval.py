@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any, Callable
 
 from .common import JsonlWriter, add_reward_options, command_line, quiet_libraries, reward_options, slug
 
@@ -31,9 +32,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="bootstrap resamples for the 95%% intervals (default 1000)")
     add_reward_options(p)
-    from .eval_process import add_options as add_process_options  # step-labelled data: first-error F1, AUROC
-
-    add_process_options(p)
+    g = p.add_argument_group("process data (step-labelled solutions: ProcessBench/PRM800K/Math-Shepherd rows, arith-steps): "
+                             "first-error F1 and step AUROC")
+    g.add_argument("--threshold", type=float, default=None, help="fixed step threshold (default: chosen on a dev split of the questions)")
+    g.add_argument("--dev-fraction", type=float, default=0.3, help="share of questions for choosing the threshold (default 0.3)")
+    g.add_argument("--skip-invalid", action="store_true", help="leave out rows that fail validation (listed in results.json) instead of stopping")
     p.set_defaults(func=run)
 
 
@@ -61,44 +64,80 @@ def run(args: argparse.Namespace) -> int:
     if not args.data:
         print("error: --data is required with --reward", file=sys.stderr)
         return 2
-    quiet_libraries()
-    from ..specs import load_reward
-    from .eval_process import run_process, step_data
-
-    steps = step_data(args)
-    if steps is not None:
-        return run_process(args, steps)
-    data = resolve_data(args.data, format=args.format, limit=args.limit, seed=args.seed)
-    print(f"data: {data.source} ({len(data)} {data.kind} records, format {data.format})", file=sys.stderr)
     duplicates = sorted({spec for spec in args.reward if args.reward.count(spec) > 1})
     if duplicates:
         print(f"error: --reward given more than once: {', '.join(duplicates)}", file=sys.stderr)
         return 2
-    folders = _folders(args.reward)
-    results, failures = {}, []
+    quiet_libraries()
+    data = resolve_data(args.data, format=args.format, limit=args.limit, seed=args.seed, skip_invalid=args.skip_invalid)
+    if data.kind == "steps":
+        return _run_process(args, data, out)
+    print(f"data: {data.source} ({len(data)} {data.kind} records, format {data.format})", file=sys.stderr)
     several = len(args.reward) > 1
-    for spec in args.reward:
-        folder = out / folders[spec] if several else out
+
+    def one(spec: str, reward: Any, folder: Path) -> dict:
+        writer = JsonlWriter(folder / "scores.jsonl")
         try:
-            print(f"loading reward {spec} ...", file=sys.stderr)
-            reward = load_reward(spec, **reward_options(args))
-            writer = JsonlWriter(folder / "scores.jsonl")
-            try:
-                result, _ = evaluate(reward, data, n_boot=args.bootstrap, seed=args.seed, on_rows=writer)
-            finally:
-                writer.close()
-        except Exception as err:  # one broken reward must not lose the others' results
-            failures.append((spec, err))
-            print(f"error: reward {spec}: {type(err).__name__}: {err}", file=sys.stderr)
-            continue
+            result, _ = evaluate(reward, data, n_boot=args.bootstrap, seed=args.seed, on_rows=writer)
+        finally:
+            writer.close()
         result = clean_nan({"spec": spec, **result, "seed": args.seed})
         write_json(folder / "results.json", result)
-        results[spec] = result
         if several:
             print(results_table(result, title=f"\n== {spec}"))
+        return result
+
+    results, failures = _lineup(args, out, one)
     if results:
         title = f"{next(iter(results))} on {data.source}" if len(results) == 1 else f"Lineup on {data.source}"
         _finish(out, results, title, command_line(args.argv), per_reward_written=True)
+    return _failed(failures)
+
+
+def _run_process(args: argparse.Namespace, data: Any, out: Path) -> int:
+    """Step-labelled data: first-error F1 and step AUROC per reward (:mod:`rewardkit.evals.process`)."""
+    from ..evals.process import evaluate_process, process_table
+    from ..evals.report import clean_nan, write_json
+
+    skipped = list(getattr(data, "skipped", []))
+    print(f"data: {data.source} ({len(data)} step-labelled solutions{f', {len(skipped)} invalid rows skipped' if skipped else ''})", file=sys.stderr)
+
+    def one(spec: str, reward: Any, folder: Path) -> dict:
+        result, rows = evaluate_process(reward, data, dev_fraction=args.dev_fraction, threshold=args.threshold, seed=args.seed)
+        result = clean_nan({"spec": spec, **result, "seed": args.seed, "skipped_invalid_rows": skipped, "command": command_line(args.argv)})
+        writer = JsonlWriter(folder / "scores.jsonl")
+        writer(rows)
+        writer.close()
+        write_json(folder / "results.json", result)
+        print(process_table(result, title=f"\n== {spec}"))
+        return result
+
+    results, failures = _lineup(args, out, one)
+    if len(args.reward) > 1 and results:
+        write_json(out / "lineup.json", {spec: {k: r[k] for k in ("f1", "auroc", "error_accuracy", "correct_accuracy", "threshold", "n")}
+                                         for spec, r in results.items()})
+    return _failed(failures)
+
+
+def _lineup(args: argparse.Namespace, out: Path, one: Callable[[str, Any, Path], dict]) -> tuple[dict[str, dict], list]:
+    """Load and evaluate each ``--reward`` in turn with ``one(spec, reward, folder)``, one folder per
+    reward when there are several; a reward that fails is reported and does not lose the others."""
+    from ..specs import load_reward
+
+    folders = _folders(args.reward)
+    results, failures = {}, []
+    for spec in args.reward:
+        folder = out / folders[spec] if len(args.reward) > 1 else out
+        try:
+            print(f"loading reward {spec} ...", file=sys.stderr)
+            results[spec] = one(spec, load_reward(spec, **reward_options(args)), folder)
+        except Exception as err:  # one broken reward must not lose the others' results
+            failures.append((spec, err))
+            print(f"error: reward {spec}: {type(err).__name__}: {err}", file=sys.stderr)
+    return results, failures
+
+
+def _failed(failures: list) -> int:
     for spec, err in failures:
         print(f"FAILED: {spec}: {err}", file=sys.stderr)
     return 1 if failures else 0

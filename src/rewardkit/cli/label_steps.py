@@ -41,8 +41,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..clients import client_from_spec
-    from ..data.formats import DataFormatError, iter_rows, question_rows
-    from ..data.steps import StepRecord, gsm8k_steps, resolve_step_data
+    from ..data.io import DataFormatError, iter_rows, question_rows
+    from ..data.benchmarks import resolve_step_data
+    from ..data.steps import StepRecord, gsm8k_steps
     from ..specs import load_reward
     from ..use.label_steps import RolloutConfig, label_all, sample_solutions
 

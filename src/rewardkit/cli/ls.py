@@ -39,10 +39,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {r['spec'].ljust(width)}  {r['description']}")
     print("\ncompositions nest any specs, e.g. 'ensemble:lcb(loglik:default, length, k=0.5)', 'gate(rule:math, loglik:default)',")
     print("or a YAML file naming a kind and its arguments (examples/rewards/*.yaml)")
-    print("\nbuilt-in benchmarks (use as --data NAME or NAME:SPLIT):")
+    print("\nbuilt-in benchmarks (use as --data NAME or NAME:SPLIT; NAME:PATH where marked):")
     for b in benches:
-        print(f"  {b['name']}  {b['description']}")
+        also = f" (also: {', '.join(b['aliases'])})" if b["aliases"] else ""
+        print(f"  {b['name']}{':PATH' if b['argument'] == 'path' else ''}  {b['description']}{also}")
         for sec, parts in b["sections"].items():
             print(f"      section {sec}: " + ", ".join(f"{s} x{w:g}" for s, w in parts.items()))
-    print("\nany .jsonl/.json/.parquet file also works as --data (formats: pairwise, hh-rlhf, best-of-n, samples, scores)")
+    print("\nany .jsonl/.json/.parquet file also works as --data (formats: pairwise, hh-rlhf, best-of-n, samples, scores, steps)")
     return 0

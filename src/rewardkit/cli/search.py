@@ -41,7 +41,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..clients import client_from_spec
-    from ..data.formats import question_rows
+    from ..data.io import question_rows
     from ..specs import load_reward
     from ..use.search import SearchConfig, search_vs_best_of_n
 

@@ -210,7 +210,7 @@ def run_regression(args: argparse.Namespace) -> int:
 
 
 def run_prm(args: argparse.Namespace) -> int:
-    from ..data.steps import resolve_step_data
+    from ..data.benchmarks import resolve_step_data
     from ..train.prm import PRMConfig, train
 
     quiet_libraries()

@@ -18,14 +18,14 @@ listed above travels with the record as a keyword column (e.g. a gold "answer").
 """
 from __future__ import annotations
 
-import json
 import math
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 from ..types import BestOfNRecord, PairRecord, SampleRecord, ScoredBestOfN, ScoredPair
+from .io import DataFormatError, Dataset, iter_rows
+from .steps import detect_step_format, load_steps
 
 FORMATS = ("auto", "pairwise", "hh-rlhf", "best-of-n", "samples", "scores", "steps")
 _HH_TURN = re.compile(r"(?:^|\n\n)(Human|Assistant):[ ]?")
@@ -33,91 +33,7 @@ _ASSISTANT = "\n\nAssistant:"
 _CORE = {"id", "prompt", "chosen", "rejected", "subset", "completions", "num_correct", "completion", "response"}
 
 
-class DataFormatError(ValueError):
-    """Bad input: names the file, the line or record, and the field."""
-
-    def __init__(self, path: str | Path, where: str, field: str | None, message: str):
-        self.path, self.where, self.field = str(path), where, field
-        loc = f"{path}:{where}" if where else str(path)
-        super().__init__(f"{loc}: " + (f"field '{field}': " if field else "") + message)
-
-
-@dataclass
-class Dataset:
-    """Records read from one file (or generated), all of one kind."""
-
-    kind: str  # "pairs" | "best-of-n" | "samples" | "scores"
-    records: list[Any]
-    source: str = ""
-    format: str = ""
-    sections: dict[str, dict[str, float]] = field(default_factory=dict)  # from a benchmark declaration
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-
-# ---------------------------------------------------------------- raw rows
-
-def iter_rows(path: str | Path) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Yield ``(location, row)``: location is "line N" for JSONL and "record N" for JSON/Parquet."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"data file not found: {path}")
-    suffix = path.suffix.lower()
-    if suffix == ".parquet":
-        try:
-            import pyarrow.parquet as pq
-        except ImportError as err:
-            raise ImportError("reading Parquet needs pyarrow: pip install 'rewardkit[parquet]'") from err
-        for i, row in enumerate(pq.read_table(path).to_pylist(), start=1):
-            yield f"record {i}", row
-        return
-    if suffix == ".json":
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as err:
-            raise DataFormatError(path, f"line {err.lineno}", None, f"invalid JSON: {err.msg}") from None
-        if isinstance(data, dict):
-            for key in ("data", "rows", "records"):
-                if isinstance(data.get(key), list):
-                    data = data[key]
-                    break
-        if not isinstance(data, list):
-            raise DataFormatError(path, "", None, "a .json file must hold a list of rows (or {'data': [...]})")
-        for i, row in enumerate(data, start=1):
-            if not isinstance(row, dict):
-                raise DataFormatError(path, f"record {i}", None, f"expected an object, got {type(row).__name__}")
-            yield f"record {i}", row
-        return
-    with path.open(encoding="utf-8") as fh:
-        for n, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataFormatError(path, f"line {n}", None, f"invalid JSON: {err.msg} (column {err.colno})") from None
-            if not isinstance(row, dict):
-                raise DataFormatError(path, f"line {n}", None, f"expected a JSON object, got {type(row).__name__}")
-            yield f"line {n}", row
-
-
 # ---------------------------------------------------------------- prompts and completions
-
-def question_rows(path: str | Path, *, limit: int | None = None, purpose: str = "this command",
-                  need: Sequence[str] = ("question", "answer")) -> list[tuple[str, str, dict[str, Any]]]:
-    """(where, id, row) of math rows ``{"question", "answer", ...}`` (GSM8K layout), the first ``limit``; a
-    row without a needed field is an error naming the file, line and field."""
-    out = []
-    for k, (where, row) in enumerate(iter_rows(path)):
-        if limit is not None and k >= limit:
-            break
-        for key in need:
-            if row.get(key) is None:
-                raise DataFormatError(path, where, key, f"missing ({purpose} needs a question and a gold answer)")
-        out.append((where, str(row.get("id", where.replace(" ", "-"))), row))
-    return out
-
 
 def is_hh_transcript(text: str) -> bool:
     return isinstance(text, str) and text.lstrip("\n").startswith("Human:") and _ASSISTANT in text
@@ -359,9 +275,10 @@ def detect_row_format(row: dict[str, Any], path: Path, where: str) -> str:
         raise DataFormatError(path, where, None, str(err)) from None
 
 
-def load_dataset(path: str | Path, format: str = "auto", limit: int | None = None) -> Dataset:
+def load_dataset(path: str | Path, format: str = "auto", limit: int | None = None, skip_invalid: bool = False) -> Dataset:
     """Read and validate a JSONL/JSON/Parquet file. ``format="auto"`` decides from the first row;
-    every later row must parse the same way."""
+    every later row must parse the same way. Step-labelled files go to :func:`~rewardkit.data.steps.load_steps`
+    (``skip_invalid``: leave out rows that fail validation, listed in ``Dataset.skipped``)."""
     if format not in FORMATS:
         raise ValueError(f"unknown format {format!r}; choose from {', '.join(FORMATS)}")
     path = Path(path)
@@ -369,12 +286,10 @@ def load_dataset(path: str | Path, format: str = "auto", limit: int | None = Non
     chosen_format = None if format == "auto" else format
     for where, row in iter_rows(path):
         if chosen_format is None:
-            from .steps import detect_step_format, load_steps  # step-labelled solutions live in data/steps.py
-
             if detect_step_format(row) is not None:
                 chosen_format = "steps"
         if chosen_format == "steps":
-            return load_steps(path, limit=limit)
+            return load_steps(path, limit=limit, skip_invalid=skip_invalid)
         if chosen_format is None:
             chosen_format = detect_row_format(row, path, where)
         records.append(_PARSERS[chosen_format](row, path, where))

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from .formats import DataFormatError, Dataset, iter_rows
+from .io import DataFormatError, Dataset, iter_rows
 
 STEP_TAG = "ки"
 
@@ -321,16 +321,3 @@ def gsm8k_error_steps(path: str | Path, n: int | None = None, seed: int = 0) -> 
             bsteps, j = bad
             records.append(StepRecord(rid + "-err", row["question"], bsteps, labels_from_first_error(len(bsteps), j), j, "gsm8k", {"answer": answer}))
     return Dataset("steps", records, f"{path} (reference solutions + injected errors, seed {seed})", "processbench")
-
-
-def resolve_step_data(spec: str, *, limit: int | None = None, seed: int = 0, skip_invalid: bool = False) -> Dataset:
-    """``arith`` / ``arith:train`` (the suite's arith subset as step data), ``gsm8k-errors:PATH``
-    (reference solutions plus injected errors), or a step-labelled data file."""
-    name, _, arg = spec.partition(":")
-    if name in ("arith", "arith-steps") and not Path(spec).exists():
-        return arith_steps(arg or "test", limit, seed)
-    if name == "gsm8k-errors":
-        if not arg:
-            raise ValueError("gsm8k-errors needs a path: gsm8k-errors:PATH/TO/gsm8k_train.jsonl")
-        return gsm8k_error_steps(arg, limit, seed)
-    return load_steps(spec, limit=limit, skip_invalid=skip_invalid)
