@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from rewardkit.data.steps import StepRecord, labels_from_first_error
-from rewardkit.rewards.loglik_prm import FEATURES, LikelihoodPRM, apply_head, read_head, step_features
+from rewardkit.rewards.process.likelihood import FEATURES, LikelihoodPRM, apply_head, read_head, step_features
 
 
 def test_step_features_by_hand():

@@ -79,7 +79,7 @@ def test_spec_and_default(tiny_dirs):
 
 
 def test_implicit_prm_sums_log_ratios_per_step(tiny_dirs):
-    from rewardkit.rewards.implicit_prm import ImplicitPRM
+    from rewardkit.rewards.process import ImplicitPRM
     from rewardkit.rewards.likelihood import LogLikelihoodReward
 
     lm = LogLikelihoodReward(str(tiny_dirs["lm"]))

@@ -1,7 +1,7 @@
 """Training the likelihood-head PRM (``rewardkit train --objective prm --readout loglik``).
 
 One recipe, read top to bottom: the frozen LM computes per-step surprise statistics
-(:mod:`rewardkit.rewards.loglik_prm`) for every labelled step in one pass per solution; a logistic
+(:mod:`rewardkit.rewards.process.likelihood`) for every labelled step in one pass per solution; a logistic
 head is fitted on standardised statistics by L-BFGS (binary cross-entropy, hard or soft labels,
 L2 penalty ``l2``). The fit is convex and takes seconds, so there are no checkpoints: the only long
 part is the feature pass, shown with a progress bar. Output: ``OUT/prm_head.json`` (written
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Literal, Sequence
 
 from ..data.steps import StepRecord
-from ..rewards.loglik_prm import FEATURES, HEAD_FILE, StepStats, apply_head
+from ..rewards.process.likelihood import FEATURES, HEAD_FILE, StepStats, apply_head
 from .common import split_heldout, step_targets
 
 

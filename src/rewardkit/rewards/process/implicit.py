@@ -4,7 +4,7 @@
 parameterised as ``r(y) = beta * log pi(y) / pi_ref(y)`` (e.g. a DPO-trained policy over its
 reference) gives process rewards for free: the reward of step k is ``beta`` times the sum of the
 per-token log-ratios over that step's tokens. Both models score the same token ids (the step-wise
-encoding of :mod:`rewardkit.rewards.process`), so they must share a tokenizer.
+encoding of :meth:`rewardkit.models.Encoder.encode_steps`), so they must share a tokenizer.
 
 Without a reference (``reference=None``) the ratio degenerates to the policy's own log-likelihood
 of each step: a zero-shot baseline, not the method of the paper.
@@ -13,12 +13,12 @@ from __future__ import annotations
 
 from typing import Any, Literal, Sequence
 
-from ..data.steps import as_steps
-from ..models.heads import completion_logprobs
-from ..protocol import BaseReward
-from ..types import Completion, Prompt, RewardOutput
-from .likelihood import LogLikelihoodReward
-from .process import AGGREGATES, step_output
+from ...data.steps import as_steps
+from ...models.heads import completion_logprobs
+from ...protocol import BaseReward
+from ...types import Completion, Prompt, RewardOutput
+from ..likelihood import LogLikelihoodReward
+from .steps import AGGREGATES, step_output
 
 
 class ImplicitPRM(BaseReward):

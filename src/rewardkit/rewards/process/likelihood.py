@@ -10,7 +10,7 @@ running minima/maxima over the steps so far) and a logistic head trained on step
 into ``P(step correct)``. The base model stays frozen, so training is a feature pass plus a convex
 fit (seconds), and the whole PRM is a few hundred bytes of JSON next to the LM spec.
 
-Step encoding is the one of :mod:`rewardkit.rewards.process` (each step tokenized on its own), so a
+Step encoding is the one of :meth:`rewardkit.models.Encoder.encode_steps` (each step tokenized on its own), so a
 prefix of steps has exactly a prefix of the tokens and the step scores equal per-prefix scoring.
 """
 from __future__ import annotations
@@ -20,12 +20,12 @@ import math
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..data.steps import as_steps
-from ..models.heads import completion_logprobs
-from ..protocol import BaseReward
-from ..types import Completion, Prompt, RewardOutput
-from .likelihood import LogLikelihoodReward
-from .process import AGGREGATES, step_output
+from ...data.steps import as_steps
+from ...models.heads import completion_logprobs
+from ...protocol import BaseReward
+from ...types import Completion, Prompt, RewardOutput
+from ..likelihood import LogLikelihoodReward
+from .steps import AGGREGATES, step_output
 
 HEAD_FILE = "prm_head.json"
 FEATURES = (

@@ -1,100 +1,25 @@
-"""Process reward models (PRMs): a score for every reasoning step, all steps in ONE forward pass.
+"""Value-head PRM: a score for every reasoning step, all steps in ONE forward pass.
 
-The completion is encoded step by step: each step (plus the step-end marker, a newline by default)
-is tokenized on its own and the pieces are concatenated after the chat-templated prompt, so the
-last token of each piece is known exactly. A value head read at those tokens gives every step's
-score from one forward pass; because the model is causal, the score at step k equals the score of
-the prefix ending at step k fed alone (the per-prefix way, k times the compute). Training
-(``rewardkit train --objective prm``) uses the same encoding, so scoring reads what was trained.
-
-Aggregates turn step scores into the sample's ``score``: min, last, product, mean, sum, and the clip
-and delta forms of "On Designing Effective RL Reward at Training Time for LLM Reasoning" (Gao et
-al., 2024), which bound the return so a policy cannot farm reward by adding steps.
+The completion is encoded step by step (:meth:`rewardkit.models.Encoder.encode_steps`: each step plus
+the step-end marker, a newline by default, tokenized on its own after the chat-templated prompt), so
+the last token of each piece is known exactly. A value head read at those tokens
+(:func:`rewardkit.models.heads.step_end_outputs`) gives every step's score from one forward pass;
+because the model is causal, the score at step k equals the score of the prefix ending at step k fed
+alone (the per-prefix way, k times the compute). Training (``rewardkit train --objective prm``) uses
+the same encoding and readout, so scoring reads what was trained.
 """
 from __future__ import annotations
 
-import math
 import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..data.steps import as_steps
-from ..models import Encoded
-from ..models.heads import last_token_outputs, step_end_outputs
-from ..types import Completion, Prompt, RewardOutput
-from ._lm import TransformerReward
-
-AGGREGATES = ("min", "last", "product", "mean", "sum", "clip", "delta")
-
-
-def aggregate(scores: Sequence[float], how: str = "min", clip_threshold: float = 0.5) -> tuple[float, list[float]]:
-    """(sample score, per-step rewards) from step scores in [0, 1].
-
-    clip:  r_k = min(s_k - eta, 0); the return sum_k r_k can only fall with more steps.
-    delta: r_k = s_k - s_{k+1} (k < K), r_K = s_K; the return telescopes to s_1, so no
-           repetition of good-looking steps pays (Gao et al., 2024).
-    Other aggregates leave the per-step rewards equal to the scores.
-    """
-    s = [float(x) for x in scores]
-    if not s:
-        raise ValueError("no steps to aggregate")
-    if how == "clip":
-        rewards = [min(x - clip_threshold, 0.0) for x in s]
-        return sum(rewards), rewards
-    if how == "delta":
-        rewards = [s[k] - s[k + 1] for k in range(len(s) - 1)] + [s[-1]]
-        return sum(rewards), rewards
-    if how == "min":
-        value = min(s)
-    elif how == "last":
-        value = s[-1]
-    elif how == "product":
-        value = math.prod(s)
-    elif how == "mean":
-        value = sum(s) / len(s)
-    elif how == "sum":
-        value = sum(s)
-    else:
-        raise ValueError(f"unknown aggregate {how!r}; choose from {', '.join(AGGREGATES)}")
-    return value, s
-
-
-def step_output(steps: Sequence[Sequence[str]], encoded: Sequence[Encoded], results: Sequence[Sequence[float] | None],
-                how: str, clip_threshold: float) -> RewardOutput:
-    """The ``RewardOutput`` of a step-wise reward: per-step scores in ``steps``, their aggregate in
-    ``scores`` (``None`` with a reason for samples without steps or that do not fit), dense rewards
-    in ``extras["step_rewards"]`` for clip/delta."""
-    scores: list[float | None] = []
-    step_scores: list[list[float]] = []
-    step_rewards: list[list[float]] = []
-    reasons: list[str | None] = []
-    for s, e, res in zip(steps, encoded, results):
-        reason = None
-        if not s:
-            reason = "no steps (empty completion)"
-        elif not e.fits:
-            reason = "the steps do not fit in max_length"
-        if reason is not None or res is None:
-            scores.append(None)
-            step_scores.append([])
-            step_rewards.append([])
-            reasons.append(reason or "empty input")
-            continue
-        value, rewards = aggregate(res, how, clip_threshold)
-        scores.append(value)
-        step_scores.append([float(x) for x in res])
-        step_rewards.append(rewards)
-        reasons.append(None)
-    extras: dict[str, list] = {
-        "num_steps": [len(s) for s in steps],
-        "truncated": [e.truncated for e in encoded],
-        "num_tokens": [len(e.input_ids) for e in encoded],
-    }
-    if how in ("clip", "delta"):
-        extras["step_rewards"] = step_rewards
-    if any(reasons):
-        extras["reason"] = reasons
-    return RewardOutput(scores=scores, steps=step_scores, extras=extras)
+from ...data.steps import as_steps
+from ...models import Encoded
+from ...models.heads import last_token_outputs, step_end_outputs
+from ...types import Completion, Prompt, RewardOutput
+from .._lm import TransformerReward
+from .steps import AGGREGATES, step_output
 
 
 def default_prm_path() -> Path | None:
@@ -113,29 +38,15 @@ class ProcessReward(TransformerReward):
     head, the probability of label 1). ``RewardOutput.steps`` holds them; ``scores`` holds the
     ``aggregate``; for clip/delta the dense per-step rewards are in ``extras["step_rewards"]``.
 
-    model: ``default-value`` = the packaged value-head PRM, or any directory / adapter. ``default``
-    and directories holding ``prm_head.json`` give a :class:`~rewardkit.rewards.loglik_prm.LikelihoodPRM`
-    instead (the packaged default PRM is one).
+    model: ``default-value`` (or ``default``) = the packaged value-head PRM, or any directory / adapter.
+    The ``prm:`` spec goes through :func:`~rewardkit.rewards.process.load_prm`, which gives a
+    :class:`~rewardkit.rewards.process.LikelihoodPRM` for ``prm:default`` and heads in ``prm_head.json``.
     step_separator: how text completions are split into steps (``list[str]`` completions are used as given).
     step_end: the marker appended to each step; its last token is where the score is read.
     """
 
     task = "sequence-classification"
     kind = "prm"
-
-    def __new__(cls, model: Any = None, **kwargs: Any):
-        # ``prm:PATH`` also names the likelihood-head PRM (a directory or file with ``prm_head.json``),
-        # and ``prm:default`` is the packaged one when this install has it: one spec kind for both.
-        # Only an explicit model argument dispatches (copy/pickle call __new__ without arguments).
-        from .loglik_prm import HEAD_FILE, LikelihoodPRM, default_head_path
-
-        if cls is ProcessReward and isinstance(model, (str, Path)):
-            if model == "default" and default_head_path() is not None:
-                return LikelihoodPRM("default", **kwargs)
-            p = Path(model)
-            if (p / HEAD_FILE).is_file() or (p.name.endswith(".json") and p.is_file()):
-                return LikelihoodPRM(str(p), **kwargs)
-        return super().__new__(cls)
 
     def __init__(
         self,
@@ -158,7 +69,7 @@ class ProcessReward(TransformerReward):
             model = str(path)
             kwargs.setdefault("name", f"prm:{model_arg}")
         if num_labels is None and isinstance(model, str):
-            from ..models.loading import load_config
+            from ...models.loading import load_config
 
             architectures = getattr(load_config(model), "architectures", None) or []
             if not any(a.endswith(("ForSequenceClassification", "ForTokenClassification")) for a in architectures):
