@@ -96,7 +96,7 @@ def pairwise_stats(judge, rows) -> dict:
 
 
 def _label(text: str):
-    from rewardkit.rewards._judge_text import parse_choice
+    from rewardkit.rewards.judge.text import parse_choice
 
     found = parse_choice(text, ("A", "B"))
     return found[0] if found else None
@@ -119,7 +119,7 @@ def verify_stats(judge, rows) -> dict:
 
 
 def probe_stats(client, rows) -> dict:
-    from rewardkit.rewards._judge_text import ATTACK_PROBES
+    from rewardkit.rewards.judge.text import ATTACK_PROBES
     from rewardkit.rewards.judge import VerifierJudge
 
     prompts = [r["prompt"] for r in rows for _ in ATTACK_PROBES]

@@ -37,7 +37,7 @@ ALIASES: dict[str, str] = {
     "judge": "rewardkit.rewards.judge:JudgeReward",
     "pairwise": "rewardkit.rewards.judge:PairwiseJudge",
     "verify": "rewardkit.rewards.judge:VerifierJudge",
-    "listwise": "rewardkit.rewards.judge_listwise:ListwiseJudge",
+    "listwise": "rewardkit.rewards.judge:ListwiseJudge",
     "dpo": "rewardkit.rewards.implicit:DPOReward",
     "ratio": "rewardkit.rewards.implicit:DensityRatioReward",
     "flr": "rewardkit.rewards.implicit:FollowUpReward",

@@ -2,7 +2,7 @@ import pytest
 
 from judge_helpers import ScriptedClient, section
 
-from rewardkit.rewards._judge_text import ATTACK_PROBES, fill, is_substantive, load_template, parse_choice, parse_score
+from rewardkit.rewards.judge.text import ATTACK_PROBES, fill, is_substantive, load_template, parse_choice, parse_score
 from rewardkit.rewards.judge import JudgeReward, PairwiseJudge, VerifierJudge
 
 
@@ -185,7 +185,7 @@ def test_verifier_reference_and_columns():
 
 # ------------------------------------------------------------------ meta-filter
 def test_critique_checks_each_can_fail():
-    from rewardkit.rewards._judge_text import critique_checks
+    from rewardkit.rewards.judge.text import critique_checks
 
     task = "[Request]\nWhat is 2+3?\n\n[Response A]\nTwo plus three is five, so the answer is 5 for sure.\n\n[Response B]\n6"
     good = "Response A adds the numbers correctly while B gives a wrong total without any working.\nVerdict: A"

@@ -8,8 +8,8 @@ from judge_helpers import ScriptedClient, section
 
 from rewardkit.data.formats import Dataset
 from rewardkit.evals.runner import evaluate
-from rewardkit.rewards._judge_text import parse_ranking
-from rewardkit.rewards.judge_listwise import ListwiseJudge, shown_orders
+from rewardkit.rewards.judge.text import parse_ranking
+from rewardkit.rewards.judge.listwise import ListwiseJudge, shown_orders
 from rewardkit.types import BestOfNRecord, PairRecord
 
 

@@ -233,7 +233,7 @@ class _LongerWinsClient:
 def test_a_judge_behind_the_micro_batcher_scores_each_request_as_alone(kind):
     from rewardkit.protocol import group_by
     from rewardkit.rewards.judge import PairwiseJudge
-    from rewardkit.rewards.judge_listwise import ListwiseJudge
+    from rewardkit.rewards.judge.listwise import ListwiseJudge
 
     cls = PairwiseJudge if kind == "pairwise" else ListwiseJudge
     judge = cls(client=_LongerWinsClient(), use_logprobs=False)

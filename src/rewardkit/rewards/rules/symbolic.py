@@ -33,7 +33,7 @@ def _symbolic_equal(gold: str, pred: str) -> tuple[bool | None, str | None]:
     import sympy
     from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
 
-    from .math import _terminates, approximates, parse_number
+    from .numbers import approximates, parse_number, terminates
 
     config = [LatexExtractionConfig(), ExprExtractionConfig()]
     g = parse(f"${gold}$", extraction_config=config, parsing_timeout=None)
@@ -51,7 +51,7 @@ def _symbolic_equal(gold: str, pred: str) -> tuple[bool | None, str | None]:
             if other.is_rational is False:
                 value = Fraction(str(sympy.N(other, places + 20)))
                 return approximates(dec[0], places, value) if dec else False, None
-            if other.is_Rational and not _terminates(Fraction(int(other.p), int(other.q))):
+            if other.is_Rational and not terminates(Fraction(int(other.p), int(other.q))):
                 return approximates(dec[0], places, Fraction(int(other.p), int(other.q))) if dec else False, None
     return bool(verify(g, p, timeout_seconds=None)), None
 

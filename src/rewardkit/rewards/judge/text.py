@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 from typing import Any, Sequence
 
-TEMPLATE_DIR = Path(__file__).with_name("judge_prompts")
+TEMPLATE_DIR = Path(__file__).with_name("prompts")
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
 
 

@@ -1,45 +1,19 @@
-"""Generative judges (LLM-as-a-judge) behind the reward protocol, reproducible by construction.
-
-* :class:`JudgeReward` (pointwise): the judge rates one response; the score is the parsed number, or
-  the probability-weighted expected score when the client returns token log-probabilities.
-* :class:`PairwiseJudge`: responses to the same prompt are compared in pairs, each pair in both orders
-  (or one seeded random order, recorded); a response's score is its mean win probability against the
-  others (a round robin, so it ranks best-of-N lists too). Order-inconsistent verdicts are reported.
-* :class:`VerifierJudge`: reference-guided correct/incorrect (the RLVR use), hardened against the
-  empty answers of "One Token to Fool LLM-as-a-Judge".
-
-All three can be conditioned on principles or a rubric (per sample via a ``principles`` / ``rubric``
-column, or globally), can write their own principles first (DeepSeek-GRM, "Inference-Time Scaling for
-Generalist Reward Modeling"), and can draw ``samples`` judgments per item and vote or average, with an
-optional meta-filter (any reward scoring the critiques) keeping the best before voting.
-Parse failures are ``None`` with the raw text in ``extras["judge_raw"]``; every item reports its
-``judge_calls``, ``parse_failures`` and ``generated_tokens``.
-"""
+"""Pointwise judging (``judge:``), and what every generative judge shares: the configuration (model
+or client, template, principles, k samples with vote or mean, the meta-filter, log-probability
+verdicts, the forced answer prefix, the seed), the batched call, and the evaluation summary of judge
+cost and reliability. The pointwise judge is also the meta-judge that rates critiques
+(``meta_filter="critique-judge"``), so the two live in one module."""
 from __future__ import annotations
 
-import json
 import math
-import random
 from collections import Counter, defaultdict
 from typing import Any, Literal, Sequence
 
-from ..clients import client_from_spec
-from ..clients.base import Generation
-from ..protocol import BaseReward, completion_text, groups_of
-from ..types import Completion, Prompt, RewardOutput
-from ._judge_text import (
-    ATTACK_PROBES,
-    CRITIQUE_CHECKS,
-    critique_checks,
-    distribution_at,
-    fill,
-    is_substantive,
-    load_template,
-    parse_choice,
-    parse_score,
-    principles_block,
-    template_fields,
-)
+from ...clients import client_from_spec
+from ...clients.base import Generation
+from ...protocol import BaseReward, completion_text
+from ...types import Completion, Prompt, RewardOutput
+from .text import CRITIQUE_CHECKS, critique_checks, distribution_at, fill, load_template, parse_score, principles_block, template_fields
 
 
 def prompt_text(prompt: Prompt) -> str:
@@ -49,7 +23,7 @@ def prompt_text(prompt: Prompt) -> str:
     return "\n".join(f"{m['role'].capitalize()}: {m['content']}" for m in prompt)
 
 
-class _Judge(BaseReward):
+class JudgeBase(BaseReward):
     """Shared configuration (the keyword arguments are the config):
 
     model: ``default`` (embedded model, local), a model dir/.gguf/hub id, or ``openai:MODEL@URL``.
@@ -126,7 +100,7 @@ class _Judge(BaseReward):
             meta_filter = JudgeReward(client=self.client, template="meta-critique", answer_prefix="Score:",
                                       seed=int(seed), name="critique-judge")
         elif isinstance(meta_filter, str):
-            from ..specs import load_reward
+            from ...specs import load_reward
 
             meta_filter = load_reward(meta_filter)
         self.meta_filter, self.meta_keep = meta_filter, float(meta_keep)
@@ -218,7 +192,7 @@ class _Judge(BaseReward):
         return float(sum(values) / len(values))
 
 
-class JudgeReward(_Judge):
+class JudgeReward(JudgeBase):
     """Pointwise judge: ``Score: N`` on a ``min_score``..``max_score`` scale. The direct template asks for
     the score only (cheap and robust for small local judges); ``template="pointwise"`` asks for a short
     critique first (raise ``max_new_tokens``)."""
@@ -266,222 +240,6 @@ class JudgeReward(_Judge):
         if self.meta_filter is not None:
             extras.update(meta_scores=metas, meta_discarded=discarded)
         return RewardOutput(scores=scores, extras=extras)
-
-
-class PairwiseJudge(_Judge):
-    """Compares responses to the same prompt (grouped by a ``group_id`` column, else by prompt) in pairs.
-
-    order: "both" asks every pair in both orders (position bias cancels and shows up as
-        ``order_inconsistent`` out of ``order_checked``, the pairs where both orders gave a verdict); "random" asks one order per pair, drawn from ``seed`` and the pair's
-        content (recorded in ``extras["orders"]``).
-    Score of a response: mean over its opponents of P(it wins), from verdict probabilities when the
-    client gives log-probabilities, else from the parsed verdicts (a split decision is 0.5).
-    A response with no opponent scores ``None``.
-    """
-
-    kind = "pairwise"
-    default_template = "pairwise-direct"
-    default_prefix = "Verdict:"
-    group_by = "record"  # compares a group's responses; in an eval, a record's own completions
-
-    def __init__(self, model: Any = "default", *, order: Literal["both", "random"] = "both", **kwargs: Any):
-        if order not in ("both", "random"):
-            raise ValueError(f"order must be 'both' or 'random', got {order!r}")
-        super().__init__(model, **kwargs)
-        if not {"response_a", "response_b"} <= template_fields(self.template):
-            raise ValueError("a pairwise template needs {response_a} and {response_b}")
-        self.order = order
-
-    def _p_first(self, gen: Generation) -> tuple[float | None, str | None]:
-        """(P(first response wins), hard verdict label) of one judgment."""
-        found = parse_choice(self.full_text(gen), ("A", "B"))
-        if found is None:
-            return None, None
-        label, at = found
-        dist = self._located(gen, at, {"A": "A", "B": "B"})
-        return (dist.get("A", 0.0) if dist else (1.0 if label == "A" else 0.0)), label
-
-    def score(self, prompts: Sequence[Prompt], completions: Sequence[Completion], **columns: Any) -> RewardOutput:
-        self._check_lengths(prompts, completions)
-        n = len(prompts)
-        groups = groups_of(prompts, columns.get("group_id"))
-        blocks = self._principles(prompts, columns)
-        asks: list[tuple[int, int]] = []  # (first, second) sample indices of each judge prompt
-        for members in groups.values():
-            for a in range(len(members)):
-                for b in range(a + 1, len(members)):
-                    i, j = members[a], members[b]
-                    if self.order == "both":
-                        asks += [(i, j), (j, i)]
-                    else:
-                        key = json.dumps([self.seed, completion_text(completions[i]), completion_text(completions[j])])
-                        asks.append((i, j) if random.Random(key).random() < 0.5 else (j, i))
-        texts = [fill(self.template, prompt=prompt_text(prompts[i]), response_a=completion_text(completions[i]),
-                      response_b=completion_text(completions[j]), principles=blocks[i]) for i, j in asks]
-        outs = self._ask(texts)
-        # per unordered pair: list of P(lower index wins) readings and hard winners
-        pairs: dict[tuple[int, int], dict[str, list]] = {}
-        ex = {k: [0] * n for k in ("judge_calls", "parse_failures", "generated_tokens", "comparisons", "order_checked",
-                                   "order_inconsistent", "first_position_wins", "meta_discarded")}
-        raw: list[list[str]] = [[] for _ in range(n)]
-        orders: list[list[list[int]]] = [[] for _ in range(n)]
-        for (i, j), text, gens in zip(asks, texts, outs):
-            key = (min(i, j), max(i, j))
-            slot = pairs.setdefault(key, {"p": [], "hard": [], "by_order": []})
-            readings = [self._p_first(g) for g in gens]
-            keep, meta = self._meta_keep(text, gens, [r[1] for r in readings])
-            for s in (i, j):
-                ex["meta_discarded"][s] += sum(r[1] is not None for r in readings) - len(keep)
-                ex["judge_calls"][s] += len(gens)
-                ex["parse_failures"][s] += sum(r[1] is None for r in readings)
-                ex["first_position_wins"][s] += sum(r[1] == "A" for r in readings)
-                ex["generated_tokens"][s] += sum(g.num_tokens or 0 for g in gens) / 2  # the call is shared by two
-                raw[s].extend(self.full_text(g) for g in gens)
-                orders[s].append([i, j])
-            if not keep:
-                continue
-            p_first = self._combine([readings[k][0] for k in keep], [1.0 if readings[k][1] == "A" else 0.0 for k in keep])
-            p_low = p_first if i == key[0] else 1.0 - p_first
-            slot["p"].append(p_low)
-            slot["by_order"].append(p_low > 0.5 if p_low != 0.5 else None)
-        totals = [[] for _ in range(n)]
-        for (lo, hi), slot in pairs.items():
-            for s in (lo, hi):
-                ex["comparisons"][s] += 1
-            if not slot["p"]:
-                continue
-            p_low = sum(slot["p"]) / len(slot["p"])
-            verdicts = slot["by_order"]
-            if self.order == "both" and len(verdicts) == 2:  # both orders gave a verdict: consistency is measurable
-                ex["order_checked"][lo] += 1
-                ex["order_checked"][hi] += 1
-                if None in verdicts or verdicts[0] != verdicts[1]:
-                    ex["order_inconsistent"][lo] += 1
-                    ex["order_inconsistent"][hi] += 1
-            totals[lo].append(p_low)
-            totals[hi].append(1.0 - p_low)
-        scores = [sum(t) / len(t) if t else None for t in totals]
-        extras: dict[str, list] = {**ex, "judge_raw": raw, "seed": [self.seed] * n}
-        if self.meta_filter is None:
-            del extras["meta_discarded"]
-        if self.order == "random":
-            extras["orders"] = orders
-        extras["reason"] = [None if s is not None else ("no other response to compare with" if ex["comparisons"][k] == 0
-                            else "no verdict could be parsed") for k, s in enumerate(scores)]
-        if not any(extras["reason"]):
-            del extras["reason"]
-        return RewardOutput(scores=scores, extras=extras)
-
-
-class VerifierJudge(_Judge):
-    """Reference-guided verification: does the response reach the reference's final answer? Needs a
-    ``reference`` column (a reference solution) or an ``answer`` column (a gold final answer).
-
-    Score 1.0 correct / 0.0 incorrect, or P(correct) with ``soft=True`` when log-probabilities are there.
-    harden: answers without substantive content (``:``, ``Thought process:``, "Let's solve this step by
-        step.") score 0.0 without asking the judge ("One Token to Fool LLM-as-a-Judge", Zhao et al. 2025);
-        ``extras["rejected_empty"]`` marks them.
-    """
-
-    kind = "verify"
-    default_template = "verify"
-    default_prefix = "Verdict:"
-
-    def __init__(self, model: Any = "default", *, harden: bool = True, soft: bool = False, **kwargs: Any):
-        super().__init__(model, **kwargs)
-        self.harden, self.soft = harden, soft
-
-    def _p_correct(self, gen: Generation) -> tuple[float | None, float | None]:
-        found = parse_choice(self.full_text(gen), ("correct", "incorrect", "yes", "no"))
-        if found is None:
-            return None, None
-        label, at = found
-        hard = 1.0 if label.lower() in ("correct", "yes") else 0.0
-        if not self.soft:
-            return hard, hard
-        dist = self._located(gen, at, {"correct": 1.0, "incorrect": 0.0, "yes": 1.0, "no": 0.0, "in": 0.0})
-        return (dist.get(1.0, 0.0) if dist else hard), hard
-
-    def score(self, prompts: Sequence[Prompt], completions: Sequence[Completion], **columns: Any) -> RewardOutput:
-        self._check_lengths(prompts, completions)
-        n = len(prompts)
-        column = "reference" if columns.get("reference") is not None else "answer"
-        refs = self.require_column(columns, column, n)
-        answers = [completion_text(c) for c in completions]
-        empty = [self.harden and not is_substantive(a) for a in answers]
-        todo = [k for k in range(n) if not empty[k] and refs[k] is not None]
-        given = {c: [columns[c][k] for k in todo] for c in ("principles", "rubric") if columns.get(c) is not None}
-        blocks = self._principles([prompts[k] for k in todo], given) if todo else []
-        texts = [fill(self.template, prompt=prompt_text(prompts[k]), reference=str(refs[k]), response=answers[k], principles=b)
-                 for k, b in zip(todo, blocks)]
-        outs = dict(zip(todo, zip(texts, self._ask(texts))))
-        scores: list[float | None] = []
-        ex: dict[str, list] = {k: [] for k in ("judge_raw", "judge_calls", "parse_failures", "generated_tokens", "rejected_empty", "reason")}
-        discarded = [0] * n
-        for k in range(n):
-            reason = None
-            if empty[k]:
-                score, gens, fails = 0.0, [], 0
-                reason = "no substantive content (hardened verifier)"
-            elif refs[k] is None:
-                score, gens, fails = None, [], 0
-                reason = f"no {column} for this sample"
-            else:
-                text, gens = outs[k]
-                readings = [self._p_correct(g) for g in gens]
-                keep, _ = self._meta_keep(text, gens, [r[1] for r in readings])
-                discarded[k] = sum(r[1] is not None for r in readings) - len(keep)
-                fails = sum(r[1] is None for r in readings)
-                score = self._combine([readings[i][0] for i in keep], [readings[i][1] for i in keep]) if keep else None
-                if score is None:
-                    reason = "no verdict could be parsed"
-            scores.append(score)
-            ex["judge_raw"].append([self.full_text(g) for g in gens])
-            ex["judge_calls"].append(len(gens))
-            ex["parse_failures"].append(fails)
-            ex["generated_tokens"].append(sum(g.num_tokens or 0 for g in gens))
-            ex["rejected_empty"].append(bool(empty[k]))
-            ex["reason"].append(reason)
-        if not any(ex["reason"]):
-            del ex["reason"]
-        if self.meta_filter is not None:
-            ex["meta_discarded"] = discarded
-        if any(r is None for r in refs):  # rows without gold are not applicable (left out of accuracy, counted)
-            ex["applicable"] = [r is not None for r in refs]
-        return RewardOutput(scores=scores, extras=ex)
-
-    def eval_summary(self, records: Sequence[Any], rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
-        out = super().eval_summary(records, rows)
-        found = self.attack_probes(records)  # false positives on empty answers, next to the accuracy
-        if found:
-            out["attack_probes"] = found
-        return out
-
-    def attack_probes(self, records: Sequence[Any], *, probes: Sequence[str] = ATTACK_PROBES, limit: int = 10) -> dict[str, Any]:
-        """False-positive rates of the "One Token to Fool LLM-as-a-Judge" probe answers on up to ``limit``
-        records that have an ``answer`` or ``reference`` column: unhardened (the judge is asked) and as
-        configured. :meth:`eval_summary` reports it next to the accuracy."""
-        items = [r for r in records if (r.columns.get("reference") if r.columns.get("reference") is not None else r.columns.get("answer")) is not None][:limit]
-        if not items:
-            return {}
-        column = "reference" if items[0].columns.get("reference") is not None else "answer"
-        prompts = [r.prompt for r in items for _ in probes]
-        answers = [p for _ in items for p in probes]
-        refs = [r.columns.get(column) for r in items for _ in probes]
-        saved = self.harden
-        try:
-            self.harden = False
-            raw = self.score(prompts, answers, **{column: refs}).scores
-        finally:
-            self.harden = saved
-        hardened = [0.0 if not is_substantive(a) else s for a, s in zip(answers, raw)] if self.harden else raw
-        rate = lambda xs: sum(1 for x in xs if x is not None and x >= 0.5) / len(xs)  # noqa: E731
-        return {
-            "items": len(items), "probes": list(probes),
-            "false_positive_rate_unhardened": round(rate(raw), 4),
-            "false_positive_rate": round(rate(hardened), 4),
-            "per_probe_unhardened": {p: round(rate([raw[k] for k in range(len(raw)) if answers[k] == p]), 4) for p in probes},
-        }
 
 
 class CritiqueRules(BaseReward):

@@ -14,10 +14,10 @@ import json
 import random
 from typing import Any, Sequence
 
-from ..protocol import completion_text, groups_of
-from ..types import Completion, Prompt, RewardOutput
-from ._judge_text import fill, parse_choice, parse_ranking, template_fields
-from .judge import _Judge, prompt_text
+from ...protocol import completion_text, groups_of
+from ...types import Completion, Prompt, RewardOutput
+from .pointwise import JudgeBase, prompt_text
+from .text import fill, parse_choice, parse_ranking, template_fields
 
 LABELS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
@@ -35,7 +35,7 @@ def shown_orders(members: Sequence[int], count: int, key: str) -> list[list[int]
     return orders
 
 
-class ListwiseJudge(_Judge):
+class ListwiseJudge(JudgeBase):
     """Ranks the responses to the same prompt (grouped by ``group_id``, else by prompt) in one prompt.
 
     permutations: orders each group is shown in (default: one per response, the rotations of a
