@@ -39,11 +39,12 @@ def main(argv: list[str] | None = None) -> int:
 
     from rewardkit.data.benchmarks import resolve_step_data
     from rewardkit.models.loading import embedded_default_path
-    from rewardkit.rewards.process import ProcessReward, default_prm_path
+    from rewardkit.assets import packaged
+    from rewardkit.rewards.process import ProcessReward
 
     data = resolve_step_data(args.data, limit=args.n, skip_invalid=True)
     records = data.records[: args.n]
-    model = args.model or (str(default_prm_path()) if default_prm_path() else str(embedded_default_path()))
+    model = args.model or (str(packaged("default_prm")) if packaged("default_prm") else str(embedded_default_path()))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         prm = ProcessReward(model, max_length=args.max_length, max_tokens_per_batch=args.max_tokens_per_batch)

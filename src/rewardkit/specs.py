@@ -19,52 +19,52 @@ import re
 from pathlib import Path
 from typing import Any
 
+from .assets import packaged
 from .protocol import FunctionReward, Reward
 
-#: kind -> "module:Class". The argument after ``kind:`` is the class's first parameter (``model`` for
-#: model-backed rewards).
-ALIASES: dict[str, str] = {
-    "length": "rewardkit.rewards.baselines:LengthReward",
-    "loglik": "rewardkit.rewards.likelihood:LogLikelihoodReward",
-    "classifier": "rewardkit.rewards.classifier:ClassifierReward",
-    "rule": "rewardkit.rewards.rules:load_rule",
-    "ensemble": "rewardkit.rewards.ensemble:EnsembleReward",
-    "transform": "rewardkit.rewards.ensemble:TransformReward",
-    "gate": "rewardkit.rewards.ensemble:GateReward",
-    "remote": "rewardkit.rewards.remote:RemoteReward",
-    "prm": "rewardkit.rewards.process:load_prm",
-    "implicit-prm": "rewardkit.rewards.process:ImplicitPRM",
-    "judge": "rewardkit.rewards.judge:JudgeReward",
-    "pairwise": "rewardkit.rewards.judge:PairwiseJudge",
-    "verify": "rewardkit.rewards.judge:VerifierJudge",
-    "listwise": "rewardkit.rewards.judge:ListwiseJudge",
-    "dpo": "rewardkit.rewards.implicit:DPOReward",
-    "ratio": "rewardkit.rewards.implicit:DensityRatioReward",
-    "flr": "rewardkit.rewards.implicit:FollowUpReward",
+#: kind -> ("module:Class" or "module:factory", description for `rewardkit ls`). The argument after
+#: ``kind:`` is the target's first parameter (``model`` for model-backed rewards). ``py`` (your own
+#: function or class, ``py:package.module:name``) needs no entry.
+ALIASES: dict[str, tuple[str, str]] = {
+    "length": ("rewardkit.rewards.baselines:LengthReward",
+               "baseline: longer completion = higher score (length:chars for characters)"),
+    "loglik": ("rewardkit.rewards.likelihood:LogLikelihoodReward",
+               "zero-shot: mean log-probability of the completion under a causal LM (loglik:default = embedded model)"),
+    "classifier": ("rewardkit.rewards.classifier:ClassifierReward",
+                   "sequence-classification reward model (classifier:PATH_OR_HUB_ID; several objectives if num_labels > 1)"),
+    "rule": ("rewardkit.rewards.rules:load_rule",
+             "verifiable rule: rule:math, rule:code, rule:constraints, ... (see the rules list below)"),
+    "ensemble": ("rewardkit.rewards.ensemble:EnsembleReward",
+                 "ensemble:mean|min|max|lcb|weighted|and(spec, spec, ...; k=, weights=[..], centers=[..]); member scores in `vector`"),
+    "transform": ("rewardkit.rewards.ensemble:TransformReward",
+                  "transform:zscore|group|clip|logsigmoid|par(spec, mean=, std=, min=, max=, center=)"),
+    "gate": ("rewardkit.rewards.ensemble:GateReward",
+             "gate(verifier, fallback): the verifier decides when it can, the fallback fills in (source in extras)"),
+    "remote": ("rewardkit.rewards.remote:RemoteReward",
+               "a reward served by `rewardkit serve` elsewhere: remote:http://HOST:PORT (token from REWARDKIT_API_TOKEN)"),
+    "prm": ("rewardkit.rewards.process:load_prm",
+            "process reward model: a score per step in one forward pass (prm:default = the packaged likelihood-head PRM, prm:default-value = the packaged value-head PRM, prm:PATH; aggregate=min|last|product|mean|clip|delta)"),
+    "implicit-prm": ("rewardkit.rewards.process:ImplicitPRM",
+                     "implicit PRM: step rewards beta*log(pi/pi_ref) summed over each step's tokens (implicit-prm:POLICY, reference=REF)"),
+    "judge": ("rewardkit.rewards.judge:JudgeReward",
+              "LLM-as-a-judge, pointwise score (judge:default = embedded model; judge:openai:MODEL@URL = any OpenAI-compatible server)"),
+    "pairwise": ("rewardkit.rewards.judge:PairwiseJudge",
+                 "LLM-as-a-judge comparing responses to the same prompt in both orders; score = win probability (pairwise:default)"),
+    "verify": ("rewardkit.rewards.judge:VerifierJudge",
+               "reference-guided judge: correct/incorrect against the `answer` or `reference` column, hardened against empty answers (verify:default)"),
+    "listwise": ("rewardkit.rewards.judge:ListwiseJudge",
+                 "LLM-as-a-judge ranking all responses to a prompt in one call, in several seeded orders, Borda-aggregated (listwise:default)"),
+    "dpo": ("rewardkit.rewards.implicit:DPOReward",
+            "DPO implicit reward beta*(log pi - log pi_ref): dpo:POLICY,REF"),
+    "ratio": ("rewardkit.rewards.implicit:DensityRatioReward",
+              "strong-over-weak density ratio log p_strong - log p_weak: ratio:STRONG,WEAK"),
+    "flr": ("rewardkit.rewards.implicit:FollowUpReward",
+            "follow-up likelihood: log-probability of a positive user follow-up after the response (flr:default)"),
 }
+PY_DESCRIPTION = "your own function or Reward class: py:package.module:name"
+
 #: keyword arguments of compositions that hold nested rewards
 NESTED = ("members", "inner", "verifier", "fallback")
-
-DESCRIPTIONS: dict[str, str] = {
-    "length": "baseline: longer completion = higher score (length:chars for characters)",
-    "loglik": "zero-shot: mean log-probability of the completion under a causal LM (loglik:default = embedded model)",
-    "classifier": "sequence-classification reward model (classifier:PATH_OR_HUB_ID; several objectives if num_labels > 1)",
-    "rule": "verifiable rule: rule:math, rule:code, rule:constraints, ... (see the rules list below)",
-    "ensemble": "ensemble:mean|min|max|lcb|weighted|and(spec, spec, ...; k=, weights=[..], centers=[..]); member scores in `vector`",
-    "transform": "transform:zscore|group|clip|logsigmoid|par(spec, mean=, std=, min=, max=, center=)",
-    "gate": "gate(verifier, fallback): the verifier decides when it can, the fallback fills in (source in extras)",
-    "remote": "a reward served by `rewardkit serve` elsewhere: remote:http://HOST:PORT (token from REWARDKIT_API_TOKEN)",
-    "prm": "process reward model: a score per step in one forward pass (prm:default = the packaged likelihood-head PRM, prm:default-value = the packaged value-head PRM, prm:PATH; aggregate=min|last|product|mean|clip|delta)",
-    "implicit-prm": "implicit PRM: step rewards beta*log(pi/pi_ref) summed over each step's tokens (implicit-prm:POLICY, reference=REF)",
-    "judge": "LLM-as-a-judge, pointwise score (judge:default = embedded model; judge:openai:MODEL@URL = any OpenAI-compatible server)",
-    "pairwise": "LLM-as-a-judge comparing responses to the same prompt in both orders; score = win probability (pairwise:default)",
-    "listwise": "LLM-as-a-judge ranking all responses to a prompt in one call, in several seeded orders, Borda-aggregated (listwise:default)",
-    "verify": "reference-guided judge: correct/incorrect against the `answer` or `reference` column, hardened against empty answers (verify:default)",
-    "dpo": "DPO implicit reward beta*(log pi - log pi_ref): dpo:POLICY,REF",
-    "ratio": "strong-over-weak density ratio log p_strong - log p_weak: ratio:STRONG,WEAK",
-    "flr": "follow-up likelihood: log-probability of a positive user follow-up after the response (flr:default)",
-    "py": "your own function or Reward class: py:package.module:name",
-}
 
 
 class RewardSpecError(ValueError):
@@ -90,20 +90,7 @@ def _import(target: str) -> Any:
 def reward_class(kind: str) -> type:
     if kind not in ALIASES:
         raise RewardSpecError(unknown_kind_message(kind))
-    return _import(ALIASES[kind])
-
-
-def default_reward_model_path() -> Path | None:
-    """The trained default reward model shipped in the package (a LoRA adapter + head over the
-    embedded SmolLM2-135M-Instruct), if this install has it."""
-    from importlib import resources
-
-    folder = resources.files("rewardkit").joinpath("assets", "default_rm")
-    try:
-        path = Path(str(folder))
-    except TypeError:
-        return None
-    return path if (path / "adapter_config.json").is_file() else None
+    return _import(ALIASES[kind][0])
 
 
 def unknown_kind_message(kind: str) -> str:
@@ -125,7 +112,7 @@ def load_reward(spec: str | Reward, **options: Any) -> Reward:
     if "(" in text:
         return _build(parse_spec(text), options)
     if text == "default":
-        path = default_reward_model_path()
+        path = packaged("default_rm")
         if path is None:
             raise RewardSpecError(unknown_kind_message("default"))
         cls = reward_class("classifier")

@@ -5,11 +5,11 @@ import warnings
 
 from rewardkit import load_reward
 from rewardkit.data.synth import generate
-from rewardkit.specs import default_reward_model_path
+from rewardkit.assets import packaged
 
 
 def test_default_spec_is_the_packaged_trained_reward_model(embedded_available):
-    path = default_reward_model_path()
+    path = packaged("default_rm")
     assert path is not None and (path / "adapter_model.safetensors").stat().st_size < 8_000_000  # small enough to ship
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)  # no "head initialised randomly" warning: the head is trained

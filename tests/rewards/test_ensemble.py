@@ -162,7 +162,7 @@ exact_rule = RuleReward(_exact, name="exact")
 def test_rule_options_in_specs(monkeypatch):
     import rewardkit.rewards.rules as rules
 
-    monkeypatch.setitem(rules.RULES, "exact", "test_ensemble:_exact")
+    monkeypatch.setitem(rules.RULES, "exact", ("test_ensemble:_exact", "exact match (a test rule)"))
     r = load_reward("rule:exact(answer='4')")
     assert r.score(["q", "q"], ["4", "5"]).scores == [1.0, 0.0]
     with pytest.raises(ValueError, match="unknown option"):

@@ -15,18 +15,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..data.benchmarks import describe_builtin
-    from ..specs import ALIASES, DESCRIPTIONS, default_reward_model_path
-
-    from ..rewards.rules import DESCRIPTIONS as RULE_DESCRIPTIONS
+    from ..assets import packaged
     from ..rewards.rules import RULES
+    from ..specs import ALIASES, PY_DESCRIPTION
 
-    kinds = [{"kind": k, "class": ALIASES.get(k, "(any importable function or class)"), "description": DESCRIPTIONS.get(k, "")} for k in [*ALIASES, "py"]]
-    rules = [{"spec": f"rule:{name}", "check": target, "description": RULE_DESCRIPTIONS.get(name, "")} for name, target in RULES.items()]
+    kinds = [{"kind": k, "class": target, "description": text} for k, (target, text) in ALIASES.items()]
+    kinds.append({"kind": "py", "class": "(any importable function or class)", "description": PY_DESCRIPTION})
+    rules = [{"spec": f"rule:{name}", "check": target, "description": text} for name, (target, text) in RULES.items()]
     benches = describe_builtin()
     if args.json:
-        print(json.dumps({"default": str(default_reward_model_path() or ""), "rewards": kinds, "rules": rules, "benchmarks": benches}, indent=2))
+        print(json.dumps({"default": str(packaged("default_rm") or ""), "rewards": kinds, "rules": rules, "benchmarks": benches}, indent=2))
         return 0
-    shipped = default_reward_model_path()
+    shipped = packaged("default_rm")
     print("reward kinds (use as --reward KIND[:ARG]; in KIND:default, default = the embedded SmolLM2-135M-Instruct):")
     width = max(len(k["kind"]) for k in kinds)
     if shipped is not None:

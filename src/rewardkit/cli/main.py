@@ -7,6 +7,7 @@ import sys
 from . import eval as eval_verb
 from . import ls, score, serve, split, suite, train
 from . import label_steps, search
+from .. import __version__
 
 DESCRIPTION = """rewardkit: score with any reward, train and evaluate reward models honestly, serve them.
 
@@ -18,7 +19,7 @@ py:module:function. Run `rewardkit ls` for the list."""
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rewardkit", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--version", action="version", version="rewardkit 0.1.0")
+    parser.add_argument("--version", action="version", version=f"rewardkit {__version__}")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
     for module in (eval_verb, score, train, ls, suite, split, serve, label_steps, search):
         module.add_parser(sub)

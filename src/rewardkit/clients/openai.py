@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import random
 import threading
 from typing import Any, Literal, Sequence
 
@@ -19,6 +18,7 @@ import httpx
 from ..models.encoding import to_messages
 from ..types import Prompt
 from .base import Generation, check_sampling
+from .retry import Retrying
 
 RETRY_STATUS = (429, 500, 502, 503, 504)
 KEY_ENV = "OPENAI_API_KEY"
@@ -63,19 +63,20 @@ class OpenAIClient:
             raise ValueError(f"base_url must start with http:// or https://, got {base_url!r}")
         if endpoint not in ("chat", "completions"):
             raise ValueError(f"endpoint must be 'chat' or 'completions', got {endpoint!r}")
-        if retries < 0 or backoff < 0 or max_backoff < 0 or concurrency < 1:
-            raise ValueError("retries, backoff, max_backoff must be >= 0 and concurrency >= 1")
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be >= 1, got {concurrency}")
         base = base_url.rstrip("/")
         self.base_url = base if base.endswith("/v1") else base + "/v1"
         self.model, self.endpoint = model, endpoint
         self.name = name or f"openai:{model}@{self.base_url}"
         self.api_key = (api_key if api_key is not None else os.environ.get(KEY_ENV, "")).strip()
         self.timeout = httpx.Timeout(timeout, connect=connect_timeout)
-        self.retries, self.backoff, self.max_backoff = int(retries), float(backoff), float(max_backoff)
+        self.retrying = Retrying(name=self.name, retries=retries, backoff=backoff, max_backoff=max_backoff, retry_status=RETRY_STATUS,
+                                 fail=lambda m, r: OpenAIClientError(m, status=r.status_code if r is not None else None),
+                                 describe=_error_message)
         self.concurrency = int(concurrency)
         self.transport = transport
         self.extra_body = dict(extra_body or {})
-        self._jitter = random.Random(0)  # spreads retries only; never touches an output
 
     # ----------------------------------------------------------------- public API
     def generate(self, prompts: Sequence[Prompt], **kwargs: Any) -> list[list[Generation]]:
@@ -190,41 +191,9 @@ class OpenAIClient:
         return out
 
     # ----------------------------------------------------------------- HTTP
-    def _wait(self, attempt: int, retry_after: str | None) -> float:
-        delay = min(self.max_backoff, self.backoff * (2 ** attempt)) * (0.5 + self._jitter.random() / 2)
-        if retry_after:
-            try:
-                delay = max(delay, min(self.max_backoff, float(retry_after)))
-            except ValueError:
-                pass
-        return delay
-
     async def _post(self, client: httpx.AsyncClient, body: dict[str, Any]) -> dict[str, Any]:
         path = "/chat/completions" if self.endpoint == "chat" else "/completions"
-        last = ""
-        for attempt in range(self.retries + 1):
-            retry_after = None
-            try:
-                response = await client.post(self.base_url + path, json=body)
-            except httpx.LocalProtocolError as err:
-                raise OpenAIClientError(f"{self.name}: could not send the request: {err}") from err
-            except (httpx.TransportError, httpx.TimeoutException) as err:
-                last = f"{type(err).__name__}: {err}"
-            else:
-                if response.status_code < 400:
-                    try:
-                        return response.json()
-                    except ValueError as err:
-                        raise OpenAIClientError(f"{self.name}: {path} answered with invalid JSON", status=response.status_code) from err
-                message = _error_message(response)
-                if response.status_code not in RETRY_STATUS:
-                    raise OpenAIClientError(f"{self.name}: {path} failed with HTTP {response.status_code}: {message}",
-                                            status=response.status_code)
-                last = f"HTTP {response.status_code}: {message}"
-                retry_after = response.headers.get("Retry-After")
-            if attempt < self.retries:
-                await asyncio.sleep(self._wait(attempt, retry_after))
-        raise OpenAIClientError(f"{self.name}: {path} failed after {self.retries + 1} attempts; last error: {last}")
+        return await self.retrying.acall(path, lambda: client.post(self.base_url + path, json=body))
 
 
 def _chat_logprobs(block: Any) -> tuple[list[str] | None, list[float] | None, list[dict[str, float]] | None]:

@@ -7,12 +7,11 @@ timeouts) is retried with exponential backoff; anything else fails at once with 
 from __future__ import annotations
 
 import os
-import random
-import time
 from typing import Any, Sequence
 
 import httpx
 
+from ..clients.retry import Retrying
 from ..protocol import BaseReward, MissingColumnError
 from ..serve.schemas import TOKEN_ENV, concat_outputs, output_from_json
 from ..types import Completion, Prompt, RewardOutput
@@ -60,11 +59,10 @@ class RemoteReward(BaseReward):
     ):
         if not url.startswith(("http://", "https://")):
             raise ValueError(f"remote reward url must start with http:// or https://, got {url!r}")
-        if retries < 0 or backoff < 0 or max_backoff < 0:
-            raise ValueError("retries, backoff and max_backoff must be >= 0")
         self.url = url.rstrip("/")
         self.name = name or f"remote:{self.url}"
-        self.retries, self.backoff, self.max_backoff = int(retries), float(backoff), float(max_backoff)
+        self.retrying = Retrying(name=self.name, retries=retries, backoff=backoff, max_backoff=max_backoff, retry_status=RETRY_STATUS,
+                                 fail=_failure, describe=lambda r: _error_body(r).get("message") or r.text[:500] or r.reason_phrase)
         self.max_samples_per_request = max_samples_per_request
         token = (token if token is not None else os.environ.get(TOKEN_ENV) or "").strip()
         headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -74,7 +72,6 @@ class RemoteReward(BaseReward):
             timeout=httpx.Timeout(timeout, connect=connect_timeout),
             transport=transport,
         )
-        self._jitter = random.Random(0)  # only spreads retries out; never touches a score
         self._info: dict[str, Any] | None = None
 
     # ----------------------------------------------------------------- protocol
@@ -135,42 +132,8 @@ class RemoteReward(BaseReward):
                 raise MissingColumnError(self.name, err.field, columns) from err
             raise
 
-    def _wait(self, attempt: int, retry_after: str | None) -> float:
-        delay = min(self.max_backoff, self.backoff * (2 ** attempt)) * (0.5 + self._jitter.random() / 2)
-        if retry_after:
-            try:
-                delay = max(delay, min(self.max_backoff, float(retry_after)))
-            except ValueError:  # an HTTP date: fall back to our own backoff
-                pass
-        return delay
-
     def _request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
-        last: str = ""
-        for attempt in range(self.retries + 1):
-            retry_after = None
-            try:
-                response = self.client.request(method, path, **kwargs)
-            except httpx.LocalProtocolError as err:  # a request we cannot even send (e.g. a bad header): no retry
-                raise RemoteRewardError(f"{self.name}: could not send the request: {err}") from err
-            except (httpx.TransportError, httpx.TimeoutException) as err:  # connection refused/reset, timeouts
-                last = f"{type(err).__name__}: {err}"
-            else:
-                if response.status_code < 400:
-                    try:
-                        return response.json()
-                    except ValueError as err:
-                        raise RemoteRewardError(f"{self.name}: {path} answered with invalid JSON", status=response.status_code) from err
-                error = _error_body(response)
-                if response.status_code not in RETRY_STATUS:
-                    raise RemoteRewardError(
-                        f"{self.name}: {path} failed with HTTP {response.status_code}: {error.get('message') or response.text[:500]}",
-                        status=response.status_code, error=error.get("error"), field=error.get("field"),
-                    )
-                last = f"HTTP {response.status_code}: {error.get('message') or response.reason_phrase}"
-                retry_after = response.headers.get("Retry-After")
-            if attempt < self.retries:
-                time.sleep(self._wait(attempt, retry_after))
-        raise RemoteRewardError(f"{self.name}: {path} failed after {self.retries + 1} attempts; last error: {last}")
+        return self.retrying.call(path, lambda: self.client.request(method, path, **kwargs))
 
 
 def _error_body(response: httpx.Response) -> dict[str, Any]:
@@ -179,3 +142,11 @@ def _error_body(response: httpx.Response) -> dict[str, Any]:
     except ValueError:
         return {}
     return body if isinstance(body, dict) else {}
+
+
+def _failure(message: str, response: httpx.Response | None) -> RemoteRewardError:
+    """The server's own ``error`` and ``field`` travel with the message (a missing column becomes a
+    :class:`MissingColumnError` for the caller)."""
+    body = _error_body(response) if response is not None and response.status_code >= 400 else {}
+    return RemoteRewardError(message, status=response.status_code if response is not None else None,
+                             error=body.get("error"), field=body.get("field"))

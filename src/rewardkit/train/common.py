@@ -146,9 +146,9 @@ def load_adapter(hf, cfg: Any):
 
     path = cfg.init_adapter
     if path == "default":
-        from ..specs import default_reward_model_path
+        from ..assets import packaged
 
-        path = default_reward_model_path()
+        path = packaged("default_rm")
         if path is None:
             raise FileNotFoundError("this install has no packaged default reward model to continue from")
     path = Path(path)

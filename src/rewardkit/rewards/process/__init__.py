@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from .implicit import ImplicitPRM
-from .likelihood import HEAD_FILE, LikelihoodPRM, default_head_path
+from ...assets import packaged
+from .likelihood import HEAD_FILE, LikelihoodPRM
 from .steps import AGGREGATES, aggregate, step_output
-from .value import ProcessReward, default_prm_path
+from .value import ProcessReward
 
-__all__ = ["AGGREGATES", "ImplicitPRM", "LikelihoodPRM", "ProcessReward", "aggregate", "default_prm_path", "load_prm", "step_output"]
+__all__ = ["AGGREGATES", "ImplicitPRM", "LikelihoodPRM", "ProcessReward", "aggregate", "load_prm", "step_output"]
 
 
 def load_prm(model: Any = "default", *, aggregate: str | None = None, clip_threshold: float | None = None,
@@ -39,7 +40,7 @@ def load_prm(model: Any = "default", *, aggregate: str | None = None, clip_thres
                                      "chat_template", "system_prompt", "device", "dtype", "seed", "progress", "name") if local[k] is not None}
     options.update(kwargs)
     if isinstance(model, (str, Path)):
-        if model == "default" and default_head_path() is not None:
+        if model == "default" and packaged("default_prm_head") is not None:
             return LikelihoodPRM("default", **options)
         p = Path(model)
         if model not in ("default", "default-value") and ((p / HEAD_FILE).is_file() or (p.name.endswith(".json") and p.is_file())):

@@ -20,6 +20,7 @@ import math
 from pathlib import Path
 from typing import Any, Sequence
 
+from ...assets import packaged
 from ...data.steps import as_steps
 from ...models.heads import completion_logprobs
 from ...protocol import BaseReward
@@ -101,16 +102,6 @@ def read_head(path: str | Path) -> dict[str, Any]:
     return head
 
 
-def default_head_path() -> Path | None:
-    from importlib import resources
-
-    try:
-        path = Path(str(resources.files("rewardkit").joinpath("assets", "default_prm_head", HEAD_FILE)))
-    except TypeError:
-        return None
-    return path if path.is_file() else None
-
-
 class StepStats:
     """Per-step token statistics of a causal LM over the step-wise encoding (one forward pass per batch)."""
 
@@ -173,7 +164,7 @@ class LikelihoodPRM(BaseReward):
             self.head = head
         else:
             if head == "default":
-                path = default_head_path()
+                path = packaged("default_prm_head")
                 if path is None:
                     raise FileNotFoundError("this install has no packaged default PRM head")
                 head, label = path, "prm:default"

@@ -11,26 +11,15 @@ the same encoding and readout, so scoring reads what was trained.
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
 from typing import Any, Sequence
 
+from ...assets import packaged
 from ...data.steps import as_steps
 from ...models import Encoded
 from ...models.heads import last_token_outputs, step_end_outputs
 from ...types import Completion, Prompt, RewardOutput
 from .._lm import TransformerReward
 from .steps import AGGREGATES, step_output
-
-
-def default_prm_path() -> Path | None:
-    """The packaged default PRM (LoRA adapter + value head over the embedded model), if present."""
-    from importlib import resources
-
-    try:
-        path = Path(str(resources.files("rewardkit").joinpath("assets", "default_prm")))
-    except TypeError:
-        return None
-    return path if (path / "adapter_config.json").is_file() else None
 
 
 class ProcessReward(TransformerReward):
@@ -63,7 +52,7 @@ class ProcessReward(TransformerReward):
             raise ValueError(f"unknown aggregate {aggregate!r}; choose from {', '.join(AGGREGATES)}")
         model_arg = model
         if model in ("default", "default-value"):
-            path = default_prm_path()
+            path = packaged("default_prm")
             if path is None:
                 raise FileNotFoundError("this install has no packaged value-head PRM; train one with `rewardkit train --objective prm`")
             model = str(path)
