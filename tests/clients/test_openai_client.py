@@ -144,3 +144,14 @@ def test_real_server_rejects_unknown_model(served):
     _, srv = served
     with pytest.raises(OpenAIClientError, match="HTTP 404"):
         OpenAIClient("other", srv.url).generate(["Hi"], max_new_tokens=2)
+
+
+def test_generation_options_are_one_definition_and_a_misspelt_one_is_an_error():
+    from rewardkit.clients.base import Sampling
+
+    client = OpenAIClient("m", "http://127.0.0.1:9")  # never contacted: the options fail first
+    with pytest.raises(TypeError, match="temprature"):
+        client.generate(["p"], temprature=0.5)
+    with pytest.raises(ValueError, match="top_p"):
+        client.generate(["p"], top_p=0.0)
+    assert Sampling().max_new_tokens == 256 and Sampling(logprobs=False, top_logprobs=3).wants_logprobs

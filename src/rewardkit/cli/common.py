@@ -27,6 +27,16 @@ def add_reward_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int, default=0, help="seed for anything random (new heads, bootstrap); reported in results")
 
 
+def add_policy_options(p: argparse.ArgumentParser, what: str) -> None:
+    """The flags of the verbs that generate math solutions and check them (search, label-steps)."""
+    p.add_argument("--data", required=True, metavar="DATA", help='math rows {"question", "answer", ...} (JSONL/JSON/Parquet)')
+    p.add_argument("--generator", default="default",
+                   help=f"the model that {what}: default (embedded model), a model dir/.gguf/hub id, or openai:MODEL@URL "
+                        "(any OpenAI-compatible server)")
+    p.add_argument("--verifier", default="rule:math", help="reward spec that checks a finished solution against the 'answer' column")
+    p.add_argument("--limit", type=int, default=None, metavar="N", help="the first N rows of --data")
+
+
 def reward_options(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "max_tokens_per_batch": args.max_tokens_per_batch,

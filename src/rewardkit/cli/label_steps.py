@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from .common import quiet_libraries
+from .common import add_policy_options, quiet_libraries
 from .flags import Flag, add_flags, values
 
 HELP = "label reasoning steps automatically by Monte-Carlo rollouts checked by a verifier (resumable)"
@@ -26,23 +26,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     from ..use.label_steps import RolloutConfig
 
     p = sub.add_parser("label-steps", help=HELP, description=HELP, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", required=True, metavar="DATA")
+    add_policy_options(p, "rolls out")
     p.add_argument("--out", required=True, metavar="FILE.jsonl")
-    p.add_argument("--generator", default="default",
-                   help="the model that rolls out: default (embedded), a model dir/.gguf/hub id, or openai:MODEL@URL")
-    p.add_argument("--verifier", default="rule:math", help="reward spec that checks a finished solution against the 'answer' column")
     p.add_argument("--solutions", choices=["reference", "sample"], default="reference")
     add_flags(p, RolloutConfig, [Flag("rollouts", help="completions per step prefix"), "max_new_tokens", "temperature", "top_p",
-                                 Flag("label", help="which estimate goes into 'labels' (both are written)")])
-    p.add_argument("--limit", type=int, default=None)
-    add_flags(p, RolloutConfig, ["seed"])
+                                 Flag("label", help="which estimate goes into 'labels' (both are written)"), "seed"])
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..clients import client_from_spec
-    from ..data.io import DataFormatError, iter_rows, question_rows
     from ..data.benchmarks import resolve_step_data
+    from ..data.io import DataFormatError, iter_rows, question_rows
     from ..data.steps import StepRecord, gsm8k_steps
     from ..specs import load_reward
     from ..use.label_steps import RolloutConfig, label_all, sample_solutions

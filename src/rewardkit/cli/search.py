@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from .common import quiet_libraries
+from .common import add_policy_options, quiet_libraries
 from .flags import add_flags, values
 
 HELP = "PRM-guided step-level beam search, compared with best-of-N at equal generator tokens"
@@ -27,15 +27,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     from ..use.search import SearchConfig
 
     p = sub.add_parser("search", help=HELP, description=HELP, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", required=True)
+    add_policy_options(p, "writes the solutions")
     p.add_argument("--out", required=True, metavar="DIR")
     p.add_argument("--prm", default="prm:default", help="process reward spec that ranks the beams")
-    p.add_argument("--generator", default="default",
-                   help="the policy: default (embedded model), a model dir/.gguf/hub id, or openai:MODEL@URL (any OpenAI-compatible server)")
-    p.add_argument("--verifier", default="rule:math")
-    add_flags(p, SearchConfig, ["beam_width", "expansions", "max_steps", "max_step_tokens", "temperature"])
-    p.add_argument("--limit", type=int, default=None)
-    add_flags(p, SearchConfig, ["seed"])
+    add_flags(p, SearchConfig, ["beam_width", "expansions", "max_steps", "max_step_tokens", "temperature", "seed"])
     p.set_defaults(func=run)
 
 

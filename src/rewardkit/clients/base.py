@@ -39,26 +39,65 @@ class Generation:
     extras: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Sampling:
+    """The generation options every client takes, defined and checked once:
+    ``client.generate(prompts, assistant_prefix=None, **options)`` with ``options`` these fields.
+
+    max_new_tokens: generation budget; temperature: 0 is greedy (then ``n`` copies are identical),
+    > 0 samples with ``top_p`` nucleus; n: continuations per prompt; seed: run seed of sampling (each
+    sample's own seed is derived from it and the sample's input, so batch mates never change a sample);
+    stop: stop strings (the text is cut before them); logprobs / top_logprobs: per-token log-probs and
+    the top alternatives.
+    """
+
+    max_new_tokens: int = 256
+    temperature: float = 0.0
+    top_p: float = 1.0
+    n: int = 1
+    seed: int | None = 0
+    stop: Sequence[str] | None = None
+    logprobs: bool = False
+    top_logprobs: int = 0
+
+    def __post_init__(self) -> None:
+        check_sampling(self.max_new_tokens, self.temperature, self.top_p, self.n, self.top_logprobs)
+
+    @classmethod
+    def of(cls, client: str, options: dict[str, Any]) -> "Sampling":
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise TypeError(f"{client}: unknown generation option(s) {unknown}; known: {', '.join(sorted(known))}, assistant_prefix")
+        return cls(**options)
+
+    @property
+    def wants_logprobs(self) -> bool:
+        return self.logprobs or self.top_logprobs > 0
+
+
 @runtime_checkable
 class GenerationClient(Protocol):
-    """``generate`` returns one list of ``n`` generations per prompt, in input order. The rewardkit
-    clients also accept ``assistant_prefix=`` (judges pass it only when configured with one)."""
+    """``generate`` returns one list of ``n`` generations per prompt, in input order; ``options`` are the
+    fields of :class:`Sampling`. ``assistant_prefix`` (one per prompt, or one for all) is text the
+    assistant turn already starts with (judges pass it only when configured with one)."""
 
     name: str
 
-    def generate(
-        self,
-        prompts: Sequence[Prompt],
-        *,
-        max_new_tokens: int = 256,
-        temperature: float = 0.0,
-        top_p: float = 1.0,
-        n: int = 1,
-        seed: int | None = 0,
-        stop: Sequence[str] | None = None,
-        logprobs: bool = False,
-        top_logprobs: int = 0,
-    ) -> list[list[Generation]]: ...
+    def generate(self, prompts: Sequence[Prompt], *, assistant_prefix: Sequence[str] | str | None = None,
+                 **options: Any) -> list[list[Generation]]: ...
+
+
+def per_prompt(value: Sequence[str] | str | None, n: int) -> list[str]:
+    """``assistant_prefix`` as one string per prompt."""
+    if value is None:
+        return [""] * n
+    if isinstance(value, str):
+        return [value] * n
+    values = list(value)
+    if len(values) != n:
+        raise ValueError(f"assistant_prefix has {len(values)} values for {n} prompts")
+    return values
 
 
 def sample_seed(seed: int, key: str, index: int) -> int:

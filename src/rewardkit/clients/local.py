@@ -16,7 +16,7 @@ from ..models import load_model, load_tokenizer, make_batches, resolve_source
 from ..models.encoding import special_prefix, to_messages, with_prefix
 from ..models.loading import resolve_device
 from ..types import Prompt
-from .base import Generation, RawText, check_sampling, cut_at_stop, sample_seed
+from .base import Generation, RawText, Sampling, cut_at_stop, per_prompt, sample_seed
 
 
 class LocalClient:
@@ -101,43 +101,30 @@ class LocalClient:
         return with_prefix(self.tokenizer(text, add_special_tokens=False)["input_ids"], self._special_prefix)
 
     # ----------------------------------------------------------------- generation
-    def generate(
-        self,
-        prompts: Sequence[Prompt],
-        *,
-        max_new_tokens: int = 256,
-        temperature: float = 0.0,
-        top_p: float = 1.0,
-        n: int = 1,
-        seed: int | None = 0,
-        stop: Sequence[str] | None = None,
-        logprobs: bool = False,
-        top_logprobs: int = 0,
-        assistant_prefix: Sequence[str] | str | None = None,
-    ) -> list[list[Generation]]:
-        """``n`` continuations per prompt (one list per prompt, in input order).
+    def generate(self, prompts: Sequence[Prompt], *, assistant_prefix: Sequence[str] | str | None = None,
+                 **options: Any) -> list[list[Generation]]:
+        """``n`` continuations per prompt (one list per prompt, in input order); ``options`` are the fields
+        of :class:`~rewardkit.clients.base.Sampling`.
 
-        temperature 0 is greedy (then ``n`` copies are identical; ask for ``n > 1`` with sampling).
-        seed: run seed for sampling; each sample's own seed is derived from it and the sample's input.
         assistant_prefix: text the assistant turn already starts with (one per prompt, or one for all),
             e.g. the first steps of a solution to roll out from.
         """
-        check_sampling(max_new_tokens, temperature, top_p, n, top_logprobs)
-        if seed is None and temperature > 0:
+        o = Sampling.of(self.name, options)
+        if o.seed is None and o.temperature > 0:
             raise ValueError("sampling needs a seed (results must be reproducible); pass seed=<int>")
-        prefixes = _per_prompt(assistant_prefix, len(prompts))
+        prefixes = per_prompt(assistant_prefix, len(prompts))
         texts = [self.render(p, pre) for p, pre in zip(prompts, prefixes)]
         ids = [self.encode(t) for t in texts]
         if any(len(x) == 0 for x in ids):
             raise ValueError("a prompt rendered to zero tokens; there is nothing to continue")
         results: list[list[Generation]] = [[] for _ in prompts]
-        lengths = [(len(x) + max_new_tokens) * n for x in ids]
+        lengths = [(len(x) + o.max_new_tokens) * o.n for x in ids]
         batches = make_batches(lengths, self.max_tokens_per_batch, self.max_batch_size, max_padding=0.5)
         with self._lock:
             for batch in batches:
                 outs = self._generate_batch(
-                    [ids[i] for i in batch], [texts[i] for i in batch], max_new_tokens, temperature, top_p, n,
-                    seed, stop, logprobs or top_logprobs > 0, top_logprobs,
+                    [ids[i] for i in batch], [texts[i] for i in batch], o.max_new_tokens, o.temperature, o.top_p, o.n,
+                    o.seed, o.stop, o.wants_logprobs, o.top_logprobs,
                 )
                 for i, gens in zip(batch, outs):
                     results[i] = gens
@@ -238,14 +225,3 @@ class LocalClient:
         if tops is not None:
             gen.top_logprobs = [{self.tokenizer.decode([i]): v for i, v in d.items()} for d in tops]
         return gen
-
-
-def _per_prompt(value: Sequence[str] | str | None, n: int) -> list[str]:
-    if value is None:
-        return [""] * n
-    if isinstance(value, str):
-        return [value] * n
-    values = list(value)
-    if len(values) != n:
-        raise ValueError(f"assistant_prefix has {len(values)} values for {n} prompts")
-    return values

@@ -17,7 +17,7 @@ import httpx
 
 from ..models.encoding import to_messages
 from ..types import Prompt
-from .base import Generation, check_sampling
+from .base import Generation, Sampling, per_prompt
 from .retry import Retrying
 
 RETRY_STATUS = (429, 500, 502, 503, 504)
@@ -100,51 +100,38 @@ class OpenAIClient:
             raise box["err"]
         return box["out"]
 
-    async def agenerate(
-        self,
-        prompts: Sequence[Prompt],
-        *,
-        max_new_tokens: int = 256,
-        temperature: float = 0.0,
-        top_p: float = 1.0,
-        n: int = 1,
-        seed: int | None = 0,
-        stop: Sequence[str] | None = None,
-        logprobs: bool = False,
-        top_logprobs: int = 0,
-        assistant_prefix: Sequence[str] | str | None = None,
-    ) -> list[list[Generation]]:
-        """``n`` generations per prompt, one list per prompt in input order.
+    async def agenerate(self, prompts: Sequence[Prompt], *, assistant_prefix: Sequence[str] | str | None = None,
+                        **options: Any) -> list[list[Generation]]:
+        """``n`` generations per prompt, one list per prompt in input order; ``options`` are the fields of
+        :class:`~rewardkit.clients.base.Sampling`.
 
         assistant_prefix: text the answer starts with; sent as a final assistant message with vLLM's
         ``continue_final_message`` (chat) or appended to the prompt (completions). The returned text is
         the continuation only, as with :class:`LocalClient`.
         """
-        check_sampling(max_new_tokens, temperature, top_p, n, top_logprobs)
-        prefixes = [""] * len(prompts) if assistant_prefix is None else (
-            [assistant_prefix] * len(prompts) if isinstance(assistant_prefix, str) else list(assistant_prefix))
-        if len(prefixes) != len(prompts):
-            raise ValueError(f"assistant_prefix has {len(prefixes)} values for {len(prompts)} prompts")
+        o = Sampling.of(self.name, options)
+        prefixes = per_prompt(assistant_prefix, len(prompts))
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
         limit = asyncio.Semaphore(self.concurrency)
         async with httpx.AsyncClient(base_url=self.base_url, headers=headers, timeout=self.timeout, transport=self.transport) as client:
             async def one(prompt: Prompt, prefix: str) -> list[Generation]:
-                body = self._body(prompt, max_new_tokens, temperature, top_p, n, seed, stop, logprobs, top_logprobs, prefix)
+                body = self._body(prompt, o, prefix)
                 async with limit:
                     data = await self._post(client, body)
-                return self._parse(data, n, seed)
+                return self._parse(data, o.n, o.seed)
 
             return list(await asyncio.gather(*(one(p, pre) for p, pre in zip(prompts, prefixes))))
 
     # ----------------------------------------------------------------- wire format
-    def _body(self, prompt, max_new_tokens, temperature, top_p, n, seed, stop, logprobs, top_logprobs, prefix="") -> dict[str, Any]:
-        body: dict[str, Any] = {"model": self.model, "max_tokens": max_new_tokens, "temperature": temperature,
-                                "top_p": top_p, "n": n}
-        if seed is not None:
-            body["seed"] = int(seed)
-        if stop:
-            body["stop"] = list(stop)
-        want = logprobs or top_logprobs > 0
+    def _body(self, prompt: Prompt, o: Sampling, prefix: str = "") -> dict[str, Any]:
+        body: dict[str, Any] = {"model": self.model, "max_tokens": o.max_new_tokens, "temperature": o.temperature,
+                                "top_p": o.top_p, "n": o.n}
+        if o.seed is not None:
+            body["seed"] = int(o.seed)
+        if o.stop:
+            body["stop"] = list(o.stop)
+        want = o.wants_logprobs
+        top_logprobs = o.top_logprobs
         if self.endpoint == "chat":
             body["messages"] = to_messages(prompt)
             if prefix:

@@ -24,9 +24,9 @@ from typing import Any, Sequence
 
 from ..models import Encoder
 from ..types import PairRecord
-from .checkpoint import load_checkpoint, save_checkpoint
-from .common import (TrainOptions, bt_loss, resolved, can_share_prefix, check_fresh, config_dict, pair_head_outputs, pair_micro_batches, prepare_model,
-                     save_adapter, shuffled, split_heldout, write_export)
+from .checkpoint import save_checkpoint
+from .common import (TrainOptions, bt_loss, can_share_prefix, config_dict, first_state, note_eval, pair_head_outputs, pair_micro_batches,
+                     prepare_model, restore_best, save_adapter, shuffled, start_run, training_split, write_export)
 
 
 @dataclass
@@ -116,14 +116,8 @@ def train(cfg: BTConfig, train_records: Sequence[PairRecord], eval_records: Sequ
     import torch
     from tqdm.auto import tqdm
 
-    cfg = resolved(cfg)
-    out = Path(cfg.output_dir)
-    ckpt_dir = check_fresh(out, resume)
-    torch.manual_seed(cfg.seed)
-    if eval_records is None:
-        train_records, eval_records = split_heldout(train_records, cfg.eval_fraction, cfg.seed)
-    if not train_records:
-        raise ValueError("no training pairs")
+    cfg, out, ckpt_dir = start_run(cfg, resume)
+    train_records, eval_records = training_split(train_records, eval_records, cfg, "pairs")
     model, hf, tokenizer = prepare_model(cfg)
     pad_id = hf.config.pad_token_id
     encoder = Encoder(tokenizer, max_length=cfg.max_length, truncation_side="left")
@@ -135,12 +129,10 @@ def train(cfg: BTConfig, train_records: Sequence[PairRecord], eval_records: Sequ
     total_steps = cfg.max_steps if cfg.max_steps is not None else steps_per_epoch * cfg.epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0)
 
-    state: dict[str, Any] = {"step": 0, "best_accuracy": None, "best_step": None, "bad_evals": 0, "history": []}
-    if resume and (ckpt_dir / "last").exists():
-        state = load_checkpoint(ckpt_dir / "last", model, optimizer)
+    state = first_state(ckpt_dir, resume, model, optimizer, best_accuracy=None)
+    if state["step"]:  # resumed: the schedule continues where it stopped
         scheduler.last_epoch = state["step"] - 1
         scheduler.step()
-        print(f"resumed from step {state['step']}", file=sys.stderr)
     stopped_early = False
 
     def order(epoch: int) -> list[int]:
@@ -187,20 +179,14 @@ def train(cfg: BTConfig, train_records: Sequence[PairRecord], eval_records: Sequ
             record["eval"] = metrics
             bar.write(f"step {state['step']}: held-out accuracy {metrics['accuracy']:.4f}, loss {metrics['loss']:.4f} on {metrics['n']} pairs"
                       f" (best so far {max(metrics['accuracy'], state['best_accuracy'] or 0.0):.4f})")
-            if state["best_accuracy"] is None or metrics["accuracy"] > state["best_accuracy"]:
-                state["best_accuracy"], state["best_step"], state["bad_evals"] = metrics["accuracy"], state["step"], 0
-                save_checkpoint(ckpt_dir / "best", model, optimizer, state)
-            else:
-                state["bad_evals"] += 1
-                if cfg.patience is not None and state["bad_evals"] >= cfg.patience:
-                    stopped_early = True
+            stopped_early = note_eval(state, metrics["accuracy"], "best_accuracy",
+                                      lambda: save_checkpoint(ckpt_dir / "best", model, optimizer, state), cfg.patience)
         state["history"].append(record)
         if state["step"] % cfg.save_every == 0 or is_last or stopped_early:
             save_checkpoint(ckpt_dir / "last", model, optimizer, state)
     bar.close()
 
-    if (ckpt_dir / "best").exists():
-        load_checkpoint(ckpt_dir / "best", model, optimizer)
+    restore_best(ckpt_dir, model, optimizer)
     model.eval()
     final_eval = evaluate_pairs(hf, eval_pairs, pad_id, cfg.max_tokens_per_micro_batch, cfg) if eval_pairs else {}
     export_dir = export(model, hf, tokenizer, cfg, train_pairs, pad_id, final_eval, state, n_trunc)

@@ -9,6 +9,7 @@ import json
 import os
 import random
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -62,6 +63,50 @@ def resolved(cfg: Options) -> Options:
 
 # ------------------------------------------------------------------ runs and data
 
+def start_run(cfg: Options, resume: bool) -> tuple[Options, Path, Path]:
+    """(``cfg`` with its derived defaults, the output folder, its checkpoints folder), torch seeded
+    from ``cfg.seed``; a folder that already holds a run is refused unless ``resume``."""
+    import torch
+
+    cfg = resolved(cfg)
+    out = Path(cfg.output_dir)
+    ckpt_dir = check_fresh(out, resume)
+    torch.manual_seed(cfg.seed)
+    return cfg, out, ckpt_dir
+
+
+def first_state(ckpt_dir: Path, resume: bool, trainable: Any, optimizer: Any, **fresh: Any) -> dict[str, Any]:
+    """The training state to start from: the last checkpoint's (weights and optimizer restored) when
+    resuming, else a fresh one (``step`` 0, no best yet) with the recipe's own ``fresh`` entries."""
+    from .checkpoint import load_checkpoint
+
+    if resume and (ckpt_dir / "last").exists():
+        state = load_checkpoint(ckpt_dir / "last", trainable, optimizer)
+        print(f"resumed from step {state['step']}", file=sys.stderr)
+        return state
+    return {"step": 0, "best_step": None, "bad_evals": 0, "history": [], **fresh}
+
+
+def restore_best(ckpt_dir: Path, trainable: Any, optimizer: Any) -> None:
+    """Load the ``best`` checkpoint's weights, when an evaluation chose one (else the last weights stay)."""
+    from .checkpoint import load_checkpoint
+
+    if (ckpt_dir / "best").exists():
+        load_checkpoint(ckpt_dir / "best", trainable, optimizer)
+
+
+def note_eval(state: dict[str, Any], value: float, key: str, save_best: Any, patience: int | None = None) -> bool:
+    """Track the best held-out ``value`` (higher is better) in ``state[key]``: a better one becomes the
+    ``best`` checkpoint (``save_best()``); worse ones are counted. True when ``patience`` evaluations in a
+    row have not improved (stop early)."""
+    if state.get(key) is None or value > state[key]:
+        state[key], state["best_step"], state["bad_evals"] = value, state["step"], 0
+        save_best()
+        return False
+    state["bad_evals"] = state.get("bad_evals", 0) + 1
+    return patience is not None and state["bad_evals"] >= patience
+
+
 def check_fresh(out: Path, resume: bool) -> Path:
     """``out/checkpoints``; an error if a run already lives in ``out`` and ``resume`` was not asked for."""
     ckpt_dir = Path(out) / "checkpoints"
@@ -94,6 +139,15 @@ def split_heldout(records: Sequence[Any], fraction: float, seed: int) -> tuple[l
     dev = [r for r in records if json.dumps(r.prompt, sort_keys=True) in held]
     return train, dev
 
+
+
+def training_split(records: Sequence[Any], eval_records: Sequence[Any] | None, cfg: Any, what: str) -> tuple[list[Any], list[Any]]:
+    """(training records, held-out records): the held-out records given, or whole prompts held out of
+    ``records`` (``cfg.eval_fraction``, seeded by ``cfg.seed``); an error when no ``what`` is left to train on."""
+    train, held = (list(records), list(eval_records)) if eval_records is not None else split_heldout(records, cfg.eval_fraction, cfg.seed)
+    if not train:
+        raise ValueError(f"no training {what}")
+    return train, held
 
 
 def step_targets(record: StepRecord, after_error: str, last_step_only: bool) -> list[float | None]:

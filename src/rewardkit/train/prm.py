@@ -21,7 +21,6 @@ import json
 import math
 import os
 import shutil
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -31,8 +30,9 @@ from typing import Any, Literal, Sequence
 from ..data.steps import StepRecord
 from ..models import Encoder, pad_batch
 from ..models.heads import hidden_states, step_end_outputs
-from .common import TrainOptions, check_fresh, resolved, config_dict, micro_batches, prepare_model, save_adapter, shuffled, split_heldout, step_targets
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import save_checkpoint
+from .common import (TrainOptions, config_dict, first_state, micro_batches, note_eval, prepare_model, restore_best, save_adapter,
+                     shuffled, start_run, step_targets, training_split)
 
 
 @dataclass
@@ -126,14 +126,8 @@ def train(cfg: PRMConfig, train_records: Sequence[StepRecord], eval_records: Seq
     import torch.nn.functional as F
     from tqdm.auto import tqdm
 
-    cfg = resolved(cfg)
-    out = Path(cfg.output_dir)
-    ckpt_dir = check_fresh(out, resume)
-    torch.manual_seed(cfg.seed)
-    if eval_records is None:
-        train_records, eval_records = split_heldout(train_records, cfg.eval_fraction, cfg.seed)
-    if not train_records:
-        raise ValueError("no training solutions")
+    cfg, out, ckpt_dir = start_run(cfg, resume)
+    train_records, eval_records = training_split(train_records, eval_records, cfg, "solutions")
     model, hf, tokenizer = prepare_model(cfg)
     pad_id = hf.config.pad_token_id
     encoder = Encoder(tokenizer, max_length=cfg.max_length, truncation_side="left")
@@ -151,10 +145,7 @@ def train(cfg: PRMConfig, train_records: Sequence[StepRecord], eval_records: Seq
     steps_per_epoch = math.ceil(len(train_samples) / cfg.samples_per_step)
     total_steps = cfg.max_steps if cfg.max_steps is not None else steps_per_epoch * cfg.epochs
 
-    state: dict[str, Any] = {"step": 0, "best_auroc": None, "best_step": None, "history": []}
-    if resume and (ckpt_dir / "last").exists():
-        state = load_checkpoint(ckpt_dir / "last", model, optimizer)
-        print(f"resumed from step {state['step']}", file=sys.stderr)
+    state = first_state(ckpt_dir, resume, model, optimizer, best_auroc=None)
 
     def order(epoch: int) -> list[int]:
         return shuffled(len(train_samples), cfg.seed, epoch)
@@ -192,9 +183,7 @@ def train(cfg: PRMConfig, train_records: Sequence[StepRecord], eval_records: Seq
             record["eval"] = metrics
             bar.write(f"step {state['step']}: held-out step AUROC {metrics['auroc'] if metrics['auroc'] is None else round(metrics['auroc'], 4)}, loss {metrics['loss']:.4f}")
             value = metrics["auroc"] if metrics["auroc"] is not None else -metrics["loss"]
-            if state["best_auroc"] is None or value > state["best_auroc"]:
-                state["best_auroc"], state["best_step"] = value, state["step"]
-                save_checkpoint(ckpt_dir / "best", model, optimizer, state)
+            note_eval(state, value, "best_auroc", lambda: save_checkpoint(ckpt_dir / "best", model, optimizer, state))
         state["history"].append(record)
         if state["step"] % cfg.save_every == 0 or is_last:
             save_checkpoint(ckpt_dir / "last", model, optimizer, state)
@@ -206,12 +195,9 @@ def train(cfg: PRMConfig, train_records: Sequence[StepRecord], eval_records: Seq
         metrics = evaluate_samples(hf, eval_samples, pad_id, cfg.max_tokens_per_micro_batch)
         state["history"].append({"step": state["step"], "eval": metrics})
         value = metrics["auroc"] if metrics["auroc"] is not None else -metrics["loss"]
-        if state["best_auroc"] is None or value > state["best_auroc"]:
-            state["best_auroc"], state["best_step"] = value, state["step"]
-            save_checkpoint(ckpt_dir / "best", model, optimizer, state)
+        note_eval(state, value, "best_auroc", lambda: save_checkpoint(ckpt_dir / "best", model, optimizer, state))
 
-    if (ckpt_dir / "best").exists():
-        load_checkpoint(ckpt_dir / "best", model, optimizer)
+    restore_best(ckpt_dir, model, optimizer)
     model.eval()
     final_eval = evaluate_samples(hf, eval_samples, pad_id, cfg.max_tokens_per_micro_batch) if eval_samples else {}
     export_dir = export(model, hf, tokenizer, cfg, final_eval, state, len(train_samples), dropped)

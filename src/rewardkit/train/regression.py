@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,9 +31,10 @@ from typing import Any, Literal, Sequence
 
 from ..models import Encoder
 from ..types import PairRecord, SampleRecord
-from .common import (TrainOptions, bt_loss, resolved, can_share_prefix, check_fresh, config_dict, head_outputs, micro_batches, pair_head_outputs, pair_micro_batches,
-                     prepare_model, save_adapter, shuffled, split_heldout, write_export)
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import save_checkpoint
+from .common import (TrainOptions, bt_loss, can_share_prefix, config_dict, first_state, head_outputs, micro_batches, note_eval,
+                     pair_head_outputs, pair_micro_batches, prepare_model, restore_best, save_adapter, shuffled, split_heldout, start_run,
+                     write_export)
 
 
 @dataclass
@@ -175,10 +175,7 @@ def train(cfg: RegressionConfig, samples: Sequence[SampleRecord], pairs: Sequenc
         raise ValueError("regression needs rated samples (prompt + completion + attribute columns)")
     if cfg.combination == "learned" and not pairs:
         raise ValueError("a learned combination is trained from preference pairs; give pairs or use combination 'mean'/'fixed'")
-    cfg = resolved(cfg)
-    out = Path(cfg.output_dir)
-    ckpt_dir = check_fresh(out, resume)
-    torch.manual_seed(cfg.seed)
+    cfg, out, ckpt_dir = start_run(cfg, resume)
     train_samples, dev_samples = split_heldout(samples, cfg.eval_fraction, cfg.seed)
     train_pairs_r, dev_pairs_r = split_heldout(pairs, cfg.eval_fraction, cfg.seed) if pairs else ([], [])
     raw = read_ratings(train_samples, cfg.attributes)
@@ -202,10 +199,7 @@ def train(cfg: RegressionConfig, samples: Sequence[SampleRecord], pairs: Sequenc
     steps_per_epoch = math.ceil(len(train_x) / cfg.samples_per_step)
     total_steps = cfg.max_steps if cfg.max_steps is not None else steps_per_epoch * cfg.epochs
 
-    state: dict[str, Any] = {"step": 0, "best": None, "best_step": None, "bad_evals": 0, "history": []}
-    if resume and (ckpt_dir / "last").exists():
-        state = load_checkpoint(ckpt_dir / "last", trainable, optimizer)
-        print(f"resumed from step {state['step']}", file=sys.stderr)
+    state = first_state(ckpt_dir, resume, trainable, optimizer, best=None)
 
     def batch_of(n_items: int, per_step: int, step: int, salt: str) -> list[int]:
         """The items of ``step``: a fresh seeded permutation per epoch, so resume replays the order."""
@@ -263,19 +257,14 @@ def train(cfg: RegressionConfig, samples: Sequence[SampleRecord], pairs: Sequenc
             bar.write(f"step {state['step']}: held-out " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float)))
             # Pairs decide what "best" means when there are any (that is what the reward is used for).
             value = metrics["pair_accuracy"] if "pair_accuracy" in metrics else -metrics.get("mse", 0.0)
-            if state["best"] is None or value > state["best"]:
-                state["best"], state["best_step"], state["bad_evals"] = value, state["step"], 0
-                save_checkpoint(ckpt_dir / "best", trainable, optimizer, state)
-            else:
-                state["bad_evals"] += 1
-                stopped_early = cfg.patience is not None and state["bad_evals"] >= cfg.patience
+            stopped_early = note_eval(state, value, "best", lambda: save_checkpoint(ckpt_dir / "best", trainable, optimizer, state),
+                                      cfg.patience)
         state["history"].append(record)
         if state["step"] % cfg.save_every == 0 or is_last or stopped_early:
             save_checkpoint(ckpt_dir / "last", trainable, optimizer, state)
     bar.close()
 
-    if (ckpt_dir / "best").exists():
-        load_checkpoint(ckpt_dir / "best", trainable, optimizer)
+    restore_best(ckpt_dir, trainable, optimizer)
     model.eval()
     weights = _weights(cfg, combo).detach()
     final_eval = evaluate(hf, weights, dev_x, dev_y, dev_pairs, pad_id, cfg.max_tokens_per_micro_batch) if (dev_x or dev_pairs) else {}

@@ -58,12 +58,9 @@ class ImplicitPRM(BaseReward):
             self.reference = reference if isinstance(reference, LogLikelihoodReward) else LogLikelihoodReward(reference, **lm_kwargs)
             if self.reference.tokenizer.get_vocab() != self.policy.tokenizer.get_vocab():
                 raise ValueError("policy and reference must share a tokenizer (the log-ratio compares the same token ids)")
-        self.beta = float(beta)
-        self.reduction = reduction
-        self.aggregate = aggregate
-        self.clip_threshold = clip_threshold
-        self.step_separator = step_separator
-        self.step_end = step_end
+        self.beta, self.reduction = float(beta), reduction
+        self.aggregate, self.clip_threshold = aggregate, clip_threshold
+        self.step_separator, self.step_end = step_separator, step_end
         ref = "none" if self.reference is None else self.reference.model_label
         self.name = name or f"implicit-prm:{self.policy.model_label}/{ref}"
 
