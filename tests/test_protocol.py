@@ -114,3 +114,16 @@ def test_group_keys_and_declared_capabilities():
     composed = GateReward(LengthReward(), EnsembleReward([LengthReward(), inner]))
     assert group_by(composed) == "prompt" and group_by(LengthReward()) is None
     assert inner in list(walk(composed)) and group_by(lambda p, c: [0.0] * len(p)) is None
+
+    class Wrapper:  # a user's reward that does not derive from BaseReward declares the same capabilities
+        name = "wrapper"
+
+        def __init__(self, inner):
+            self.inner = inner
+
+        def children(self):
+            return [self.inner]
+
+    from rewardkit.serve.batching import merge_safe
+
+    assert group_by(Wrapper(inner)) == "prompt" and not merge_safe(Wrapper(inner)) and merge_safe(Wrapper(LengthReward()))

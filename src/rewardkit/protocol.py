@@ -126,8 +126,10 @@ class BaseReward:
 
 
 def walk(reward: Any) -> Iterator[Any]:
-    """The reward and every reward (or model wrapper) below it, each once, parents first. Objects that
-    are not :class:`BaseReward` (a plain callable, a user's class) count as leaves scoring samples alone."""
+    """The reward and every reward (or model wrapper) below it, each once, parents first. A reward that
+    does not derive from :class:`BaseReward` may declare the same capabilities (``group_by``,
+    ``children()``, ``eval_summary()``); one that declares none (a plain function) is a leaf that scores
+    each sample alone."""
     seen: set[int] = set()
     todo = [reward]
     while todo:
@@ -136,20 +138,24 @@ def walk(reward: Any) -> Iterator[Any]:
             continue
         seen.add(id(node))
         yield node
-        if isinstance(node, BaseReward):
-            todo.extend(c for c in node.children() if c is not None)
+        children = getattr(node, "children", None)
+        if callable(children) and not hasattr(node, "named_parameters"):  # a torch module's children are layers
+            todo.extend(c for c in children() if c is not None)
 
 
 def group_by(reward: Any) -> GroupBy | None:
     """How the reward (or a reward inside it) groups samples: ``"record"`` wins over ``"prompt"``;
     ``None`` when every sample is scored alone."""
-    found = {getattr(n, "group_by", None) for n in walk(reward) if isinstance(n, BaseReward)}
+    found = {getattr(n, "group_by", None) for n in walk(reward)}
+    if found - {None, "prompt", "record"}:
+        raise ValueError(f"group_by must be None, 'prompt' or 'record', got {sorted(map(str, found - {None}))}")
     return "record" if "record" in found else "prompt" if "prompt" in found else None
 
 
 def eval_summary(reward: Any, records: Sequence[Any], rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """:meth:`BaseReward.eval_summary` of any reward (nothing for rewards that are not BaseReward)."""
-    return reward.eval_summary(records, rows) if isinstance(reward, BaseReward) else {}
+    """The reward's :meth:`BaseReward.eval_summary` (nothing for a reward that declares none)."""
+    summary = getattr(reward, "eval_summary", None)
+    return summary(records, rows) if callable(summary) else {}
 
 
 class FunctionReward(BaseReward):

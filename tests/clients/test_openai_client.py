@@ -155,3 +155,22 @@ def test_generation_options_are_one_definition_and_a_misspelt_one_is_an_error():
     with pytest.raises(ValueError, match="top_p"):
         client.generate(["p"], top_p=0.0)
     assert Sampling().max_new_tokens == 256 and Sampling(logprobs=False, top_logprobs=3).wants_logprobs
+
+
+def test_retry_policy_takes_a_null_json_body_as_an_answer_and_keeps_the_server_message():
+    from rewardkit.clients.retry import Retrying
+
+    calls = []
+
+    def send():
+        calls.append(1)
+        return httpx.Response(200, content=b"null", headers={"content-type": "application/json"})
+
+    policy = Retrying(name="t", retries=3, backoff=0, max_backoff=0, retry_status=(503,), fail=lambda m, r: RuntimeError(m),
+                      describe=lambda r: r.text[:20], describe_transient=lambda r: r.reason_phrase)
+    assert policy.call("/x", send) is None and len(calls) == 1  # answered once; not retried as a failure
+    busy = lambda: httpx.Response(503, text="<html>proxy page</html>")  # noqa: E731
+    with pytest.raises(RuntimeError, match="after 4 attempts; last error: HTTP 503: Service Unavailable"):
+        policy.call("/x", busy)
+    with pytest.raises(RuntimeError, match="HTTP 400: bad field"):
+        policy.call("/x", lambda: httpx.Response(400, text="bad field"))

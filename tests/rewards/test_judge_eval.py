@@ -114,3 +114,22 @@ def test_meta_filter_discards_show_in_eval_summary():
                           meta_keep=1.0, meta_min=1.0)
     result, _ = evaluate(judge, Dataset("pairs", records, source="mem"), n_boot=10, progress=False)
     assert result["judge"]["meta_discard_rate"] == 0.5
+
+
+def test_a_judge_inside_a_composition_still_compares_each_record_alone_in_an_eval():
+    """Records that share a prompt: the judge inside an ensemble compares a record's own two completions
+    (the capability is found through the composition), not all four of that prompt."""
+    from rewardkit.data.formats import Dataset
+    from rewardkit.evals.runner import evaluate
+    from rewardkit.rewards.baselines import LengthReward
+    from rewardkit.rewards.ensemble import EnsembleReward
+    from rewardkit.rewards.judge import PairwiseJudge
+    from rewardkit.types import PairRecord
+
+    client = ScriptedClient(lambda prompt, j, seed, prefix: " A" if len(section(prompt, "Response A")) >= len(section(prompt, "Response B")) else " B")
+    judge = PairwiseJudge(client=client, use_logprobs=False)
+    records = [PairRecord("r1", "same", "a long good answer", "short"), PairRecord("r2", "same", "also quite long", "tiny")]
+    data = Dataset("pairs", records, "inline", "pairwise")
+    result, run = evaluate(EnsembleReward([judge, LengthReward()]), data, n_boot=10)
+    assert len(client.calls[0]["prompts"]) == 4  # two records x one pair x both orders, not 4 responses round robin (12)
+    assert result["overall"] == 1.0

@@ -62,7 +62,8 @@ class RemoteReward(BaseReward):
         self.url = url.rstrip("/")
         self.name = name or f"remote:{self.url}"
         self.retrying = Retrying(name=self.name, retries=retries, backoff=backoff, max_backoff=max_backoff, retry_status=RETRY_STATUS,
-                                 fail=_failure, describe=lambda r: _error_body(r).get("message") or r.text[:500] or r.reason_phrase)
+                                 fail=_failure, describe=lambda r: _error_body(r).get("message") or r.text[:500],
+                                 describe_transient=lambda r: _error_body(r).get("message") or r.reason_phrase)
         self.max_samples_per_request = max_samples_per_request
         token = (token if token is not None else os.environ.get(TOKEN_ENV) or "").strip()
         headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -117,6 +118,13 @@ class RemoteReward(BaseReward):
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+    def eval_summary(self, records: Sequence[Any], rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        """A served judge's cost and reliability statistics, read from the extras it sent back."""
+        from .judge import judge_summary
+
+        found = judge_summary(rows)
+        return {"judge": found} if found else {}
 
     # ----------------------------------------------------------------- HTTP
     def _chunk_size(self) -> int:

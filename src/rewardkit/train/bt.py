@@ -29,7 +29,7 @@ from .common import (TrainOptions, bt_loss, can_share_prefix, config_dict, first
                      prepare_model, restore_best, save_adapter, shuffled, start_run, training_split, write_export)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class BTConfig(TrainOptions):
     output_dir: str = "runs/rm"
     merge_lora: bool = True

@@ -24,7 +24,7 @@ from ..models.loading import apply_head
 
 # ------------------------------------------------------------------ options
 
-@dataclass
+@dataclass(kw_only=True)
 class TrainOptions:
     """What every recipe that fine-tunes the LM shares. Each recipe's config extends it, and
     ``rewardkit train`` builds its flags from these fields, so every default lives here once."""

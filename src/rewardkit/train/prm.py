@@ -35,7 +35,7 @@ from .common import (TrainOptions, config_dict, first_state, micro_batches, note
                      shuffled, start_run, step_targets, training_split)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class PRMConfig(TrainOptions):
     output_dir: str = "runs/prm"
     weight_decay: float = 0.0

@@ -37,7 +37,7 @@ from .common import (TrainOptions, bt_loss, can_share_prefix, config_dict, first
                      write_export)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class RegressionConfig(TrainOptions):
     attributes: tuple[str, ...] = ("score",)
     output_dir: str = "runs/rm-regression"

@@ -23,7 +23,7 @@ from .value import ProcessReward
 __all__ = ["AGGREGATES", "ImplicitPRM", "LikelihoodPRM", "ProcessReward", "aggregate", "load_prm", "step_output"]
 
 
-def load_prm(model: Any = "default", *, aggregate: str | None = None, clip_threshold: float | None = None,
+def load_prm(model: Any = "default", *, tokenizer: Any = None, aggregate: str | None = None, clip_threshold: float | None = None,
              step_separator: str | None = None, step_end: str | None = None, num_labels: int | None = None,
              max_length: int | None = None, max_tokens_per_batch: int | None = None, batch_size: int | None = None,
              max_padding: float | None = None, truncation_side: str | None = None, padding_side: str | None = None,
@@ -35,7 +35,7 @@ def load_prm(model: Any = "default", *, aggregate: str | None = None, clip_thres
     directory, adapter or hub id = a value-head :class:`ProcessReward`. Options left ``None`` keep the
     class's default."""
     local = dict(locals())
-    options = {k: local[k] for k in ("aggregate", "clip_threshold", "step_separator", "step_end", "num_labels", "max_length",
+    options = {k: local[k] for k in ("tokenizer", "aggregate", "clip_threshold", "step_separator", "step_end", "num_labels", "max_length",
                                      "max_tokens_per_batch", "batch_size", "max_padding", "truncation_side", "padding_side",
                                      "chat_template", "system_prompt", "device", "dtype", "seed", "progress", "name") if local[k] is not None}
     options.update(kwargs)
