@@ -127,3 +127,21 @@ def test_group_keys_and_declared_capabilities():
     from rewardkit.serve.batching import merge_safe
 
     assert group_by(Wrapper(inner)) == "prompt" and not merge_safe(Wrapper(inner)) and merge_safe(Wrapper(LengthReward()))
+
+
+def test_tool_calling_completions_read_as_the_assistant_text_and_trainer_context_is_not_data():
+    from rewardkit.protocol import completion_text, sample_columns
+    from rewardkit.rewards.baselines import LengthReward
+
+    turn = [{"role": "assistant", "content": None, "tool_calls": [{"function": {"name": "calc", "arguments": "{}"}}]},
+            {"role": "tool", "content": "42"},
+            {"role": "assistant", "content": [{"type": "text", "text": "It is "}, {"type": "text", "text": "42."}]}]
+    assert completion_text(turn) == "It is 42."  # not "NoneIt is 42." and not the tool's output
+    assert LengthReward("chars")(prompts=["q"], completions=[turn]) == [9.0]
+    with pytest.raises(ValueError, match="role"):
+        completion_text([{"role": "user", "content": "hi"}])
+    state = object()
+    cols = sample_columns({"answer": ["1", "2"], "trainer_state": state, "log_metric": print, "scale": 3, "ids": ([1], [2])}, 2)
+    assert cols == {"answer": ["1", "2"], "ids": [[1], [2]]}
+    with pytest.raises(ValueError, match="'answer' has 1 values for 2 samples"):
+        sample_columns({"answer": ["1"]}, 2)

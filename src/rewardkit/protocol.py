@@ -29,19 +29,54 @@ class MissingColumnError(KeyError):
         return self.args[0]
 
 
+def message_text(content: Any) -> str:
+    """The text of a message's ``content``: a string, ``None`` (an assistant turn that only calls tools)
+    as "", or a list of content parts whose ``text`` parts are joined (images and other parts carry no text)."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, (list, tuple)):
+        return "".join(str(p.get("text", "")) for p in content if isinstance(p, dict) and p.get("type", "text") == "text")
+    return str(content)
+
+
 def completion_text(completion: Any) -> str:
     """Whole text of a completion: plain text, pre-split steps (joined by newlines), or a TRL
-    conversational completion (a list of messages; the assistant contents are joined)."""
+    conversational completion (a list of messages). Of a conversational completion the reward reads what
+    the assistant wrote: the assistant messages' text, joined; tool calls and the tool results TRL appends
+    (``{"role": "tool", ...}``) are not part of it, and an assistant message with ``content: None`` adds
+    nothing (never the text "None")."""
     if isinstance(completion, str):
         return completion
     if isinstance(completion, (list, tuple)):
         if all(isinstance(c, dict) for c in completion):
-            if any(m.get("role", "assistant") != "assistant" for m in completion):
-                raise ValueError("a conversational completion must hold only assistant messages")
-            return "".join(str(m.get("content", "")) for m in completion)
+            roles = {m.get("role", "assistant") for m in completion}
+            if roles - {"assistant", "tool"}:
+                raise ValueError(f"a conversational completion holds assistant (and tool) messages, got role(s) {sorted(roles - {'assistant', 'tool'})}")
+            return "".join(message_text(m.get("content")) for m in completion if m.get("role", "assistant") == "assistant")
         if all(isinstance(c, str) for c in completion):
             return "\n".join(completion)
     raise TypeError(f"a completion must be str, list[str] (steps) or a list of messages, got {type(completion).__name__}")
+
+
+#: keywords that TRL's GRPOTrainer passes to every reward function as call context, not data
+TRAINER_CONTEXT = ("trainer_state", "log_extra", "log_metric", "environments")
+
+
+def sample_columns(columns: dict[str, Any], n: int) -> dict[str, list[Any]]:
+    """The per-sample data columns among a call's keywords: lists or tuples with one value per sample.
+    Everything else a trainer passes (TRL's ``trainer_state``, the ``log_extra`` / ``log_metric``
+    callbacks, an ``environments`` list) is call context and left out; a list of the wrong length is an
+    error naming the column."""
+    out: dict[str, list[Any]] = {}
+    for key, values in columns.items():
+        if key in TRAINER_CONTEXT or values is None or not isinstance(values, (list, tuple)):
+            continue
+        if len(values) != n:
+            raise ValueError(f"column {key!r} has {len(values)} values for {n} samples")
+        out[key] = list(values)
+    return out
 
 
 def group_keys(prompts: Sequence[Prompt], group_ids: Sequence[Any] | None = None) -> list[str]:

@@ -14,6 +14,7 @@ from serve_helpers import COMPLETIONS, PROMPTS, RecordingReward, ServerThread
 
 from rewardkit import load_reward
 from rewardkit.protocol import MissingColumnError
+from rewardkit.rewards.baselines import LengthReward
 from rewardkit.rewards.remote import RemoteReward, RemoteRewardError
 from rewardkit.serve.app import ServeSettings, check_bind, is_loopback
 
@@ -302,3 +303,20 @@ def test_remote_client_retries_with_a_stub_transport():
         RemoteReward("http://stub", transport=httpx.MockTransport(lambda r: seen.append(1) or invalid(r)), backoff=0,
                      max_samples_per_request=8).score(["p"], ["c"])
     assert err.value.field == "completions[0]" and len(seen) == 1  # a client error is not retried
+
+
+def test_remote_reward_takes_what_trl_passes_and_tool_calling_turns():
+    """TRL's call context (a TrainerState, callbacks, the policy's completion_ids) is not sent as data;
+    a tool-calling completion reaches the server as the assistant's text, so it scores as it does locally."""
+    from transformers import TrainerState
+
+    local = LengthReward("chars")
+    turn = [{"role": "assistant", "content": None, "tool_calls": [{"type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+            {"role": "tool", "content": "42"}, {"role": "assistant", "content": "It is 42."}]
+    prompts = [[{"role": "user", "content": "q"}, {"role": "assistant", "content": None}], "plain"]
+    with ServerThread(local) as srv:
+        remote = RemoteReward(srv.url)
+        got = remote(prompts=prompts, completions=[turn, "abc"], completion_ids=[[1, 2], [3]], trainer_state=TrainerState(),
+                     log_extra=lambda *a: None, log_metric=lambda *a: None, answer=["1", "2"])
+        assert remote.__name__ == "remote:length:chars"
+    assert got == local(prompts=prompts, completions=[turn, "abc"]) == [9.0, 3.0]

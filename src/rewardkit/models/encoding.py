@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal, Sequence
 
-from ..protocol import completion_text
+from ..protocol import completion_text, message_text
 from ..types import Completion, Prompt
 
 
@@ -66,7 +66,7 @@ def to_messages(prompt: Prompt) -> list[dict[str, str]]:
     if isinstance(prompt, str):
         return [{"role": "user", "content": prompt}]
     if isinstance(prompt, (list, tuple)) and all(isinstance(m, dict) and "role" in m and "content" in m for m in prompt):
-        return [{"role": str(m["role"]), "content": str(m["content"])} for m in prompt]
+        return [{"role": str(m["role"]), "content": message_text(m["content"])} for m in prompt]
     raise TypeError(f"a prompt must be text or a list of {{'role','content'}} messages, got {type(prompt).__name__}")
 
 

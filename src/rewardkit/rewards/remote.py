@@ -12,7 +12,7 @@ from typing import Any, Sequence
 import httpx
 
 from ..clients.retry import Retrying
-from ..protocol import BaseReward, MissingColumnError
+from ..protocol import BaseReward, MissingColumnError, completion_text, message_text, sample_columns
 from ..serve.schemas import TOKEN_ENV, concat_outputs, output_from_json
 from ..types import Completion, Prompt, RewardOutput
 
@@ -61,6 +61,7 @@ class RemoteReward(BaseReward):
             raise ValueError(f"remote reward url must start with http:// or https://, got {url!r}")
         self.url = url.rstrip("/")
         self.name = name or f"remote:{self.url}"
+        self._named = name is not None
         self.retrying = Retrying(name=self.name, retries=retries, backoff=backoff, max_backoff=max_backoff, retry_status=RETRY_STATUS,
                                  fail=_failure, describe=lambda r: _error_body(r).get("message") or r.text[:500],
                                  describe_transient=lambda r: _error_body(r).get("message") or r.reason_phrase)
@@ -79,24 +80,34 @@ class RemoteReward(BaseReward):
     def score(self, prompts: Sequence[Prompt], completions: Sequence[Completion], **columns: Any) -> RewardOutput:
         self._check_lengths(prompts, completions)
         n = len(prompts)
-        cols = {}
-        for key, values in columns.items():
-            if values is None:
-                continue
-            values = list(values)
-            if len(values) != n:
-                raise ValueError(f"{self.name}: column {key!r} has {len(values)} values for {n} samples")
-            cols[key] = values
+        try:  # data columns only: a trainer's call context (TRL's trainer_state, callbacks) and the policy's
+            cols = sample_columns(columns, n)  # token ids (completion_ids) mean nothing to the server
+        except ValueError as err:
+            raise ValueError(f"{self.name}: {err}") from None
+        cols.pop("completion_ids", None)
         if n == 0:
             return RewardOutput(scores=[])
         chunk = self._chunk_size()
         parts = []
         for start in range(0, n, chunk):
             stop = min(n, start + chunk)
-            body = {"prompts": list(prompts[start:stop]), "completions": list(completions[start:stop])}
+            body = {"prompts": [_wire_prompt(p) for p in prompts[start:stop]], "completions": [_wire_completion(c) for c in completions[start:stop]]}
             body.update({k: v[start:stop] for k, v in cols.items()})
             parts.append(output_from_json(self._post("/v1/score", body, columns=list(cols))))
         return concat_outputs(parts)
+
+    @property
+    def __name__(self) -> str:  # type: ignore[override]
+        """What TRL logs the reward as: ``remote:<the served reward's name>`` once the server says it (the
+        URL until then, or when the server cannot be asked); a ``name`` given by the user wins."""
+        if not self._named:
+            try:  # one quick ask, no retries: naming must never stall or fail a training run
+                served = self.client.get("/v1/info", timeout=5.0).json().get("reward")
+            except Exception:  # noqa: BLE001
+                served = None
+            if isinstance(served, str) and served:
+                self.name, self._named = f"remote:{served}", True
+        return self.name
 
     def info(self) -> dict[str, Any]:
         """The server's ``/v1/info``: reward name and limits."""
@@ -142,6 +153,22 @@ class RemoteReward(BaseReward):
 
     def _request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         return self.retrying.call(path, lambda: self.client.request(method, path, **kwargs))
+
+
+def _wire_prompt(prompt: Any) -> Any:
+    """A chat prompt as the server's schema takes it: role and text content only (a tool call's
+    ``content: None`` becomes "", content parts their text), the same text a local reward reads."""
+    if isinstance(prompt, (list, tuple)) and all(isinstance(m, dict) for m in prompt):
+        return [{"role": str(m.get("role", "")), "content": message_text(m.get("content"))} for m in prompt]
+    return prompt
+
+
+def _wire_completion(completion: Any) -> Any:
+    """A conversational completion as one assistant message holding what the assistant wrote (tool
+    calls and results left out, as :func:`~rewardkit.protocol.completion_text` reads it locally)."""
+    if isinstance(completion, (list, tuple)) and completion and all(isinstance(m, dict) for m in completion):
+        return [{"role": "assistant", "content": completion_text(completion)}]
+    return completion
 
 
 def _error_body(response: httpx.Response) -> dict[str, Any]:

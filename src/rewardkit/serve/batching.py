@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from ..protocol import completion_text, group_by
+from ..protocol import completion_text, group_by, message_text
 from ..types import RewardOutput
 from .schemas import slice_output
 
@@ -57,7 +57,7 @@ def estimate_tokens(prompt: Any, completion: Any) -> int:
     if isinstance(prompt, str):
         chars = len(prompt)
     else:
-        chars = sum(len(m.get("content", "")) + 8 for m in prompt)
+        chars = sum(len(message_text(m.get("content"))) + 8 for m in prompt)
     try:
         chars += len(completion_text(completion))
     except (TypeError, ValueError):

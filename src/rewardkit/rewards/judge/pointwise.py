@@ -11,7 +11,7 @@ from typing import Any, Literal, Sequence
 
 from ...clients import client_from_spec
 from ...clients.base import Generation
-from ...protocol import BaseReward, completion_text
+from ...protocol import BaseReward, completion_text, message_text
 from ...types import Completion, Prompt, RewardOutput
 from .text import CRITIQUE_CHECKS, critique_checks, distribution_at, fill, load_template, parse_score, principles_block, template_fields
 
@@ -20,7 +20,7 @@ def prompt_text(prompt: Prompt) -> str:
     """A prompt as text for a judge template (a conversation becomes role-labelled turns)."""
     if isinstance(prompt, str):
         return prompt
-    return "\n".join(f"{m['role'].capitalize()}: {m['content']}" for m in prompt)
+    return "\n".join(f"{m['role'].capitalize()}: {message_text(m.get('content'))}" for m in prompt)
 
 
 class JudgeBase(BaseReward):
