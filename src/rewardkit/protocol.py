@@ -116,6 +116,8 @@ class BaseReward:
       inherit their children's capabilities through :func:`walk`.
     * :meth:`eval_summary`: statistics it adds to an evaluation's results (a judge's parse failures and
       position bias, a verifier's false-positive probes).
+    * :meth:`step_metrics`: what it adds to a trainer's logs at every call (TRL's ``log_metric``: the
+      unscored share, a judge's position consistency, a gate's source shares).
 
     ``__name__`` is set because TRL's GRPOTrainer logs reward functions by ``__name__``.
     """
@@ -131,6 +133,10 @@ class BaseReward:
         rows: per-sample extras under ``*_details``) and the evaluated ``records``."""
         return {}
 
+    def step_metrics(self, out: RewardOutput) -> dict[str, float]:
+        """Scalars for a trainer's logs from one batch's output (named ``<reward>/<key>`` there)."""
+        return {"unscored": sum(s is None for s in out.scores) / len(out.scores)} if out.scores else {}
+
     @property
     def __name__(self) -> str:  # type: ignore[override]
         return self.name
@@ -141,7 +147,12 @@ class BaseReward:
     def __call__(self, prompts: Sequence[Prompt] | None = None, completions: Sequence[Completion] | None = None, **kwargs: Any) -> list[float | None]:
         if prompts is None or completions is None:
             raise TypeError(f"{self.name}: call as reward(prompts=..., completions=..., **columns)")
-        return self.score(prompts, completions, **kwargs).scores
+        out = self.score(prompts, completions, **kwargs)
+        log = kwargs.get("log_metric")  # TRL's GRPOTrainer passes this callback: our statistics join its logs
+        if callable(log):
+            for key, value in self.step_metrics(out).items():
+                log(f"{self.__name__}/{key}", float(value))
+        return out.scores
 
     def _check_lengths(self, prompts: Sequence[Any], completions: Sequence[Any]) -> None:
         if len(prompts) != len(completions):

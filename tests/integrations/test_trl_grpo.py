@@ -54,9 +54,10 @@ def test_local_composed_and_served_rewards_in_a_grpo_step(tiny_dirs, tmp_path, c
     with ServerThread(LengthReward()) as srv:
         local = Recording(load_reward("length"))
         composed = Recording(load_reward("transform:group(rule:math)"))
+        gate = load_reward("gate(rule:math, length)")
         served = Recording(load_reward(f"remote:{srv.url}"))
         grouped_remote = Recording(load_reward(f"transform:group(remote:{srv.url})"))
-        trainer = _train(tiny_dirs, tmp_path, [local, composed, served, grouped_remote], rows)
+        trainer = _train(tiny_dirs, tmp_path, [local, composed, served, grouped_remote, gate], rows)
     assert served.__name__ == "remote:length"  # named after the served reward, not its URL
     for rec in (local, composed, served, grouped_remote):
         (call,) = rec.calls
@@ -70,3 +71,35 @@ def test_local_composed_and_served_rewards_in_a_grpo_step(tiny_dirs, tmp_path, c
     assert all(s is not None for s in group) and abs(sum(group)) < 1e-6
     logged = trainer.state.log_history[0]
     assert any(key.startswith("rewards/remote:length") for key in logged), sorted(logged)
+    # rewardkit's own statistics reach TRL's logs through the log_metric callback it passes
+    assert logged["length/unscored"] == 0.0 and logged["remote:length/unscored"] == 0.0
+    assert logged["gate(rule:math,length)/verifier_share"] + logged["gate(rule:math,length)/fallback_share"] == pytest.approx(1.0)
+
+
+class Slow:
+    """A reward that takes a while and records when it ran (a stand-in for a reward server or an API judge)."""
+
+    def __init__(self, name, spans):
+        self.__name__, self.spans = name, spans
+
+    def __call__(self, prompts, completions, **kwargs):
+        import time
+
+        start = time.monotonic()
+        time.sleep(0.5)
+        self.spans[self.__name__] = (start, time.monotonic())
+        return [float(len(c if isinstance(c, str) else c[0]["content"])) for c in completions]
+
+
+@pytest.mark.slow
+def test_async_rewards_are_awaited_together_by_grpo(tiny_dirs, tmp_path):
+    from rewardkit.integrations.trl import AsyncReward
+
+    spans: dict[str, tuple[float, float]] = {}
+    rows = [{"prompt": f"Say {i}."} for i in range(2)]
+    first, second = AsyncReward(Slow("slow_a", spans)), AsyncReward(Slow("slow_b", spans))
+    assert trl.trainer.utils.is_async_callable(first)  # how TRL decides to await it
+    trainer = _train(tiny_dirs, tmp_path, [first, second], rows)
+    (a0, a1), (b0, b1) = spans["slow_a"], spans["slow_b"]
+    assert a0 < b1 and b0 < a1, spans  # the two calls overlapped in time instead of running one after the other
+    assert "rewards/slow_a/mean" in trainer.state.log_history[0]

@@ -256,3 +256,14 @@ def test_verifier_and_pairwise_take_principles_and_templates_must_use_them(tmp_p
     with pytest.raises(ValueError, match="no \\{principles\\}"):
         JudgeReward(client=client, template=str(bare)).score(["q"], ["a"], principles=["be kind"])
     assert JudgeReward(client=ScriptedClient(lambda *a: " 3"), template=str(bare)).score(["q"], ["a"]).scores == [3.0]
+
+
+def test_judge_statistics_reach_a_trainers_log_metric_callback():
+    client = ScriptedClient(lambda prompt, j, seed, prefix: " A")  # always the first shown: fully position-biased
+    judge = PairwiseJudge(client=client, use_logprobs=False)
+    logged = {}
+    scores = judge(prompts=["q", "q"], completions=["one", "two"], log_metric=lambda name, value: logged.__setitem__(name, value),
+                   trainer_state=object())
+    assert scores == [0.5, 0.5]
+    assert logged[f"{judge.name}/unscored"] == 0.0
+    assert logged[f"{judge.name}/position_consistency"] == 0.0 and logged[f"{judge.name}/first_position_rate"] == 1.0

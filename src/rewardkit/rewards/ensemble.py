@@ -190,6 +190,10 @@ class TransformReward(BaseReward):
     def eval_summary(self, records: Sequence[Any], rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         return eval_summary(self.inner, records, rows)  # the inner reward's extras pass through unchanged
 
+    def step_metrics(self, out: RewardOutput) -> dict[str, float]:
+        inner = getattr(self.inner, "step_metrics", None)  # the inner reward's extras pass through unchanged
+        return {**(inner(out) if callable(inner) else {}), **super().step_metrics(out)}
+
     def score(self, prompts: Sequence[Prompt], completions: Sequence[Completion], **columns: Any) -> RewardOutput:
         inner = self.inner.score(prompts, completions, **columns)
         raw = list(inner.scores)
@@ -243,6 +247,13 @@ class GateReward(BaseReward):
 
     def children(self) -> list[Any]:
         return [self.verifier, self.fallback]
+
+    def step_metrics(self, out: RewardOutput) -> dict[str, float]:
+        metrics = super().step_metrics(out)
+        source = out.extras.get("source") or []
+        if source:
+            metrics.update({f"{kind}_share": sum(s == kind for s in source) / len(source) for kind in ("verifier", "fallback")})
+        return metrics
 
     def score(self, prompts: Sequence[Prompt], completions: Sequence[Completion], **columns: Any) -> RewardOutput:
         self._check_lengths(prompts, completions)

@@ -119,6 +119,14 @@ class JudgeBase(BaseReward):
         found = judge_summary(rows)
         return {"judge": found} if found else {}
 
+    def step_metrics(self, out: RewardOutput) -> dict[str, float]:
+        metrics = super().step_metrics(out)
+        found = judge_summary([{"details": out.row(i)} for i in range(len(out))])
+        for key in ("parse_failure_rate", "position_consistency", "first_position_rate"):
+            if found.get(key) is not None:
+                metrics[key] = found[key]
+        return metrics
+
     # ----------------------------------------------------------------- shared steps
     def _principles(self, prompts: Sequence[Prompt], columns: dict[str, Any]) -> list[str]:
         """The principles/rubric block per sample: column ``principles`` or ``rubric``, else the global
