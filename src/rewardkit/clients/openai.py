@@ -39,6 +39,12 @@ class OpenAIClient:
     timeout / connect_timeout: seconds per request / for connecting.
     retries, backoff, max_backoff: extra attempts on transient errors, first wait and its cap (seconds).
     concurrency: requests in flight at once.
+    vendor_fields: how an ``assistant_prefix`` is sent on the chat endpoint. "vllm": as vLLM's (and SGLang's)
+        ``continue_final_message`` / ``add_generation_prompt``; "none": a plain OpenAI chat request, without the
+        prefix (servers such as ``transformers serve`` refuse unknown fields, and plain chat cannot continue a
+        turn: such generations carry ``extras["prefix_applied"] = False``, and judges then parse the answer as
+        written); "auto" (default): vLLM's fields until a server refuses them with 400/422, then plain for the
+        rest of this client's life.
     transport: an ``httpx.AsyncBaseTransport`` (``httpx.MockTransport`` in tests, custom networking).
     """
 
@@ -57,6 +63,7 @@ class OpenAIClient:
         concurrency: int = 8,
         transport: httpx.AsyncBaseTransport | None = None,
         extra_body: dict[str, Any] | None = None,
+        vendor_fields: Literal["auto", "vllm", "none"] = "auto",
         name: str | None = None,
     ):
         if not base_url.startswith(("http://", "https://")):
@@ -65,6 +72,10 @@ class OpenAIClient:
             raise ValueError(f"endpoint must be 'chat' or 'completions', got {endpoint!r}")
         if concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, got {concurrency}")
+        if vendor_fields not in ("auto", "vllm", "none"):
+            raise ValueError(f"vendor_fields must be 'auto', 'vllm' or 'none', got {vendor_fields!r}")
+        self.vendor_fields = vendor_fields
+        self.plain_chat = vendor_fields == "none"  # auto: becomes True once a server refuses vLLM's fields
         base = base_url.rstrip("/")
         self.base_url = base if base.endswith("/v1") else base + "/v1"
         self.model, self.endpoint = model, endpoint
@@ -117,8 +128,19 @@ class OpenAIClient:
             async def one(prompt: Prompt, prefix: str) -> list[Generation]:
                 body = self._body(prompt, o, prefix)
                 async with limit:
-                    data = await self._post(client, body)
-                return self._parse(data, o.n, o.seed)
+                    try:
+                        data = await self._post(client, body)
+                    except OpenAIClientError as err:
+                        if not (self.vendor_fields == "auto" and err.status in (400, 422) and "continue_final_message" in body):
+                            raise
+                        self.plain_chat = True  # this server takes plain OpenAI requests only
+                        body = self._body(prompt, o, prefix)
+                        data = await self._post(client, body)
+                gens = self._parse(data, o.n, o.seed)
+                if prefix and self.endpoint == "chat" and "continue_final_message" not in body:
+                    for g in gens:
+                        g.extras["prefix_applied"] = False
+                return gens
 
             return list(await asyncio.gather(*(one(p, pre) for p, pre in zip(prompts, prefixes))))
 
@@ -134,7 +156,7 @@ class OpenAIClient:
         top_logprobs = o.top_logprobs
         if self.endpoint == "chat":
             body["messages"] = to_messages(prompt)
-            if prefix:
+            if prefix and not self.plain_chat:
                 body["messages"].append({"role": "assistant", "content": prefix})
                 body["continue_final_message"], body["add_generation_prompt"] = True, False
             if want:

@@ -143,6 +143,13 @@ def _local_path(source: ModelSource) -> str:
     return str(_materialize_gguf(source)) if source.kind == "gguf" else source.path
 
 
+def local_model_path(spec: str) -> str:
+    """The directory (or hub id) ``from_pretrained`` reads for a model spec; a GGUF file, the embedded
+    ``default`` among them, is converted once into a cached checkpoint directory. Serve that directory with
+    any OpenAI-compatible server (``transformers serve``, vLLM) to judge with the same weights remotely."""
+    return _local_path(resolve_source(spec))
+
+
 def adapter_base(source: ModelSource) -> str:
     """The base model spec of a peft adapter directory (``default``, a path or a hub id)."""
     config = json.loads((Path(source.path) / "adapter_config.json").read_text())

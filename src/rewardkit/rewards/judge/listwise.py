@@ -95,7 +95,7 @@ class ListwiseJudge(JudgeBase):
         texts = [self._fill(prompts[order[0]], [completions[i] for i in order], blocks[order[0]]) for order in asks]
         outs = self._ask(texts)
         ex = {k: [0] * n for k in ("judge_calls", "parse_failures", "generated_tokens", "comparisons", "order_checked",
-                                   "order_inconsistent", "first_position_wins", "meta_discarded")}
+                                   "order_inconsistent", "first_position_wins", "meta_discarded", "hard_verdicts")}
         raw: list[list[str]] = [[] for _ in range(n)]
         orders: list[list[list[int]]] = [[] for _ in range(n)]
         rankings: list[list[list[int] | None]] = [[] for _ in range(n)]
@@ -106,6 +106,7 @@ class ListwiseJudge(JudgeBase):
             keep, _ = self._meta_keep(text, gens, readings)
             for s in order:
                 ex["judge_calls"][s] += len(gens)
+                ex["hard_verdicts"][s] += self.hard(gens)
                 ex["parse_failures"][s] += sum(r is None for r in readings)
                 ex["first_position_wins"][s] += sum(r is not None and r[0][0] == order[0] for r in readings)
                 ex["generated_tokens"][s] += sum(g.num_tokens or 0 for g in gens) / len(order)
@@ -133,6 +134,8 @@ class ListwiseJudge(JudgeBase):
         extras: dict[str, list] = {**ex, "judge_raw": raw, "orders": orders, "rankings": rankings, "seed": [self.seed] * n}
         if self.meta_filter is None:
             del extras["meta_discarded"]
+        if not any(extras["hard_verdicts"]):
+            del extras["hard_verdicts"]
         reasons = [None if s is not None else ("no other response to compare with" if ex["comparisons"][k] == 0
                    else "no ranking could be parsed") for k, s in enumerate(scores)]
         if any(reasons):

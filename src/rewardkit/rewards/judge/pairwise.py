@@ -68,7 +68,7 @@ class PairwiseJudge(JudgeBase):
         # per unordered pair: list of P(lower index wins) readings and hard winners
         pairs: dict[tuple[int, int], dict[str, list]] = {}
         ex = {k: [0] * n for k in ("judge_calls", "parse_failures", "generated_tokens", "comparisons", "order_checked",
-                                   "order_inconsistent", "first_position_wins", "meta_discarded")}
+                                   "order_inconsistent", "first_position_wins", "meta_discarded", "hard_verdicts")}
         raw: list[list[str]] = [[] for _ in range(n)]
         orders: list[list[list[int]]] = [[] for _ in range(n)]
         for (i, j), text, gens in zip(asks, texts, outs):
@@ -79,6 +79,7 @@ class PairwiseJudge(JudgeBase):
             for s in (i, j):
                 ex["meta_discarded"][s] += sum(r[1] is not None for r in readings) - len(keep)
                 ex["judge_calls"][s] += len(gens)
+                ex["hard_verdicts"][s] += self.hard(gens)
                 ex["parse_failures"][s] += sum(r[1] is None for r in readings)
                 ex["first_position_wins"][s] += sum(r[1] == "A" for r in readings)
                 ex["generated_tokens"][s] += sum(g.num_tokens or 0 for g in gens) / 2  # the call is shared by two
@@ -110,6 +111,8 @@ class PairwiseJudge(JudgeBase):
         extras: dict[str, list] = {**ex, "judge_raw": raw, "seed": [self.seed] * n}
         if self.meta_filter is None:
             del extras["meta_discarded"]
+        if not any(extras["hard_verdicts"]):
+            del extras["hard_verdicts"]
         if self.order == "random":
             extras["orders"] = orders
         extras["reason"] = [None if s is not None else ("no other response to compare with" if ex["comparisons"][k] == 0

@@ -122,7 +122,7 @@ class JudgeBase(BaseReward):
     def step_metrics(self, out: RewardOutput) -> dict[str, float]:
         metrics = super().step_metrics(out)
         found = judge_summary([{"details": out.row(i)} for i in range(len(out))])
-        for key in ("parse_failure_rate", "position_consistency", "first_position_rate"):
+        for key in ("parse_failure_rate", "position_consistency", "first_position_rate", "hard_verdict_rate"):
             if found.get(key) is not None:
                 metrics[key] = found[key]
         return metrics
@@ -164,15 +164,26 @@ class JudgeBase(BaseReward):
                                     top_logprobs=self.top_logprobs if want else 0, **extra)
         return outs
 
+    def _prefix(self, gen: Generation) -> str:
+        """The answer prefix this generation continued ("" when the server could not continue a turn)."""
+        return "" if gen.extras.get("prefix_applied") is False else self.answer_prefix
+
     def _located(self, gen: Generation, at: int, labels: dict[str, Any]) -> dict[Any, float] | None:
-        """Verdict probabilities at character ``at`` of ``answer_prefix + text`` (None: not available)."""
-        at -= len(self.answer_prefix)
+        """Verdict probabilities at character ``at`` of ``prefix + text`` (None: not available)."""
+        at -= len(self._prefix(gen))
         if not self.use_logprobs or at < 0:
             return None
         return distribution_at(gen, at, labels)
 
+    def hard(self, gens: Sequence[Generation]) -> int:
+        """Readings that had to be hard verdicts although probabilities were asked for: the client (e.g. a
+        server without log-probabilities) returned none. Reported per sample as ``hard_verdicts``."""
+        if not (self.use_logprobs and self.top_logprobs > 0):
+            return 0
+        return sum(1 for g in gens if not g.top_logprobs)
+
     def full_text(self, gen: Generation) -> str:
-        return self.answer_prefix + gen.text
+        return self._prefix(gen) + gen.text
 
     def _meta_keep(self, judge_prompt: str, gens: list[Generation], parsed: list[Any]) -> tuple[list[int], list[float | None] | None]:
         """(indices of the generations kept for aggregation, meta score per generation). Without a
@@ -247,6 +258,9 @@ class JudgeReward(JudgeBase):
                   "generated_tokens": tokens, "seed": [self.seed] * n}
         if self.meta_filter is not None:
             extras.update(meta_scores=metas, meta_discarded=discarded)
+        hard = [self.hard(g) for g in outs]
+        if any(hard):
+            extras["hard_verdicts"] = hard
         return RewardOutput(scores=scores, extras=extras)
 
 
@@ -268,7 +282,7 @@ class CritiqueRules(BaseReward):
 
 
 JUDGE_KEYS = ("judge_calls", "parse_failures", "generated_tokens", "comparisons", "order_inconsistent", "first_position_wins",
-              "rejected_empty", "meta_discarded", "order_checked")
+              "rejected_empty", "meta_discarded", "order_checked", "hard_verdicts")
 
 
 def judge_summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -304,6 +318,8 @@ def judge_summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         out["first_position_rate"] = round(totals["first_position_wins"] / parsed, 4) if parsed else None
     if "meta_discarded" in totals and calls:
         out["meta_discard_rate"] = round(totals["meta_discarded"] / calls, 4)
+    if totals["hard_verdicts"] and calls:  # probabilities were asked for but the client returned none
+        out["hard_verdict_rate"] = round(totals["hard_verdicts"] / calls, 4)
     if totals["rejected_empty"]:
         out["rejected_empty"] = int(totals["rejected_empty"])
     return out

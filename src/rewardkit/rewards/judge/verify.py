@@ -54,7 +54,8 @@ class VerifierJudge(JudgeBase):
                  for k, b in zip(todo, blocks)]
         outs = dict(zip(todo, zip(texts, self._ask(texts))))
         scores: list[float | None] = []
-        ex: dict[str, list] = {k: [] for k in ("judge_raw", "judge_calls", "parse_failures", "generated_tokens", "rejected_empty", "reason")}
+        ex: dict[str, list] = {k: [] for k in ("judge_raw", "judge_calls", "hard_verdicts", "parse_failures", "generated_tokens", "rejected_empty",
+                                               "reason")}
         discarded = [0] * n
         for k in range(n):
             reason = None
@@ -76,12 +77,15 @@ class VerifierJudge(JudgeBase):
             scores.append(score)
             ex["judge_raw"].append([self.full_text(g) for g in gens])
             ex["judge_calls"].append(len(gens))
+            ex["hard_verdicts"].append(self.hard(gens) if self.soft else 0)
             ex["parse_failures"].append(fails)
             ex["generated_tokens"].append(sum(g.num_tokens or 0 for g in gens))
             ex["rejected_empty"].append(bool(empty[k]))
             ex["reason"].append(reason)
         if not any(ex["reason"]):
             del ex["reason"]
+        if not any(ex["hard_verdicts"]):
+            del ex["hard_verdicts"]
         if self.meta_filter is not None:
             ex["meta_discarded"] = discarded
         if any(r is None for r in refs):  # rows without gold are not applicable (left out of accuracy, counted)
