@@ -69,12 +69,17 @@ def test_request_model_keeps_extra_columns():
 
 def test_openrlhf_split():
     prompt = "<|im_start|>user\nWhat is 2+2?<|im_end|>\n<|im_start|>assistant\n"
-    assert split_response(prompt + "4<|im_end|>", prompt) == "4<|im_end|>"
+    assert split_response(prompt + "4<|im_end|>", prompt) == ("4<|im_end|>", False)
     # leading padding / BOS before the prompt, trailing padding after the response
-    assert split_response("<pad><pad><s>" + prompt + "4<|im_end|><pad><pad>", "<s>" + prompt, strip=["<pad>"]) == "4<|im_end|>"
-    with pytest.raises(SplitError) as err:
-        split_queries(["a", "something else"], ["a", "b"])
-    assert err.value.field == "query[1]"
+    assert split_response("<pad><pad><s>" + prompt + "4<|im_end|><pad><pad>", "<s>" + prompt, strip=["<pad>"]) == ("4<|im_end|>", False)
+    # OpenRLHF cut an over-long prompt from the left: the end of the prompt still starts the query
+    long_prompt = "<|im_start|>user\n" + "background " * 20 + "What is 2+2?<|im_end|>\n<|im_start|>assistant\n"
+    assert split_response("<pad>" + long_prompt[70:] + "4<|im_end|>", long_prompt, strip=["<pad>"]) == ("4<|im_end|>", True)
+    with pytest.raises(ValueError, match="left-truncated"):  # too little of the prompt to be sure: never a guess
+        split_response(long_prompt[-10:] + "4", long_prompt)
+    # one query without its prompt is one unscored sample with a reason, not a failed batch
+    (ok, okt, okr), (bad, badt, why) = split_queries(["a!", "something else"], ["a", "b"])
+    assert (ok, okt, okr) == ("!", False, None) and bad is None and "query[1]" in why
     with pytest.raises(SplitError) as err:
         split_queries(["a"], None)
     assert err.value.field == "prompts"

@@ -320,3 +320,20 @@ def test_remote_reward_takes_what_trl_passes_and_tool_calling_turns():
                      log_extra=lambda *a: None, log_metric=lambda *a: None, answer=["1", "2"])
         assert remote.__name__ == "remote:length:chars"
     assert got == local(prompts=prompts, completions=[turn, "abc"]) == [9.0, 3.0]
+
+
+def test_get_reward_survives_left_truncated_prompts_and_never_sends_a_missing_reward():
+    """OpenRLHF cuts over-long prompts from the left and cannot train on a null reward: a truncated prompt is
+    still found (by its end), an unfindable one is one unscored sample, and unscored samples either get
+    --unscored-reward or the batch is refused with the reason (never a null in `rewards`)."""
+    long_prompt = "user: " + "context " * 30 + "What is 2+2?\nassistant: "
+    queries = [long_prompt[100:] + "four", "unrelated text", long_prompt + "4"]
+    prompts = [long_prompt, "a prompt that is not there", long_prompt]
+    with ServerThread(LengthReward("chars")) as srv, srv.client() as client:
+        refused = client.post("/get_reward", json={"query": queries, "prompts": prompts})
+        assert refused.status_code == 422 and refused.json()["error"] == "unscored_sample" and refused.json()["field"] == "query[1]"
+        assert "--unscored-reward" in refused.json()["message"] and "left-truncated" in refused.json()["message"]
+    with ServerThread(LengthReward("chars"), ServeSettings(unscored_reward=-5.0)) as srv, srv.client() as client:
+        body = client.post("/get_reward", json={"query": queries, "prompts": prompts}).json()
+    assert body["rewards"] == [4.0, -5.0, 1.0] and body["scores"] == body["rewards"]
+    assert body["extra_logs"]["unscored"] == [0.0, 1.0, 0.0] and body["extra_logs"]["prompt_truncated"] == [1.0, 0.0, 0.0]

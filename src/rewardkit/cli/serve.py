@@ -26,7 +26,7 @@ examples:
   rewardkit score --reward remote:http://127.0.0.1:8000 --data pairs.jsonl --out scores.jsonl
 
 Binding to a non-loopback address requires a bearer token (REWARDKIT_API_TOKEN or --token-file).
-OpenRLHF: --remote_rm_url http://HOST:PORT/get_reward; labels reach the reward as the column
+OpenRLHF: --reward.remote_url (before 0.10.2: --remote_rm_url) http://HOST:PORT/get_reward; labels reach the reward as the column
 --labels-column (default `answer`, what rule:math reads)."""
 
 
@@ -57,8 +57,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     g = p.add_argument_group("OpenRLHF /get_reward")
     add_flags(g, ServeSettings, [
         Flag("labels_column", metavar="NAME", help="column that receives `labels`"),
-        Flag("unscored_reward", metavar="X", help="value sent for samples the reward cannot score (default null; OpenRLHF needs a number, e.g. your "
-                                                  "reward's minimum). They are flagged in extra_logs.unscored either way"),
+        Flag("unscored_reward", metavar="X", help="value sent for samples the reward cannot score, e.g. your reward's minimum; they are flagged "
+                                                  "in extra_logs.unscored. Default: none, and then a batch with an unscored sample is refused "
+                                                  "(HTTP 422 naming it and the reason), since OpenRLHF cannot train on a missing reward"),
     ])
     g.add_argument("--strip", action="append", default=[], metavar="TEXT",
                    help="remove TEXT (e.g. the policy's pad token) from the end of each response; repeatable "

@@ -11,6 +11,7 @@ import asyncio
 import hmac
 import ipaddress
 import logging
+import math
 import time
 from contextlib import asynccontextmanager
 from typing import Any, Callable
@@ -22,10 +23,11 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..protocol import MissingColumnError, completion_text, walk
+from ..types import RewardOutput
 from .settings import ServeSettings
 from .batching import BadRewardOutput, MicroBatcher, NotReady, QueueFull
 from .metrics import CONTENT_TYPE_LATEST, ServerMetrics
-from .openrlhf import SplitError, split_queries, to_openrlhf
+from .openrlhf import SplitError, expand_output, split_queries, to_openrlhf
 from .schemas import (
     ErrorResponse,
     GetRewardRequest,
@@ -345,9 +347,10 @@ def create_app(reward: Any, settings: ServeSettings | None = None, *, on_load_er
             raise ApiError(413, "too_many_samples", f"{n} queries in one request; the limit is {settings.max_samples_per_request} "
                            "(--max-samples-per-request)", field="query")
         try:
-            responses = split_queries(req.query, req.prompts, strip_tokens())
+            split = split_queries(req.query, req.prompts, strip_tokens())
         except SplitError as err:
             raise ApiError(422, "validation_error", str(err), field=err.field) from None
+        found = [i for i, (response, _, _) in enumerate(split) if response is not None]
         columns: dict[str, Any] = {}
         if req.labels is not None:
             if len(req.labels) != n:
@@ -356,8 +359,21 @@ def create_app(reward: Any, settings: ServeSettings | None = None, *, on_load_er
                 columns[settings.labels_column] = list(req.labels)
         if n == 0:
             return JSONResponse({"rewards": [], "scores": [], "extra_logs": {}})
-        out = await run(list(req.prompts or []), responses, columns)
-        return JSONResponse(to_openrlhf(out, settings.unscored_reward))
+        prompts = list(req.prompts or [])
+        scored = await run([prompts[i] for i in found], [split[i][0] for i in found], {k: [v[i] for i in found] for k, v in columns.items()}) \
+            if found else RewardOutput(scores=[])
+        out = expand_output(scored, found, n, reasons={i: split[i][2] for i in range(n) if split[i][0] is None})
+        unscored = [i for i, s in enumerate(out.scores) if s is None or not math.isfinite(float(s))]
+        if unscored and settings.unscored_reward is None:
+            reasons = out.extras.get("reason") or [None] * n
+            first = unscored[0]
+            raise ApiError(422, "unscored_sample",
+                           f"{len(unscored)} of {n} samples could not be scored (query[{first}]: {reasons[first] or 'the reward returned no score'}); "
+                           "OpenRLHF needs a number for every sample: start the server with --unscored-reward X (e.g. your reward's "
+                           "minimum). Those samples are then flagged in extra_logs.unscored", field=f"query[{first}]")
+        body = to_openrlhf(out, settings.unscored_reward)
+        body["extra_logs"]["prompt_truncated"] = [1.0 if split[i][1] else 0.0 for i in range(n)]
+        return JSONResponse(body)
 
     strip_cache: list[list[str]] = []
 

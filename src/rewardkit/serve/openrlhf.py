@@ -1,4 +1,4 @@
-"""OpenRLHF's remote reward protocol (``--remote_rm_url http://host:port/get_reward``).
+"""OpenRLHF's remote reward protocol (``--reward.remote_url http://host:port/get_reward``; ``--remote_rm_url`` before 0.10.2).
 
 OpenRLHF posts ``{"query": [...], "prompts": [...], "labels": [...]}`` where ``query[i]`` is the
 decoded prompt + response (chat template tokens and possibly padding included) and ``prompts[i]`` the
@@ -23,39 +23,88 @@ class SplitError(ValueError):
         super().__init__(message)
 
 
-def split_response(query: str, prompt: str, strip: Sequence[str] = ()) -> str:
-    """The response part of ``query``: the text after ``prompt`` (found as a prefix, or after leading
-    padding / BOS text), with trailing ``strip`` strings (padding) removed."""
-    if query.startswith(prompt):
-        response = query[len(prompt):]
-    else:
-        at = query.find(prompt) if prompt else 0
-        if at < 0:
-            raise ValueError("the query does not contain its prompt")
-        response = query[at + len(prompt):]
-    tokens = [t for t in strip if t]
+#: a left-truncated prompt is recognised only by at least this much of its end (a shorter overlap could be chance)
+MIN_PROMPT_OVERLAP = 32
+
+
+def _strip_end(text: str, tokens: Sequence[str]) -> str:
     changed = True
     while changed and tokens:
         changed = False
         for token in tokens:
-            if response.endswith(token):
-                response = response[: -len(token)]
+            if text.endswith(token):
+                text = text[: -len(token)]
                 changed = True
-    return response
+    return text
 
 
-def split_queries(query: list[str], prompts: list[str] | None, strip: Sequence[str] = ()) -> list[str]:
+def split_response(query: str, prompt: str, strip: Sequence[str] = ()) -> tuple[str, bool]:
+    """(the response part of ``query``, whether the prompt was found left-truncated).
+
+    The response is the text after ``prompt``: found as a prefix, after leading padding / BOS text, or,
+    when OpenRLHF cut an over-long prompt from the left, after the longest end of the prompt that starts
+    the query (at least :data:`MIN_PROMPT_OVERLAP` characters of it). Trailing ``strip`` strings (padding)
+    are removed. A query that holds none of these is a ``ValueError``."""
+    tokens = [t for t in strip if t]
+    if query.startswith(prompt):
+        return _strip_end(query[len(prompt):], tokens), False
+    at = query.find(prompt) if prompt else 0
+    if at >= 0:
+        return _strip_end(query[at + len(prompt):], tokens), False
+    head = query
+    changed = True
+    while changed and tokens:  # leading padding before a truncated prompt
+        changed = False
+        for token in tokens:
+            if head.startswith(token):
+                head, changed = head[len(token):], True
+    for cut in range(1, max(0, len(prompt) - MIN_PROMPT_OVERLAP) + 1):  # longest kept end first
+        if head.startswith(prompt[cut:]):
+            return _strip_end(head[len(prompt) - cut:], tokens), True
+    raise ValueError(f"the query contains neither its prompt nor its last {MIN_PROMPT_OVERLAP}+ characters (a left-truncated prompt)")
+
+
+def split_queries(query: list[str], prompts: list[str] | None, strip: Sequence[str] = ()) -> list[tuple[str | None, bool, str | None]]:
+    """Per query: (response or ``None``, prompt left-truncated, why the response could not be found).
+    A query whose prompt is not found is one unscored sample, never a failed request (OpenRLHF would
+    retry the whole batch, then carry no reward at all); a missing or mismatched ``prompts`` list is."""
     if prompts is None:
         raise SplitError("prompts", "'prompts' is required: the response is found by removing the prompt from each query")
     if len(prompts) != len(query):
         raise SplitError("prompts", f"got {len(query)} queries but {len(prompts)} prompts")
-    out = []
+    out: list[tuple[str | None, bool, str | None]] = []
     for i, (q, p) in enumerate(zip(query, prompts)):
         try:
-            out.append(split_response(q, p, strip))
+            response, truncated = split_response(q, p, strip)
+            out.append((response, truncated, None))
         except ValueError as err:
-            raise SplitError(f"query[{i}]", f"query[{i}]: {err} (prompts[{i}])") from err
+            out.append((None, False, f"query[{i}]: {err}"))
     return out
+
+
+def expand_output(out: RewardOutput, rows: Sequence[int], n: int, reasons: dict[int, str | None]) -> RewardOutput:
+    """``out`` (the scores of samples ``rows``) as an output for all ``n`` samples: the others are
+    unscored, with ``reasons[i]`` in ``extras["reason"]``."""
+    if len(rows) == n and not reasons:
+        return out
+    scores: list[float | None] = [None] * n
+    for k, i in enumerate(rows):
+        scores[i] = out.scores[k]
+    extras: dict[str, list] = {}
+    for key, values in out.extras.items():
+        column: list[Any] = [None] * n
+        for k, i in enumerate(rows):
+            column[i] = values[k]
+        extras[key] = column
+    reason = extras.setdefault("reason", [None] * n)
+    for i, why in reasons.items():
+        reason[i] = why
+    vector = None
+    if out.vector is not None:
+        vector = [[None] * len(out.dims or (out.vector[0] if out.vector else [])) for _ in range(n)]
+        for k, i in enumerate(rows):
+            vector[i] = out.vector[k]
+    return RewardOutput(scores=scores, vector=vector, dims=out.dims, extras=extras)
 
 
 def to_openrlhf(out: RewardOutput, unscored: float | None) -> dict[str, Any]:
