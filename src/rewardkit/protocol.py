@@ -37,7 +37,10 @@ def message_text(content: Any) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, (list, tuple)):
-        return "".join(str(p.get("text", "")) for p in content if isinstance(p, dict) and p.get("type", "text") == "text")
+        return "".join(message_text(p) for p in content)
+    if isinstance(content, dict):  # a content part: text parts ("text", and the Responses API's "input_text"/"output_text")
+        kind = str(content.get("type", "text"))
+        return str(content.get("text") or "") if kind == "text" or kind.endswith("_text") else ""
     return str(content)
 
 
@@ -71,7 +74,9 @@ def sample_columns(columns: dict[str, Any], n: int) -> dict[str, list[Any]]:
     error naming the column."""
     out: dict[str, list[Any]] = {}
     for key, values in columns.items():
-        if key in TRAINER_CONTEXT or values is None or not isinstance(values, (list, tuple)):
+        if key in TRAINER_CONTEXT or values is None or isinstance(values, (str, bytes, dict)) or callable(values):
+            continue
+        if not (hasattr(values, "__len__") and hasattr(values, "__getitem__")):  # a TrainerState, a number: not a column
             continue
         if len(values) != n:
             raise ValueError(f"column {key!r} has {len(values)} values for {n} samples")

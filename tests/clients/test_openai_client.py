@@ -174,3 +174,26 @@ def test_retry_policy_takes_a_null_json_body_as_an_answer_and_keeps_the_server_m
         policy.call("/x", busy)
     with pytest.raises(RuntimeError, match="HTTP 400: bad field"):
         policy.call("/x", lambda: httpx.Response(400, text="bad field"))
+
+
+def test_vendor_fields_fall_back_only_when_the_server_refuses_just_them():
+    import json as _json
+
+    def strict(request):  # like transformers serve: unknown fields are a 422; and it has a context limit
+        body = _json.loads(request.content)
+        if "continue_final_message" in body:
+            return httpx.Response(422, json={"detail": "Unexpected fields in the request: {'continue_final_message'}"})
+        if "too long" in body["messages"][0]["content"]:
+            return httpx.Response(400, json={"error": {"message": "maximum context length exceeded"}})
+        return httpx.Response(200, json={"choices": [{"index": 0, "message": {"content": " A"}, "finish_reason": "stop"}]})
+
+    client = OpenAIClient("m", "http://x:1", transport=httpx.MockTransport(strict), retries=0)
+    with pytest.raises(OpenAIClientError, match="Unexpected fields"):  # the plain retry failed too: not about the fields
+        client.generate(["too long"], assistant_prefix="Verdict:")
+    assert not client.plain_chat
+    (gen,), = client.generate(["short"], assistant_prefix="Verdict:")
+    assert client.plain_chat and gen.text == " A" and gen.extras["prefix_applied"] is False
+    vllm_like = OpenAIClient("m", "http://x:1", transport=httpx.MockTransport(lambda r: httpx.Response(
+        200, json={"choices": [{"index": 0, "message": {"content": " B"}, "finish_reason": "stop"}]})), retries=0)
+    (gen,), = vllm_like.generate(["q"], assistant_prefix="Verdict:")
+    assert not vllm_like.plain_chat and "prefix_applied" not in gen.extras

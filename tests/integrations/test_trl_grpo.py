@@ -58,7 +58,8 @@ def test_local_composed_and_served_rewards_in_a_grpo_step(tiny_dirs, tmp_path, c
         served = Recording(load_reward(f"remote:{srv.url}"))
         grouped_remote = Recording(load_reward(f"transform:group(remote:{srv.url})"))
         trainer = _train(tiny_dirs, tmp_path, [local, composed, served, grouped_remote, gate], rows)
-    assert served.__name__ == "remote:length"  # named after the served reward, not its URL
+    port = srv.url.rsplit(":", 1)[1]
+    assert served.__name__ == f"remote:length@127.0.0.1:{port}"  # named after the served reward (and where it is served)
     for rec in (local, composed, served, grouped_remote):
         (call,) = rec.calls
         assert isinstance(call["kwargs"]["trainer_state"], TrainerState)  # what TRL really passes
@@ -70,9 +71,9 @@ def test_local_composed_and_served_rewards_in_a_grpo_step(tiny_dirs, tmp_path, c
     group = [s for s in grouped_remote.calls[0]["out"]]
     assert all(s is not None for s in group) and abs(sum(group)) < 1e-6
     logged = trainer.state.log_history[0]
-    assert any(key.startswith("rewards/remote:length") for key in logged), sorted(logged)
-    # rewardkit's own statistics reach TRL's logs through the log_metric callback it passes
-    assert logged["length/unscored"] == 0.0 and logged["remote:length/unscored"] == 0.0
+    assert f"rewards/{served.__name__}/mean" in logged, sorted(logged)
+    # rewardkit's own statistics reach TRL's logs through the log_metric callback it passes, under the same name
+    assert logged["length/unscored"] == 0.0 and logged[f"{served.__name__}/unscored"] == 0.0
     assert logged["gate(rule:math,length)/verifier_share"] + logged["gate(rule:math,length)/fallback_share"] == pytest.approx(1.0)
 
 

@@ -89,5 +89,23 @@ def test_openrlhf_response_shape():
     body = to_openrlhf(_out(), unscored=None)
     assert body["rewards"] == [pytest.approx(0.3), None, -1e-300] and body["scores"] == body["rewards"]
     assert body["extra_logs"]["unscored"] == [0.0, 1.0, 0.0] and body["extra_logs"]["truncated"] == [0.0, 1.0, 0.0]
-    assert "a" not in body["extra_logs"]  # an objective with a missing value is not logged
+    assert body["extra_logs"]["a"] == [1.0, 0.0, 3.0]  # unscored rows log 0 (flagged in `unscored`): the keys stay put
+    odd = RewardOutput(scores=[1.0, 2.0], vector=[[1.0, None], [2.0, 3.0]], dims=("a", "b"))
+    assert set(to_openrlhf(odd, unscored=None)["extra_logs"]) == {"unscored", "a"}  # a scored row missing an objective drops it
     assert to_openrlhf(_out(), unscored=-10.0)["rewards"][1] == -10.0
+
+
+def test_openrlhf_keys_stay_the_same_when_a_sample_is_unscored():
+    from rewardkit.serve.openrlhf import expand_output
+    from rewardkit.types import RewardOutput
+
+    scored = RewardOutput(scores=[1.0, 2.0], vector=[[0.1, 0.2], [0.3, 0.4]], dims=("a", "b"), steps=[[0.5], [0.6]])
+    out = expand_output(scored, [0, 2], 3, reasons={1: "query[1]: no prompt"})
+    assert out.scores == [1.0, None, 2.0] and out.steps == [[0.5], [], [0.6]] and out.extras["reason"] == [None, "query[1]: no prompt", None]
+    logs = to_openrlhf(out, unscored=-1.0)["extra_logs"]
+    assert logs["a"] == [0.1, 0.0, 0.3] and logs["unscored"] == [0.0, 1.0, 0.0]  # the objective columns are not dropped
+    # a prompt far longer than the query: the search only tries where the query's start occurs in the prompt
+    prompt = "x" * 200_000 + "the real question, asked at the very end of a long context: 2+2?\n"
+    assert split_response(prompt[-60:] + "4", prompt) == ("4", True)
+    with pytest.raises(ValueError):
+        split_response("y" * 100 + "4", prompt)

@@ -318,7 +318,7 @@ def test_remote_reward_takes_what_trl_passes_and_tool_calling_turns():
         remote = RemoteReward(srv.url)
         got = remote(prompts=prompts, completions=[turn, "abc"], completion_ids=[[1, 2], [3]], trainer_state=TrainerState(),
                      log_extra=lambda *a: None, log_metric=lambda *a: None, answer=["1", "2"])
-        assert remote.__name__ == "remote:length:chars"
+        assert remote.__name__ == f"remote:length:chars@127.0.0.1:{srv.port}"
     assert got == local(prompts=prompts, completions=[turn, "abc"]) == [9.0, 3.0]
 
 

@@ -126,16 +126,19 @@ class OpenAIClient:
         limit = asyncio.Semaphore(self.concurrency)
         async with httpx.AsyncClient(base_url=self.base_url, headers=headers, timeout=self.timeout, transport=self.transport) as client:
             async def one(prompt: Prompt, prefix: str) -> list[Generation]:
-                body = self._body(prompt, o, prefix)
                 async with limit:
+                    body = self._body(prompt, o, prefix)  # built once a slot is free: it sees a fallback decided meanwhile
                     try:
                         data = await self._post(client, body)
                     except OpenAIClientError as err:
                         if not (self.vendor_fields == "auto" and err.status in (400, 422) and "continue_final_message" in body):
                             raise
-                        self.plain_chat = True  # this server takes plain OpenAI requests only
-                        body = self._body(prompt, o, prefix)
-                        data = await self._post(client, body)
+                        plain = self._body(prompt, o, prefix, plain=True)
+                        try:
+                            data = await self._post(client, plain)
+                        except OpenAIClientError:
+                            raise err from None  # not about vLLM's fields (e.g. a prompt too long): the server's own answer
+                        self.plain_chat, body = True, plain  # the server refused only the fields: plain requests from now on
                 gens = self._parse(data, o.n, o.seed)
                 if prefix and self.endpoint == "chat" and "continue_final_message" not in body:
                     for g in gens:
@@ -145,7 +148,7 @@ class OpenAIClient:
             return list(await asyncio.gather(*(one(p, pre) for p, pre in zip(prompts, prefixes))))
 
     # ----------------------------------------------------------------- wire format
-    def _body(self, prompt: Prompt, o: Sampling, prefix: str = "") -> dict[str, Any]:
+    def _body(self, prompt: Prompt, o: Sampling, prefix: str = "", plain: bool = False) -> dict[str, Any]:
         body: dict[str, Any] = {"model": self.model, "max_tokens": o.max_new_tokens, "temperature": o.temperature,
                                 "top_p": o.top_p, "n": o.n}
         if o.seed is not None:
@@ -156,7 +159,7 @@ class OpenAIClient:
         top_logprobs = o.top_logprobs
         if self.endpoint == "chat":
             body["messages"] = to_messages(prompt)
-            if prefix and not self.plain_chat:
+            if prefix and not (plain or self.plain_chat):
                 body["messages"].append({"role": "assistant", "content": prefix})
                 body["continue_final_message"], body["add_generation_prompt"] = True, False
             if want:

@@ -98,15 +98,17 @@ class RemoteReward(BaseReward):
 
     @property
     def __name__(self) -> str:  # type: ignore[override]
-        """What TRL logs the reward as: ``remote:<the served reward's name>`` once the server says it (the
-        URL until then, or when the server cannot be asked); a ``name`` given by the user wins."""
+        """What TRL logs the reward as, decided once at the first read (TRL reads it when the trainer is
+        built): ``remote:<served reward>@<host:port>`` when the server says what it serves, else the URL
+        name; a ``name`` given by the user wins. The address keeps two servers of one reward apart."""
         if not self._named:
+            self._named = True
             try:  # one quick ask, no retries: naming must never stall or fail a training run
                 served = self.client.get("/v1/info", timeout=5.0).json().get("reward")
             except Exception:  # noqa: BLE001
                 served = None
             if isinstance(served, str) and served:
-                self.name, self._named = f"remote:{served}", True
+                self.name = f"remote:{served}@{httpx.URL(self.url).netloc.decode()}"
         return self.name
 
     def info(self) -> dict[str, Any]:

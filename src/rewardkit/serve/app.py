@@ -174,6 +174,12 @@ def _reward_strip_tokens(reward: Any) -> list[str]:
     return out
 
 
+def _unscored_message(count: int, n: int, first: int, reason: str | None) -> str:
+    return (f"{count} of {n} samples could not be scored (query[{first}]: {reason or 'the reward returned no score'}); OpenRLHF needs "
+            "a number for every sample: start the server with --unscored-reward X (e.g. your reward's minimum). Those samples are "
+            "then flagged in extra_logs.unscored")
+
+
 def create_app(reward: Any, settings: ServeSettings | None = None, *, on_load_error: Callable[[BaseException], None] | None = None,
                is_draining: Callable[[], bool] | None = None) -> FastAPI:
     """The ASGI app serving ``reward`` (a Reward, or a zero-argument function that loads one on the
@@ -346,11 +352,14 @@ def create_app(reward: Any, settings: ServeSettings | None = None, *, on_load_er
         if n > settings.max_samples_per_request:
             raise ApiError(413, "too_many_samples", f"{n} queries in one request; the limit is {settings.max_samples_per_request} "
                            "(--max-samples-per-request)", field="query")
-        try:
-            split = split_queries(req.query, req.prompts, strip_tokens())
+        try:  # in a worker thread: long prompts must not hold up the event loop
+            split = await asyncio.to_thread(split_queries, req.query, req.prompts, strip_tokens())
         except SplitError as err:
             raise ApiError(422, "validation_error", str(err), field=err.field) from None
         found = [i for i, (response, _, _) in enumerate(split) if response is not None]
+        if len(found) < n and settings.unscored_reward is None:  # refuse before spending the reward on a batch it cannot answer
+            first = next(i for i in range(n) if split[i][0] is None)
+            raise ApiError(422, "unscored_sample", _unscored_message(n - len(found), n, first, split[first][2]), field=f"query[{first}]")
         columns: dict[str, Any] = {}
         if req.labels is not None:
             if len(req.labels) != n:
@@ -367,10 +376,7 @@ def create_app(reward: Any, settings: ServeSettings | None = None, *, on_load_er
         if unscored and settings.unscored_reward is None:
             reasons = out.extras.get("reason") or [None] * n
             first = unscored[0]
-            raise ApiError(422, "unscored_sample",
-                           f"{len(unscored)} of {n} samples could not be scored (query[{first}]: {reasons[first] or 'the reward returned no score'}); "
-                           "OpenRLHF needs a number for every sample: start the server with --unscored-reward X (e.g. your reward's "
-                           "minimum). Those samples are then flagged in extra_logs.unscored", field=f"query[{first}]")
+            raise ApiError(422, "unscored_sample", _unscored_message(len(unscored), n, first, reasons[first]), field=f"query[{first}]")
         body = to_openrlhf(out, settings.unscored_reward)
         body["extra_logs"]["prompt_truncated"] = [1.0 if split[i][1] else 0.0 for i in range(n)]
         return JSONResponse(body)

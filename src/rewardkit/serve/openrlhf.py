@@ -58,9 +58,13 @@ def split_response(query: str, prompt: str, strip: Sequence[str] = ()) -> tuple[
         for token in tokens:
             if head.startswith(token):
                 head, changed = head[len(token):], True
-    for cut in range(1, max(0, len(prompt) - MIN_PROMPT_OVERLAP) + 1):  # longest kept end first
-        if head.startswith(prompt[cut:]):
-            return _strip_end(head[len(prompt) - cut:], tokens), True
+    probe, n = head[:MIN_PROMPT_OVERLAP], len(prompt)
+    if len(probe) == MIN_PROMPT_OVERLAP:
+        at = prompt.find(probe, 1)
+        while 0 < at <= n - MIN_PROMPT_OVERLAP:  # candidate cuts only where the query's start occurs; longest kept end first
+            if prompt.startswith(head[: n - at], at) and len(head) >= n - at:
+                return _strip_end(head[n - at:], tokens), True
+            at = prompt.find(probe, at + 1)
     raise ValueError(f"the query contains neither its prompt nor its last {MIN_PROMPT_OVERLAP}+ characters (a left-truncated prompt)")
 
 
@@ -104,7 +108,12 @@ def expand_output(out: RewardOutput, rows: Sequence[int], n: int, reasons: dict[
         vector = [[None] * len(out.dims or (out.vector[0] if out.vector else [])) for _ in range(n)]
         for k, i in enumerate(rows):
             vector[i] = out.vector[k]
-    return RewardOutput(scores=scores, vector=vector, dims=out.dims, extras=extras)
+    steps = None
+    if out.steps is not None:
+        steps = [[] for _ in range(n)]
+        for k, i in enumerate(rows):
+            steps[i] = out.steps[k]
+    return RewardOutput(scores=scores, steps=steps, vector=vector, dims=out.dims, extras=extras)
 
 
 def to_openrlhf(out: RewardOutput, unscored: float | None) -> dict[str, Any]:
@@ -119,8 +128,8 @@ def to_openrlhf(out: RewardOutput, unscored: float | None) -> dict[str, Any]:
         scores.append(float(s) if ok else unscored)
     logs: dict[str, list[float]] = {"unscored": flags}
     if out.vector is not None and out.dims:
-        for j, dim in enumerate(out.dims):
-            column = [row[j] for row in out.vector]
+        for j, dim in enumerate(out.dims):  # unscored rows log 0 (``unscored`` flags them), so the keys stay the same every batch
+            column = [row[j] if flag == 0.0 else 0.0 for row, flag in zip(out.vector, flags)]
             if all(v is not None and math.isfinite(float(v)) for v in column):
                 logs[str(dim)] = [float(v) for v in column]
     if "truncated" in out.extras:
