@@ -2,11 +2,15 @@
 
 verl's reward managers call ``compute_score(data_source=, solution_str=, ground_truth=, extra_info=)``
 once per sample (the naive manager), or with lists (the batch manager), adding the config's
-``custom_reward_function.reward_kwargs`` as keywords. Point verl at this file::
+``custom_reward_function.reward_kwargs`` as keywords (taking precedence). Point verl at this module::
 
-    custom_reward_function.path=$(python -c "import rewardkit.integrations.verl as m; print(m.__file__)")
-    custom_reward_function.name=compute_score          # or compute_score_batch (reward_manager=batch)
-    +custom_reward_function.reward_kwargs.reward='rule:math'
+    reward.custom_reward_function.path=pkg://rewardkit.integrations.verl     # verl 0.9: module paths
+    reward.custom_reward_function.name=compute_score                         # compute_score_async: awaited
+    +reward.custom_reward_function.reward_kwargs.reward='rule:math'
+
+Older verl versions read ``custom_reward_function`` at the top level and take a file path only:
+``$(python -c "import rewardkit.integrations.verl as m; print(m.__file__)")``; their batch manager calls
+``compute_score_batch``.
 
 What the conventions require, and what this module does about each:
 
