@@ -68,7 +68,7 @@ TRAINER_CONTEXT = ("trainer_state", "log_extra", "log_metric", "environments")
 
 
 def sample_columns(columns: dict[str, Any], n: int) -> dict[str, list[Any]]:
-    """The per-sample data columns among a call's keywords: lists or tuples with one value per sample.
+    """The per-sample data columns among a call's keywords: sequences (lists, tuples, arrays) with one value per sample.
     Everything else a trainer passes (TRL's ``trainer_state``, the ``log_extra`` / ``log_metric``
     callbacks, an ``environments`` list) is call context and left out; a list of the wrong length is an
     error naming the column."""

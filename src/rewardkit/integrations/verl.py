@@ -43,13 +43,13 @@ _loaded: dict[tuple, Any] = {}
 _lock = threading.Lock()
 
 
-def _settings(reward: str | None, unscored: float | None, prompt_key: str | None, options: dict[str, Any]) -> tuple[str, float, str | None, dict]:
+def _settings(reward: str | None, unscored: float | None, options: dict[str, Any]) -> tuple[str, float, dict]:
     spec = reward or os.environ.get("REWARDKIT_VERL_REWARD") or DEFAULT_REWARD
     value = unscored if unscored is not None else float(os.environ.get("REWARDKIT_VERL_UNSCORED", "0.0"))
     if not math.isfinite(float(value)):
         raise ValueError(f"unscored must be a finite number (verl writes it into a tensor), got {value!r}")
     known = {k: v for k, v in options.items() if k in ("max_length", "device", "max_tokens_per_batch", "chat_template", "seed")}
-    return spec, float(value), prompt_key, known
+    return spec, float(value), known
 
 
 def _reward(spec: str, options: dict[str, Any]) -> Any:
@@ -80,9 +80,9 @@ def _prompt(extra: Any, prompt_key: str | None) -> Any:
 
 def _score(solutions: Sequence[str], truths: Sequence[Any], extras: Sequence[Any], *, reward: str | None, unscored: float | None,
            prompt_key: str | None, options: dict[str, Any]) -> list[dict[str, float]]:
-    spec, value, key, known = _settings(reward, unscored, prompt_key, options)
+    spec, value, known = _settings(reward, unscored, options)
     rm = _reward(spec, known)
-    prompts = [_prompt(e, key) for e in extras]
+    prompts = [_prompt(e, prompt_key) for e in extras]
     needs = _needs_prompt(rm)
     todo = [i for i, p in enumerate(prompts) if p is not None or not needs]
     out = [{"score": value, "unscored": 1.0} for _ in solutions]

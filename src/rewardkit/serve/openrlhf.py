@@ -27,13 +27,14 @@ class SplitError(ValueError):
 MIN_PROMPT_OVERLAP = 32
 
 
-def _strip_end(text: str, tokens: Sequence[str]) -> str:
+def _strip(text: str, tokens: Sequence[str], *, start: bool = False) -> str:
+    """``text`` without any run of ``tokens`` (padding) at its end, or at its start."""
     changed = True
     while changed and tokens:
         changed = False
         for token in tokens:
-            if text.endswith(token):
-                text = text[: -len(token)]
+            if text.startswith(token) if start else text.endswith(token):
+                text = text[len(token):] if start else text[: -len(token)]
                 changed = True
     return text
 
@@ -46,24 +47,16 @@ def split_response(query: str, prompt: str, strip: Sequence[str] = ()) -> tuple[
     the query (at least :data:`MIN_PROMPT_OVERLAP` characters of it). Trailing ``strip`` strings (padding)
     are removed. A query that holds none of these is a ``ValueError``."""
     tokens = [t for t in strip if t]
-    if query.startswith(prompt):
-        return _strip_end(query[len(prompt):], tokens), False
-    at = query.find(prompt) if prompt else 0
+    at = query.find(prompt)  # 0 when the query starts with it
     if at >= 0:
-        return _strip_end(query[at + len(prompt):], tokens), False
-    head = query
-    changed = True
-    while changed and tokens:  # leading padding before a truncated prompt
-        changed = False
-        for token in tokens:
-            if head.startswith(token):
-                head, changed = head[len(token):], True
+        return _strip(query[at + len(prompt):], tokens), False
+    head = _strip(query, tokens, start=True)  # leading padding before a truncated prompt
     probe, n = head[:MIN_PROMPT_OVERLAP], len(prompt)
     if len(probe) == MIN_PROMPT_OVERLAP:
         at = prompt.find(probe, 1)
         while 0 < at <= n - MIN_PROMPT_OVERLAP:  # candidate cuts only where the query's start occurs; longest kept end first
             if prompt.startswith(head[: n - at], at) and len(head) >= n - at:
-                return _strip_end(head[n - at:], tokens), True
+                return _strip(head[n - at:], tokens), True
             at = prompt.find(probe, at + 1)
     raise ValueError(f"the query contains neither its prompt nor its last {MIN_PROMPT_OVERLAP}+ characters (a left-truncated prompt)")
 

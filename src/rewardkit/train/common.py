@@ -185,7 +185,7 @@ def prepare_model(cfg: Any, num_labels: int = 1):
     elif cfg.mode == "lora":
         from peft import LoraConfig, get_peft_model
 
-        lora = LoraConfig(task_type="SEQ_CLS", r=cfg.lora_r, lora_alpha=cfg.lora_alpha if cfg.lora_alpha is not None else 2 * cfg.lora_r, lora_dropout=0.0,
+        lora = LoraConfig(task_type="SEQ_CLS", r=cfg.lora_r, lora_alpha=resolved(cfg).lora_alpha, lora_dropout=0.0,
                           target_modules=list(cfg.lora_targets), modules_to_save=["score"])
         model = get_peft_model(hf, lora)
     else:
