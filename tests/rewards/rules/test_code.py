@@ -107,7 +107,9 @@ def test_syntax_error_scores_zero_with_status():
 
 def test_top_level_exception_scores_zero():
     v = check_code(md("def add(a, b):\n    return a + b\nraise RuntimeError('boom')"), tests=ADD_TESTS)
-    assert v.score == 0.0 and v.info["status"] == "error" and "RuntimeError: boom" in v.reason
+    assert v.score == 0.0 and v.info["status"] == "error" and "RuntimeError" in v.reason and "boom" not in v.reason
+    v = check_code(md("def add(a, b):\n    return a + b\nraise RuntimeError('boom')"), tests=ADD_TESTS, debug=True)
+    assert "RuntimeError: boom" in v.reason
 
 
 def test_undecidable_cases_are_none_with_a_reason():
@@ -157,14 +159,17 @@ def test_naive_writes_to_the_result_pipe_are_ignored():
              "for fd in range(3, 256):\n    try:\n        os.write(fd, line)\n    except OSError:\n        pass\n"
              "def f():\n    return 0")
     v = check_code(md(forge), tests=["assert f() == 1"])
-    assert v.score == 0.0 and v.info["status"] == "ok"
+    assert v.score == 0.0  # the writes land on the candidate's own channel at most (status: crash)
 
 
-def test_results_from_a_forked_child_are_ignored():
-    # Only possible without the audit hook; the child passes (and reports first), the sandbox's own process fails.
-    code = "import os, time\npid = os.fork()\nif pid:\n    time.sleep(0.3)\ndef f():\n    return 1 if pid == 0 else 0"
-    res = run_sandboxed(code, tests=["assert f() == 1"], audit=False)
-    assert (res.status, res.passed) == ("ok", 0)
+def test_a_forked_child_cannot_write_results():
+    # Without the audit hook: a forked child writes fake results to every descriptor it has; the
+    # result pipe belongs to the harness process alone.
+    forge = ("import os, time\nline = b'{\"ev\": \"test\", \"i\": 0, \"ok\": true}\\n'\npid = os.fork()\n"
+             "if pid == 0:\n    for fd in range(3, 256):\n        try:\n            os.write(fd, line)\n        except OSError:\n            pass\n    os._exit(0)\n"
+             "time.sleep(0.2)\ndef f():\n    return 0")
+    res = run_sandboxed(forge, tests=["assert f() == 1"], audit=False)
+    assert res.passed == 0
     assert_contained(res, 5.0)
 
 

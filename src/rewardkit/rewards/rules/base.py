@@ -29,6 +29,10 @@ class Verdict:
     info: dict[str, Any] = field(default_factory=dict)
 
 
+#: Keyword parameters of any check that never come from data columns (only from the spec's options).
+OPTION_ONLY = frozenset({"timeout", "memory_mb", "workers", "debug"})
+
+
 def as_verdict(value: Any) -> Verdict:
     if isinstance(value, Verdict):
         return value
@@ -70,8 +74,10 @@ class RuleReward(BaseReward):
         unknown = sorted(set(options) - {p.name for p in params if p.kind is p.KEYWORD_ONLY})
         if unknown:
             raise TypeError(f"unknown option(s) {unknown} for {getattr(check, '__name__', 'the check')}")
+        # Resource limits and the like are options only: a request body or a data row must not set them.
+        fixed = set(getattr(check, "option_only", ())) | OPTION_ONLY | set(options)
         self.required = [p.name for p in params if p.kind is p.KEYWORD_ONLY and p.default is p.empty and p.name not in options]
-        self.optional = [p.name for p in params if p.kind is p.KEYWORD_ONLY and p.default is not p.empty and p.name not in options]
+        self.optional = [p.name for p in params if p.kind is p.KEYWORD_ONLY and p.default is not p.empty and p.name not in fixed]
         self.wants_prompt = "prompt" in self.required or "prompt" in self.optional
 
     def _arguments(self, prompts: Sequence[Prompt], n: int, columns: dict[str, Any]) -> list[dict[str, Any]]:

@@ -3,19 +3,38 @@ run in the sandbox of :mod:`.sandbox` (see there for the isolation layers and wh
 from __future__ import annotations
 
 import ast
+import os
 from typing import Any
 
 from .base import Verdict
 from .sandbox import MAX_OUTPUT, SandboxResult, run_program, sandbox_info
 
-__all__ = ["MAX_OUTPUT", "SandboxResult", "check_code", "extract_code", "prepare_tests", "run_sandboxed", "sandbox_info"]
+__all__ = ["MAX_OUTPUT", "SandboxResult", "check_code", "extract_code", "limits", "prepare_tests", "run_sandboxed", "sandbox_info"]
 
 PYTHON_LANGS = {"python", "py", "python3", "py3"}
+MAX_COMPLETION_CHARS = 1 << 20  # longer completions are not looked at (None): nothing parses them in this process
+MAX_TESTS_CHARS = 4 << 20  # the tests are parsed here (to count them), so they are capped too
+
+
+def limits() -> tuple[float, int]:
+    """The operator's maxima for ``timeout`` (s) and ``memory_mb``: ``REWARDKIT_CODE_MAX_TIMEOUT``
+    (default 60) and ``REWARDKIT_CODE_MAX_MEMORY_MB`` (default 4096). Options above them are clamped."""
+    def read(name: str, default: float) -> float:
+        raw = os.environ.get(name)
+        try:
+            value = float(raw) if raw else default
+        except ValueError:
+            raise ValueError(f"{name}={raw!r} is not a number") from None
+        if not value > 0:
+            raise ValueError(f"{name} must be positive, got {raw!r}")
+        return value
+    return read("REWARDKIT_CODE_MAX_TIMEOUT", 60.0), int(read("REWARDKIT_CODE_MAX_MEMORY_MB", 4096))
 
 
 def extract_code(text: str, blocks: str = "last") -> tuple[str | None, str]:
     """The program in a completion and where it came from: the last (``blocks="all"``: all,
-    concatenated) fenced python block, else plain ``` blocks, else the whole text if it parses.
+    concatenated) fenced python block, else plain ``` blocks, else the whole text if it looks like
+    code (whether it parses is found out in the sandbox: nothing here parses untrusted text).
     An unclosed final fence (a truncated generation) counts as a block."""
     if blocks not in ("last", "all"):
         raise ValueError(f"blocks must be 'last' or 'all', got {blocks!r}")
@@ -37,17 +56,22 @@ def extract_code(text: str, blocks: str = "last") -> tuple[str | None, str]:
         chosen = [b for lng, b in found if lng in wanted and b.strip()]
         if chosen:
             return ("\n\n".join(chosen) if blocks == "all" else chosen[-1]), source
-    if not found and text.strip() and _parses(text):
+    if not found and text.strip() and _looks_like_code(text):
         return text, "text"
     return None, "none"
 
 
-def _parses(source: str) -> bool:
-    try:
-        ast.parse(source)
-    except Exception:  # SyntaxError, ValueError (NUL bytes), RecursionError, MemoryError
-        return False
-    return True
+_CODE_STARTS = ("def ", "class ", "import ", "from ", "if ", "for ", "while ", "with ", "try:", "return ", "print(", "@", "#", "async ")
+
+
+def _looks_like_code(text: str) -> bool:
+    """A cheap, linear guess that unfenced text is a program: some line starts like a statement or
+    assigns. Prose that slips through fails to parse in the sandbox and is then "no code found"."""
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith(_CODE_STARTS) or (" = " in stripped and stripped.split(" = ", 1)[0].replace("_", "a").replace(".", "a").isalnum()):
+            return True
+    return False
 
 
 def prepare_tests(tests: Any, entry_point: str | None = None) -> tuple[str, Any, int]:
@@ -56,9 +80,18 @@ def prepare_tests(tests: Any, entry_point: str | None = None) -> tuple[str, Any,
     A list holds one test per entry. A string is test code: each top-level ``assert`` is a test and
     other statements are setup; without top-level asserts the whole string is one test (HumanEval's
     ``def check(candidate)`` is called with ``entry_point`` when it is given and not already called).
-    A string holding a Python list of strings is read as that list."""
+    A string holding a Python list of strings is read as that list. Input/output cases (a list of
+    ``{"input": ..., "output": ...}``, or ``{"inputs": [...], "outputs": [...]}`` as in APPS) run the
+    program once per case with the input on stdin and compare stdout token by token."""
     if tests is None:
         raise ValueError("no tests given")
+    stdio = _stdio_cases(tests)
+    if stdio is not None:
+        return "stdio", stdio, len(stdio)
+    if isinstance(tests, str) and len(tests) > MAX_TESTS_CHARS:
+        raise ValueError(f"the tests are {len(tests)} characters long (more than {MAX_TESTS_CHARS})")
+    if isinstance(tests, (list, tuple)) and sum(len(t) for t in tests if isinstance(t, str)) > MAX_TESTS_CHARS:
+        raise ValueError(f"the tests are more than {MAX_TESTS_CHARS} characters long")
     if isinstance(tests, str):
         try:
             tree = ast.parse(tests)
@@ -96,12 +129,40 @@ def prepare_tests(tests: Any, entry_point: str | None = None) -> tuple[str, Any,
     raise ValueError(f"unsupported tests format: {type(tests).__name__} (want a list of test snippets or a string of test code)")
 
 
+def _stdio_cases(tests: Any) -> list[dict[str, str]] | None:
+    """Input/output cases as ``[{"input", "output"}]``, or ``None`` when ``tests`` is not of that form."""
+    if isinstance(tests, dict) and "inputs" in tests and "outputs" in tests:
+        if tests.get("fn_name"):
+            raise ValueError("call-based tests (fn_name) are not supported yet; give test code or stdin/stdout cases")
+        inputs, outputs = tests["inputs"], tests["outputs"]
+        if not isinstance(inputs, list) or not isinstance(outputs, list) or len(inputs) != len(outputs):
+            raise ValueError("'inputs' and 'outputs' must be lists of the same length")
+        tests = [{"input": i, "output": o} for i, o in zip(inputs, outputs)]
+    elif not (isinstance(tests, list) and tests and all(isinstance(t, dict) for t in tests)):
+        return None
+    cases = []
+    for i, case in enumerate(tests):
+        if not isinstance(case, dict) or not isinstance(case.get("input"), str) or not isinstance(case.get("output"), str):
+            raise ValueError(f"test {i}: an input/output case needs string 'input' and 'output'")
+        cases.append({"input": case["input"], "output": case["output"]})
+    if not cases:
+        raise ValueError("no tests given (empty list)")
+    if sum(len(c["input"]) + len(c["output"]) for c in cases) > MAX_TESTS_CHARS * 4:
+        raise ValueError("the input/output cases are too large")
+    return cases
+
+
 # --------------------------------------------------------------------------- the check
 
 
-def check_code(completion: str, *, tests: Any, entry_point: str | None = None, timeout: float = 5.0, memory_mb: int = 512, blocks: str = "last") -> Verdict:
+def check_code(completion: str, *, tests: Any, entry_point: str | None = None, timeout: float = 5.0, memory_mb: int = 512, blocks: str = "last", debug: bool = False) -> Verdict:
     """Fraction of ``tests`` passed by the completion's code. ``None`` only when undecidable (no
-    code, no usable tests, the sandbox itself failing); code that runs and fails scores 0."""
+    code, no usable tests, a completion over :data:`MAX_COMPLETION_CHARS`, the sandbox refusing or
+    failing); code that runs and fails scores 0. ``timeout`` / ``memory_mb`` are clamped to
+    :func:`limits`. Errors name the exception type only; ``debug=True`` adds messages (which can
+    carry file contents or the tests, so never turn it on for a server)."""
+    if len(completion) > MAX_COMPLETION_CHARS:
+        return Verdict(None, f"completion too long for the code check ({len(completion)} characters > {MAX_COMPLETION_CHARS})", {"status": "too_long"})
     try:
         mode, payload, total = prepare_tests(tests, entry_point)
     except ValueError as err:
@@ -109,18 +170,25 @@ def check_code(completion: str, *, tests: Any, entry_point: str | None = None, t
     code, source = extract_code(completion, blocks)
     if code is None:
         return Verdict(None, "no code found", {"status": "no_code", "total": total})
-    res = run_program(code, mode, payload, total, timeout, memory_mb, audit=True, max_output=4096)
+    max_timeout, max_memory = limits()
+    timeout, memory_mb = min(float(timeout), max_timeout), min(int(memory_mb), max_memory)
+    res = run_program(code, mode, payload, total, timeout, memory_mb, audit=True, max_output=4096, debug=debug)
     info = {"passed": res.passed, "total": total, "status": res.status, "error": res.error, "per_test": res.per_test, "code_from": source}
+    if res.status == "syntax_error" and source == "text":  # unfenced prose that only looked like code
+        return Verdict(None, "no code found", {**info, "status": "no_code", "passed": None})
     if res.status == "sandbox_error":
         return Verdict(None, res.reason, {**info, "passed": None})
     return Verdict(res.passed / total, res.reason if res.status != "ok" else None, info)
 
 
-def run_sandboxed(code: str, timeout: float = 5.0, memory_mb: int = 512, *, tests: Any = None, entry_point: str | None = None, audit: bool = True, max_output: int = MAX_OUTPUT) -> SandboxResult:
+check_code.option_only = ("timeout", "memory_mb", "blocks", "debug")  # never read from data columns
+
+
+def run_sandboxed(code: str, timeout: float = 5.0, memory_mb: int = 512, *, tests: Any = None, entry_point: str | None = None, audit: bool = True, max_output: int = MAX_OUTPUT, debug: bool = True) -> SandboxResult:
     """Run ``code`` (then ``tests``, if given) in the sandbox; time this for the per-call overhead.
     ``audit=False`` drops the audit hook, to test what the OS-level layers alone contain."""
     if tests is None:
         mode, payload, total = "list", [], 0
     else:
         mode, payload, total = prepare_tests(tests, entry_point)
-    return run_program(code, mode, payload, total, timeout, memory_mb, audit=audit, max_output=max_output)
+    return run_program(code, mode, payload, total, timeout, memory_mb, audit=audit, max_output=max_output, debug=debug)

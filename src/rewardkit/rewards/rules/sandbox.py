@@ -68,236 +68,83 @@ class SandboxResult:
     elapsed: float = 0.0
     blocked: list[str] = field(default_factory=list)  # operations the audit hook refused
     uid: int | None = None  # the sandbox uid (None: same uid as this process)
+    seccomp: bool = False  # the seccomp filter was in force
     pid: int | None = None  # pid of the session leader (its session id)
     tier: str = ""
 
 
-# --------------------------------------------------------------------------- the child
+# --------------------------------------------------------------------------- the trusted bootstrap and the seccomp filter
 
-_BOOTSTRAP = r'''
-import os, sys
-def _boot(out_fd):
-    import ast, builtins, json, resource, select, stat, threading, _posixsubprocess
-    _read, _write, _getpid, _exit = os.read, os.write, os.getpid, os._exit
-    _dict, _exec, _compile, _isinstance, _type, _str, _len, _enumerate = dict, exec, compile, isinstance, type, str, len, enumerate
-    _BaseException, _MemoryError, _OSError, _PermissionError = BaseException, MemoryError, OSError, PermissionError
-    chunks = []
-    while not chunks or not chunks[-1].endswith(b"\n"):
-        chunk = _read(0, 1 << 16)
-        if not chunk:
-            _exit(3)
-        chunks.append(chunk)
-    job = json.loads(b"".join(chunks))
-    nonce, dumps = job["nonce"].encode(), json.dumps
+_BOOT_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sandbox_boot.py")
+_BOOT: str | None = None
 
-    def emit(obj):
-        obj["pid"] = _getpid()
-        data = nonce + dumps(obj).encode() + b"\n"
-        while data:
-            try:
-                data = data[_write(out_fd, data):]
-            except InterruptedError:
-                continue
-            except _OSError:
-                return
 
-    life = os.dup(0)  # stays open while the parent lives; EOF = parent gone
-    nul = os.open(os.devnull, os.O_RDWR)
-    os.dup2(nul, 0)
-    os.close(nul)
+def _boot_source() -> str:
+    """The program run inside the sandbox (:mod:`.sandbox_boot`), passed to ``python -c``: the
+    sandbox sees none of this package's files."""
+    global _BOOT
+    if _BOOT is None:
+        with open(_BOOT_FILE, encoding="utf-8") as fh:
+            _BOOT = fh.read()
+    return _BOOT
 
-    def watchdog():
-        try:
-            select.select([life], [], [], job["hard_timeout"])
-        except _BaseException:
-            pass
-        _exit(124)
 
-    threading.Thread(target=watchdog, daemon=True).start()
-    if job["make_workdir"]:
-        os.mkdir(job["workdir"], 0o700)
-    os.chdir(job["workdir"])
-    failed = []
-    for name, soft, hard in job["limits"]:
-        res = getattr(resource, name, None)
-        try:
-            cur = resource.getrlimit(res)[1]
-            if cur != resource.RLIM_INFINITY:
-                soft, hard = min(soft, cur), min(hard, cur)
-            resource.setrlimit(res, (soft, hard))
-        except (_OSError, ValueError, TypeError):
-            failed.append(name)
+# Syscalls refused with EPERM in every tier: namespaces, mounts, tracing other processes, kernel
+# keyrings, BPF, io_uring, module and kexec loading, and the like. ``clone`` is refused only with a
+# namespace flag; ``clone3`` answers ENOSYS so that libc falls back to ``clone``, whose flags the
+# filter can read. Foreign syscall ABIs (i386 or x32 on x86_64) end the process.
+_DENIED = ("mount umount2 pivot_root chroot unshare setns ptrace process_vm_readv process_vm_writev bpf keyctl add_key "
+           "request_key perf_event_open userfaultfd kexec_load kexec_file_load init_module finit_module delete_module "
+           "open_by_handle_at name_to_handle_at fsopen fsconfig fsmount fspick move_mount open_tree mount_setattr "
+           "io_uring_setup io_uring_enter io_uring_register swapon swapoff reboot acct quotactl syslog kcmp pidfd_getfd "
+           "vhangup personality settimeofday clock_settime adjtimex").split()
+_SYSCALLS = {  # machine -> (audit arch, {name: number}) for the syscalls above plus clone / clone3
+    "x86_64": (0xC000003E, dict(zip(
+        _DENIED + ["clone", "clone3"],
+        [165, 166, 155, 161, 272, 308, 101, 310, 311, 321, 250, 248, 249, 298, 323, 246, 320, 175, 313, 176, 304, 303,
+         430, 431, 432, 433, 429, 428, 442, 425, 426, 427, 167, 168, 169, 163, 179, 103, 312, 438, 153, 135, 164, 227, 159,
+         56, 435]))),
+    "aarch64": (0xC00000B7, dict(zip(
+        _DENIED + ["clone", "clone3"],
+        [40, 39, 41, 51, 97, 268, 117, 270, 271, 280, 219, 217, 218, 241, 282, 104, 294, 105, 273, 106, 265, 264,
+         430, 431, 432, 433, 429, 428, 442, 425, 426, 427, 224, 225, 142, 89, 60, 116, 272, 438, 58, 92, 170, 112, 171,
+         220, 435]))),
+}
+_CLONE_NEW = 0x7E020080  # CLONE_NEWNS | NEWCGROUP | NEWUTS | NEWIPC | NEWUSER | NEWPID | NEWNET | NEWTIME
 
-    def fmt(err):
-        try:
-            text = _type(err).__name__
-            msg = _str(err)
-            return (text + ": " + msg if msg else text)[:300]
-        except _BaseException:
-            return "unprintable exception"
 
-    def blocked_spawn(*args, **kwargs):
-        raise _PermissionError("sandbox: process creation is not allowed")
-
-    if job["audit"]:
-        _posixsubprocess.fork_exec = blocked_spawn  # it raises no audit event of its own
-        sys.addaudithook(_guard(os.path.realpath(job["workdir"]), emit, _PermissionError))
-    emit({"ev": "ready", "failed_limits": failed})
-    tests = []
-    try:
-        if job["mode"] == "script":
-            tree = ast.parse(job["tests"], "<tests>")
-            if any(_isinstance(n, ast.Assert) for n in tree.body):
-                tests = [(_isinstance(n, ast.Assert), _compile(ast.Module([n], []), "<tests>", "exec")) for n in tree.body]
-            else:
-                tests = [(True, _compile(tree, "<tests>", "exec"))]
+def seccomp_program(machine: str | None = None) -> bytes | None:
+    """The classic-BPF seccomp filter for this machine (``None`` where the syscall table is not known)."""
+    import platform
+    import struct
+    machine = machine or platform.machine()
+    if machine not in _SYSCALLS:
+        return None
+    arch, numbers = _SYSCALLS[machine]
+    ld, jeq, jge, jset, ret = 0x20, 0x15, 0x35, 0x45, 0x06
+    allow, kill = 0x7FFF0000, 0x80000000
+    eperm, enosys = 0x00050000 | 1, 0x00050000 | 38
+    code: list[tuple[int, Any, Any, int]] = [(ld, None, None, 4), (jeq, None, "kill", arch), (ld, None, None, 0)]
+    if machine == "x86_64":
+        code.append((jge, "eperm", None, 0x40000000))
+    code += [(jeq, "clone", None, numbers["clone"]), (jeq, "enosys", None, numbers["clone3"])]
+    code += [(jeq, "eperm", None, numbers[name]) for name in _DENIED]
+    code += [(ret, None, None, allow), ("clone", 0, 0, 0), (ld, None, None, 16), (jset, "eperm", None, _CLONE_NEW),
+             (ret, None, None, allow), ("eperm", 0, 0, 0), (ret, None, None, eperm), ("enosys", 0, 0, 0),
+             (ret, None, None, enosys), ("kill", 0, 0, 0), (ret, None, None, kill)]
+    labels, program = {}, []
+    for op in code:
+        if isinstance(op[0], str):
+            labels[op[0]] = len(program)
         else:
-            tests = [(True, _compile(src, "<test %d>" % i, "exec")) for i, src in _enumerate(job["tests"])]
-    except _BaseException as err:
-        emit({"ev": "harness_error", "error": fmt(err)})
-        _exit(4)
-    clean_builtins = _dict(builtins.__dict__)
-    out_streams = (sys.stdout, sys.stderr)
+            program.append(op)
+    out = bytearray()
+    for i, (op, jt, jf, k) in enumerate(program):
+        jt = labels[jt] - i - 1 if isinstance(jt, str) else 0
+        jf = labels[jf] - i - 1 if isinstance(jf, str) else 0
+        out += struct.pack("<HBBI", op, jt, jf, k)
+    return bytes(out)
 
-    def finish():  # no interpreter shutdown: the candidate's atexit handlers and finalizers never run
-        for stream in out_streams:
-            try:
-                stream.flush()
-            except _BaseException:
-                pass
-        emit({"ev": "done"})
-        _exit(0)
-
-    try:
-        solution = _compile(job["code"], "<solution>", "exec")
-    except _BaseException as err:
-        emit({"ev": "load", "ok": False, "kind": "memory" if _isinstance(err, _MemoryError) else "syntax", "error": fmt(err)})
-        finish()
-    ns = {"__name__": "solution"}
-    try:
-        _exec(solution, ns)
-    except _BaseException as err:
-        emit({"ev": "load", "ok": False, "kind": "memory" if _isinstance(err, _MemoryError) else "exception", "error": fmt(err)})
-        finish()
-    emit({"ev": "load", "ok": True})
-    shared = None
-    index = 0
-    for is_test, test in tests:
-        if job["mode"] == "list" or shared is None:
-            shared = _dict(ns)
-            shared["__builtins__"] = _dict(clean_builtins)  # tests see builtins as they were
-        try:
-            _exec(test, shared)
-            ok, error, memory = True, None, False
-        except _BaseException as err:
-            ok, error, memory = False, fmt(err), _isinstance(err, _MemoryError)
-        if is_test:
-            emit({"ev": "test", "i": index, "ok": ok, "error": error, "memory": memory})
-            index += 1
-        elif not ok:
-            emit({"ev": "setup_error", "error": error, "memory": memory})
-    finish()
-
-
-def _guard(root, emit, PermissionError_):
-    """The audit hook. Everything it calls is bound here, so the candidate cannot monkeypatch it."""
-    import stat
-    lstat, readlink, getcwd, fsdecode, getpid = os.lstat, os.readlink, os.getcwd, os.fsdecode, os.getpid
-    islnk, isinstance_, int_, str_, len_ = stat.S_ISLNK, isinstance, int, str, len
-    OSError_, BaseException_ = OSError, BaseException
-    write_flags = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
-    deny_events = frozenset({
-        "os.fork", "os.forkpty", "os.system", "os.exec", "os.posix_spawn", "os.spawn", "subprocess.Popen",
-        "pty.spawn", "os.killpg", "resource.setrlimit", "resource.prlimit", "ctypes.dlopen", "ctypes.dlsym",
-        "ctypes.dlsym/handle", "ctypes.cdata", "ctypes.call_function", "gc.get_objects", "gc.get_referrers",
-        "gc.get_referents", "os.setns", "os.unshare", "sys.remote_exec",
-    })
-    deny_imports = frozenset({"ctypes", "_ctypes", "_posixsubprocess", "_xxsubinterpreters", "_testcapi", "_testinternalcapi"})
-    # event -> ((path index, dir_fd index or None, follow the last symlink), ...)
-    path_events = {
-        "os.remove": ((0, 1, False),), "os.rmdir": ((0, 1, False),), "os.mkdir": ((0, 2, False),),
-        "os.rename": ((0, 2, False), (1, 3, False)), "os.link": ((0, 2, True), (1, 3, False)),
-        "os.symlink": ((1, 2, False),), "os.truncate": ((0, None, True),), "os.chmod": ((0, 2, True),),
-        "os.chown": ((0, 3, True),), "os.chflags": ((0, None, True),), "os.utime": ((0, 3, True),),
-        "os.mkfifo": ((0, 2, False),), "os.mknod": ((0, 3, False),), "os.setxattr": ((0, None, True),),
-        "os.removexattr": ((0, None, True),), "shutil.rmtree": ((0, 1, False),),
-    }
-    seen = set()
-
-    def resolve(path, follow):
-        out, parts, hops = "", [p for p in path.split("/") if p and p != "."], 0
-        while parts:
-            part = parts.pop(0)
-            if part == "..":
-                out = out.rpartition("/")[0]
-                continue
-            nxt = out + "/" + part
-            try:
-                st = lstat(nxt)
-            except OSError_:
-                out = nxt
-                continue
-            if islnk(st.st_mode) and (follow or parts):
-                hops += 1
-                if hops > 40:
-                    raise OSError_("symlink loop")
-                target = readlink(nxt)
-                if target.startswith("/"):
-                    out = ""
-                parts = [p for p in target.split("/") if p and p != "."] + parts
-            else:
-                out = nxt
-        return out or "/"
-
-    def inside(path, dir_fd, follow):
-        try:
-            if isinstance_(path, int_):
-                full = readlink("/proc/self/fd/%d" % path)
-            else:
-                path = fsdecode(path)
-                if path.startswith("/"):
-                    full = path
-                elif isinstance_(dir_fd, int_) and dir_fd >= 0:
-                    full = readlink("/proc/self/fd/%d" % dir_fd) + "/" + path
-                else:
-                    full = getcwd() + "/" + path
-            full = resolve(full, follow)
-        except BaseException_:
-            return False
-        return full == root or full.startswith(root + "/") or full == "/dev/null"
-
-    def deny(what):
-        if what not in seen:
-            seen.add(what)
-            emit({"ev": "blocked", "what": what})
-        raise PermissionError_("sandbox: " + what + " is not allowed")
-
-    def hook(event, args):
-        if event == "open":
-            path, mode, flags = args
-            if isinstance_(path, int_):
-                return
-            writing = (isinstance_(mode, str_) and ("w" in mode or "a" in mode or "x" in mode or "+" in mode)) or (isinstance_(flags, int_) and flags & write_flags)
-            if writing and not inside(path, None, True):
-                deny("open for writing outside the work dir")
-        elif event in path_events:
-            for i, fd_i, follow in path_events[event]:
-                if i < len_(args) and not inside(args[i], args[fd_i] if fd_i is not None and fd_i < len_(args) else None, follow):
-                    deny(event + " outside the work dir")
-        elif event in deny_events or event.startswith("socket."):
-            deny(event)
-        elif event == "import":
-            if args[0] in deny_imports or args[0].partition(".")[0] in deny_imports:
-                deny("import " + args[0])
-        elif event == "os.kill":
-            if args[0] != getpid():
-                deny(event)
-
-    return hook
-
-
-_boot(int(sys.argv[1]))
-'''
 
 _PROBE = """
 import json, os, socket, sys
@@ -306,8 +153,10 @@ try:
 except OSError:
     ifaces = None
 exe = os.path.realpath(sys.executable or "")
-print(json.dumps({"uid": os.getuid(), "groups": os.getgroups(), "pid": os.getpid(), "ifaces": ifaces,
-                  "version": list(sys.version_info[:2]), "own_stdlib": exe.startswith(sys.base_prefix.rstrip("/") + "/")}))
+home = %r
+print(json.dumps({"uid": os.getuid(), "groups": os.getgroups(), "pids": sum(p.isdigit() for p in os.listdir("/proc")),
+                  "ifaces": ifaces, "version": list(sys.version_info[:2]), "home": os.access(home, os.R_OK) if home else False,
+                  "own_stdlib": exe.startswith(sys.base_prefix.rstrip("/") + "/")}))
 """
 
 # sh script run as root inside the new mount namespace: private tmpfs over the world-writable
@@ -323,6 +172,11 @@ done
 exec setpriv --reuid="$uid" --regid="$uid" --clear-groups --nnp -- "$@"
 """
 
+#: Tiers that isolate the candidate from the host's files, network and processes. Any other tier
+#: runs only when the operator opts in with ``REWARDKIT_ALLOW_WEAK_SANDBOX=1``.
+ISOLATING = ("bwrap", "root+mountns")
+BWRAP_UID = 65534  # the id the candidate has inside bubblewrap's user namespace
+
 
 # --------------------------------------------------------------------------- tiers and probing
 
@@ -330,13 +184,17 @@ exec setpriv --reuid="$uid" --regid="$uid" --clear-groups --nnp -- "$@"
 @dataclass(frozen=True)
 class _Tier:
     name: str
-    uid: bool = False  # runs as a fresh unprivileged uid
+    uid: bool = False  # runs as a fresh unprivileged uid (root only)
     netns: bool = False
     pidns: bool = False
-    private_tmp: bool = False  # mount namespace with private /tmp etc.
+    private_tmp: bool = False  # private /tmp etc.
+    private_fs: bool = False  # only the interpreter's files are visible, read-only (no $HOME, no /etc)
 
     def command(self, python: list[str], uid: int | None) -> tuple[list[str], dict[str, Any]]:
         unshare = shutil.which("unshare") or "unshare"
+        if self.name == "bwrap":
+            drop = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--nnp", "--"] if uid is not None else []
+            return [*drop, *_bwrap_args(python[0]), *python[1:]], {}
         if self.name == "root+mountns":
             sh = ["/bin/sh", "-c", _MOUNT_SH, "sh", str(uid), str(TMPFS_MB), "4"]
             return [unshare, "--net", "--pid", "--fork", "--kill-child", "--mount-proc", "--", *sh, *python], {}
@@ -349,12 +207,44 @@ class _Tier:
         return python, {}
 
 
+def _bwrap_args(python: str) -> list[str]:
+    """bubblewrap: every namespace, an empty read-only root with only the system's program dirs and
+    the interpreter's prefix mounted read-only (site-packages hidden), a private /tmp, no further
+    user namespaces, killed with its parent. The harness is the PID namespace's init (``--as-pid-1``),
+    so bubblewrap exits only once every process in the sandbox is gone."""
+    python = os.path.realpath(python)
+    args = [shutil.which("bwrap") or "bwrap", "--unshare-all", "--unshare-user", "--disable-userns", "--as-pid-1", "--die-with-parent", "--new-session",
+            "--uid", str(BWRAP_UID), "--gid", str(BWRAP_UID), "--hostname", "sandbox"]
+    for d in ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
+        if os.path.islink(d):
+            args += ["--symlink", os.readlink(d), d]
+        elif os.path.isdir(d):
+            args += ["--ro-bind", d, d]
+    prefix = os.path.dirname(os.path.dirname(python))
+    if not (prefix + "/").startswith("/usr/"):
+        args += ["--ro-bind", prefix, prefix]
+    version = f"python{sys.version_info[0]}.{sys.version_info[1]}"
+    for site in (f"{prefix}/lib/{version}/site-packages", f"{prefix}/local/lib/{version}/dist-packages", f"{prefix}/lib/python3/dist-packages"):
+        if os.path.isdir(site):
+            args += ["--tmpfs", site]
+    args += ["--proc", "/proc", "--dev", "/dev", "--size", str(TMPFS_MB << 20), "--tmpfs", "/tmp", "--remount-ro", "/", "--"]
+    return args + [python]
+
+
 def _tiers() -> list[_Tier]:
     has_unshare = shutil.which("unshare") is not None
+    bwrap = [_Tier("bwrap", uid=os.geteuid() == 0, netns=True, pidns=True, private_tmp=True, private_fs=True)] if shutil.which("bwrap") else []
     if os.geteuid() == 0:
         tiers = [_Tier("root+mountns", True, True, True, True), _Tier("root+ns", True, True, True)] if has_unshare else []
-        return tiers + [_Tier("root+uid", uid=True), _Tier("none")]
-    return ([_Tier("userns", netns=True, pidns=True)] if has_unshare else []) + [_Tier("none")]
+        tiers = bwrap + tiers + [_Tier("root+uid", uid=True), _Tier("none")]
+    else:
+        tiers = bwrap + ([_Tier("userns", netns=True, pidns=True)] if has_unshare else []) + [_Tier("none")]
+    forced = os.environ.get("REWARDKIT_SANDBOX_TIER")
+    if forced:
+        tiers = [t for t in tiers if t.name == forced]
+        if not tiers:
+            raise RuntimeError(f"REWARDKIT_SANDBOX_TIER={forced!r} is not a tier on this machine")
+    return tiers
 
 
 def _interpreters() -> list[str]:
@@ -383,8 +273,9 @@ os.register_at_fork(after_in_child=_reset_after_fork)
 
 
 def sandbox_info() -> dict[str, Any]:
-    """The isolation chosen on this machine: tier, interpreter, which layers are active, and notes on
-    the layers that fell back (probed once per process by running a probe program through each tier)."""
+    """The isolation chosen on this machine: tier, interpreter, which layers are active, whether it
+    isolates (else it runs only with ``REWARDKIT_ALLOW_WEAK_SANDBOX=1``), and notes on the layers
+    that fell back (probed once per process by running a probe program through each tier)."""
     global _SANDBOX
     with _LOCK:
         if _SANDBOX is None:
@@ -394,9 +285,14 @@ def sandbox_info() -> dict[str, Any]:
 
 def _probe() -> dict[str, Any]:
     notes: list[str] = []
+    home = os.path.expanduser("~")
+    home = home if home not in ("", "/") else None
+    program = seccomp_program()
+    if program is None:
+        notes.append("no seccomp filter: the syscall table of this architecture is not known")
     for tier in _tiers():
         for python in _interpreters() if tier.uid else [sys.executable]:
-            res = _execute(tier, python, _PROBE, "list", [], 0, 10.0, 256, audit=False, max_output=MAX_OUTPUT)
+            res = _execute(tier, python, _PROBE % home, "list", [], 0, 10.0, 256, audit=False, max_output=MAX_OUTPUT)
             problem = None
             try:
                 seen = json.loads(res.stdout.strip().splitlines()[-1]) if res.status == "ok" else None
@@ -408,23 +304,34 @@ def _probe() -> dict[str, Any]:
                 problem = f"Python {seen['version']} is not this Python"
             elif not seen["own_stdlib"]:
                 problem = "the interpreter cannot read its own standard library as the sandbox uid"
-            elif tier.uid and (seen["uid"] != res.uid or seen["groups"]):
+            elif tier.name == "bwrap" and seen["uid"] != BWRAP_UID:
+                problem = f"uid inside bubblewrap is {seen['uid']}, not {BWRAP_UID}"
+            elif tier.uid and tier.name != "bwrap" and (seen["uid"] != res.uid or seen["groups"]):
                 problem = f"uid/groups not dropped ({seen['uid']}, {seen['groups']})"
             elif tier.netns and seen["ifaces"] not in (["lo"], []):
                 problem = f"network namespace shows interfaces {seen['ifaces']}"
-            elif tier.pidns and seen["pid"] != 1:
-                problem = "PID namespace not in effect"
+            elif tier.pidns and seen["pids"] > 8:
+                problem = f"PID namespace not in effect ({seen['pids']} processes visible)"
+            elif tier.private_fs and seen["home"]:
+                problem = f"the home directory {home} is visible"
+            elif program is not None and not res.seccomp:
+                problem = "the seccomp filter could not be installed"
             if problem is None:
-                features = {"uid": tier.uid, "netns": tier.netns, "pidns": tier.pidns, "private_tmp": tier.private_tmp, "nproc": tier.uid, "rlimits": True, "audit_hook": True}
-                return {"tier": tier.name, "python": python, "features": features, "notes": notes}
+                features = {"uid": tier.uid, "netns": tier.netns, "pidns": tier.pidns, "private_tmp": tier.private_tmp,
+                            "private_fs": tier.private_fs, "nproc": True, "rlimits": True, "seccomp": res.seccomp,
+                            "audit_hook": True, "separate_harness": True}
+                return {"tier": tier.name, "python": python, "features": features, "isolating": tier.name in ISOLATING, "notes": notes}
             notes.append(f"{tier.name} with {python}: {problem}")
     raise RuntimeError("no way to run the sandbox: " + "; ".join(notes))
 
 
 # --------------------------------------------------------------------------- the parent side
 
+WEAK_HINT = ("install bubblewrap (Debian/Ubuntu: apt install bubblewrap; Fedora: dnf install bubblewrap) for an isolating "
+             "sandbox, or set REWARDKIT_ALLOW_WEAK_SANDBOX=1 to accept this tier")
 
-def run_program(code: str, mode: str, payload: Any, total: int, timeout: float, memory_mb: int, *, audit: bool, max_output: int) -> SandboxResult:
+
+def run_program(code: str, mode: str, payload: Any, total: int, timeout: float, memory_mb: int, *, audit: bool, max_output: int, debug: bool = False) -> SandboxResult:
     if not timeout > 0:
         raise ValueError(f"timeout must be positive, got {timeout}")
     if memory_mb < 64:
@@ -433,8 +340,12 @@ def run_program(code: str, mode: str, payload: Any, total: int, timeout: float, 
         info = sandbox_info()
     except RuntimeError as err:
         return SandboxResult("sandbox_error", total=total, per_test=[False] * total, reason=str(err))
+    if not info["isolating"] and os.environ.get("REWARDKIT_ALLOW_WEAK_SANDBOX") != "1":
+        reason = (f"refusing to run untrusted code: the best sandbox tier here is {info['tier']!r}, which does not isolate "
+                  f"the host's files ({'; '.join(info['notes']) or 'no isolating tier available'}); {WEAK_HINT}")
+        return SandboxResult("sandbox_error", total=total, per_test=[False] * total, reason=reason, tier=info["tier"])
     tier = next(t for t in _tiers() if t.name == info["tier"])
-    return _execute(tier, info["python"], code, mode, payload, total, timeout, memory_mb, audit=audit, max_output=max_output)
+    return _execute(tier, info["python"], code, mode, payload, total, timeout, memory_mb, audit=audit, max_output=max_output, debug=debug)
 
 
 class _Capped:
@@ -450,25 +361,46 @@ class _Capped:
             self.data += chunk[:room]
 
 
-def _execute(tier: _Tier, python: str, code: str, mode: str, payload: Any, total: int, timeout: float, memory_mb: int, *, audit: bool, max_output: int) -> SandboxResult:
+def _tasks_of(uid: int) -> int:
+    """Processes + threads of a uid (what RLIMIT_NPROC counts), read from /proc."""
+    count = 0
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/status") as fh:
+                    fields = dict(line.split(":", 1) for line in fh if line.startswith(("Uid:", "Threads:")))
+                if int(fields["Uid"].split()[0]) == uid:
+                    count += int(fields["Threads"])
+            except (OSError, KeyError, ValueError):
+                continue
+    return count
+
+
+def _execute(tier: _Tier, python: str, code: str, mode: str, payload: Any, total: int, timeout: float, memory_mb: int, *, audit: bool, max_output: int, debug: bool = False) -> SandboxResult:
     uid = secrets.SystemRandom().randrange(*UID_RANGE) if tier.uid else None
     host_dir = None if tier.private_tmp else tempfile.mkdtemp(prefix="rewardkit-code-")
     workdir = "/tmp/rewardkit-sandbox" if tier.private_tmp else host_dir
     if host_dir is not None and uid is not None:
         os.chown(host_dir, uid, uid)
+    # RLIMIT_NPROC counts every task of the real uid: a fresh uid gets NPROC; the invoking user's
+    # own uid gets what it runs now plus NPROC.
+    nproc = NPROC if uid is not None else _tasks_of(os.getuid()) + NPROC
     limits = [
         ("RLIMIT_CPU", math.ceil(timeout) + 1, math.ceil(timeout) + 2),
         ("RLIMIT_AS", memory_mb << 20, memory_mb << 20),
         ("RLIMIT_FSIZE", FILE_MB << 20, FILE_MB << 20),
         ("RLIMIT_NOFILE", NOFILE, NOFILE),
         ("RLIMIT_CORE", 0, 0),
-    ] + ([("RLIMIT_NPROC", NPROC, NPROC)] if tier.uid else [])
+    ] + ([("RLIMIT_NPROC", nproc, nproc)] if tier.name != "none" else [])
+    program = seccomp_program()
     nonce = secrets.token_hex(8)
-    job = {"nonce": nonce, "code": code, "mode": mode, "tests": payload, "audit": audit, "limits": limits, "workdir": workdir, "make_workdir": tier.private_tmp, "hard_timeout": timeout + 5}
-    job_bytes = json.dumps(job).encode() + b"\n"
+    first = json.dumps({"code": code, "mode": mode, "audit": audit, "debug": debug, "limits": limits, "workdir": workdir,
+                        "make_workdir": tier.private_tmp, "hard_timeout": timeout + 5, "seccomp": program.hex() if program else None}).encode()
+    second = json.dumps({"nonce": nonce, "tests": payload}).encode()
+    job_bytes = b"%016d" % len(first) + first + second + b"\n"
     env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "HOME": workdir, "TMPDIR": workdir, "MALLOC_ARENA_MAX": "2"}
     result_r, result_w = os.pipe()
-    argv, extra = tier.command([python, "-I", "-S", "-B", "-c", _BOOTSTRAP, str(result_w)], uid)
+    argv, extra = tier.command([python, "-I", "-S", "-B", "-c", _boot_source(), str(result_w)], uid)
     out = SandboxResult("sandbox_error", total=total, uid=uid, tier=tier.name)
     start = time.monotonic()
     try:
@@ -570,7 +502,7 @@ def _kill_session(proc: Any, uid: int | None, pidns: bool) -> None:
                     os.kill(int(child), signal.SIGKILL)
         except (OSError, ValueError):
             pass
-        end = time.monotonic() + 1.0
+        end = time.monotonic() + 5.0  # killed processes only need the kernel's teardown; a fork bomb's takes a moment
         while not _exited(proc.pid) and time.monotonic() < end:
             time.sleep(0.002)
     running = not _exited(proc.pid)
@@ -638,10 +570,11 @@ def _events(data: bytes, nonce: str) -> list[dict[str, Any]]:
 def _interpret(out: SandboxResult, events: list[dict[str, Any]], total: int, timed_out: bool, timeout: float) -> None:
     ready = next((e for e in events if e.get("ev") == "ready"), None)
     main_pid = ready.get("pid") if ready else None
+    out.seccomp = bool(ready and ready.get("seccomp") is True)
     events = [e for e in events if e.get("pid") == main_pid]  # lines from forked children are ignored
     results: dict[int, bool] = {}
     errors: dict[int, str] = {}
-    memory, load, done, setup_error = False, None, False, None
+    memory, load, done, setup_error, gone = False, None, False, None, False
     for e in events:
         kind = e.get("ev")
         if kind == "test" and isinstance(e.get("i"), int) and 0 <= e["i"] < total and e["i"] not in results:
@@ -658,6 +591,8 @@ def _interpret(out: SandboxResult, events: list[dict[str, Any]], total: int, tim
             out.blocked.append(str(e.get("what")))
         elif kind == "done":
             done = True
+        elif kind == "candidate_exit":
+            gone = True
     out.per_test = [results.get(i, False) for i in range(total)]
     out.passed = sum(out.per_test)
     first = min(errors) if errors else None
@@ -676,6 +611,9 @@ def _interpret(out: SandboxResult, events: list[dict[str, Any]], total: int, tim
         out.status, out.reason = "timeout", f"timed out after {timeout:g} s ({len(results)} of {total} tests finished)"
     elif memory:
         out.status, out.reason = "memory", f"out of memory: {out.error}"
+    elif gone:
+        out.status, out.reason = "crash", f"the program ended before every test ran ({len(results)} of {total} tests finished)"
+        out.error = out.error or out.reason
     elif not done:
         rc = out.returncode
         how = f"killed by {signal.Signals(-rc).name}" if rc is not None and rc < 0 and -rc in signal.valid_signals() else f"exit code {rc}"
