@@ -13,6 +13,7 @@ keyword arguments; ``members`` / ``inner`` / ``verifier`` / ``fallback`` hold ne
 """
 from __future__ import annotations
 
+import contextvars
 import importlib
 import inspect
 import re
@@ -65,6 +66,10 @@ PY_DESCRIPTION = "your own function or Reward class: py:package.module:name"
 
 #: keyword arguments of compositions that hold nested rewards
 NESTED = ("members", "inner", "verifier", "fallback")
+
+#: how deep compositions may nest (a spec's parentheses, a YAML file's nested rewards); far beyond any
+#: real reward, and well inside Python's recursion limit
+MAX_DEPTH = 64
 
 
 class RewardSpecError(ValueError):
@@ -121,6 +126,7 @@ def load_reward(spec: str | Reward, **options: Any) -> Reward:
     if kind == "py":
         obj = _import(arg)
         if inspect.isclass(obj):
+            check_reward_class(obj, arg)
             return obj(**_accepted(obj, options))
         return obj if hasattr(obj, "score") else FunctionReward(obj)
     cls = reward_class(kind)
@@ -132,6 +138,16 @@ def load_reward(spec: str | Reward, **options: Any) -> Reward:
             raise RewardSpecError(f"reward spec {spec!r} has an empty argument after ':'")
         kwargs[params[0].name] = arg
     return cls(**kwargs)
+
+
+def check_reward_class(cls: type, target: str) -> None:
+    """Before a class is instantiated as a reward: it must be one (derive from BaseReward, or have a
+    callable ``score``), so a config naming any other class never runs that class's ``__init__``."""
+    from .protocol import BaseReward
+
+    if not (issubclass(cls, BaseReward) or callable(getattr(cls, "score", None))):
+        raise RewardSpecError(f"class {target!r} is not a reward: it neither derives from rewardkit.protocol.BaseReward "
+                              "nor has a score(prompts, completions, **columns) method")
 
 
 def _accepted(cls: Any, options: dict[str, Any]) -> dict[str, Any]:
@@ -173,7 +189,7 @@ def parse_spec(text: str) -> Any:
 _KEY = re.compile(r"\s*([A-Za-z_]\w*)\s*=(?!=)")
 
 
-def _parse_node(text: str, i: int) -> tuple[Any, int]:
+def _parse_node(text: str, i: int, depth: int = 1) -> tuple[Any, int]:
     start = i
     while i < len(text) and text[i] not in "(),":
         i += 1
@@ -181,6 +197,8 @@ def _parse_node(text: str, i: int) -> tuple[Any, int]:
     if not token:
         raise RewardSpecError(f"reward spec {text!r}: expected a reward at position {start}")
     if i < len(text) and text[i] == "(":
+        if depth > MAX_DEPTH:
+            raise RewardSpecError(f"reward spec {_short(text)}: compositions nested more than {MAX_DEPTH} deep (at position {i})")
         i += 1
         args: list[Any] = []
         kwargs: dict[str, Any] = {}
@@ -198,7 +216,7 @@ def _parse_node(text: str, i: int) -> tuple[Any, int]:
             else:
                 if kwargs:
                     raise RewardSpecError(f"reward spec {text!r}: a positional argument follows a keyword at position {i}")
-                node, i = _parse_node(text, i)
+                node, i = _parse_node(text, i, depth + 1)
                 args.append(node)
             while i < len(text) and text[i].isspace():
                 i += 1
@@ -207,6 +225,11 @@ def _parse_node(text: str, i: int) -> tuple[Any, int]:
             elif i < len(text) and text[i] != ")":
                 raise RewardSpecError(f"reward spec {text!r}: expected ',' or ')' at position {i}")
     return token, i
+
+
+def _short(text: str, n: int = 80) -> str:
+    """A spec for an error message: the whole of a short one, the start and length of a long one."""
+    return repr(text) if len(text) <= n else f"{text[:n]!r}... ({len(text)} characters)"
 
 
 def _parse_value(text: str, i: int) -> tuple[Any, int]:
@@ -271,28 +294,51 @@ def _build(node: Any, options: dict[str, Any]) -> Reward:
         raise RewardSpecError(f"{node.func}(...): {err}") from err
 
 
+#: the reward files being read, outermost first (a file that names itself is an error, not a RecursionError)
+_YAML_FILES: contextvars.ContextVar[tuple[Path, ...]] = contextvars.ContextVar("rewardkit_yaml_files", default=())
+
+
 def load_reward_yaml(path: str | Path, **options: Any) -> Reward:
     """A reward declared in YAML: ``kind`` (or ``class: module:Class``) plus its keyword arguments."""
-    import yaml
+    from .data.io import DataFormatError, read_yaml
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"reward file not found: {path}")
-    spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+    outer = _YAML_FILES.get()
+    if path.resolve() in outer:  # raised inside the file that names it, which prefixes its own path
+        raise RewardSpecError(f"names {path}, which is already being read (a reward file cannot contain itself: "
+                              f"{' -> '.join(str(p) for p in outer + (path.resolve(),))})")
+    if len(outer) >= MAX_DEPTH:
+        raise RewardSpecError(f"reward files name each other more than {MAX_DEPTH} deep (at {path})")
+    try:
+        spec = read_yaml(path)
+    except DataFormatError as err:
+        raise RewardSpecError(str(err)) from None
+    token = _YAML_FILES.set(outer + (path.resolve(),))
     try:
         return _build_mapping(spec, options)
     except (RewardSpecError, TypeError, ValueError) as err:
         raise RewardSpecError(f"{path}: {err}") from err
+    finally:
+        _YAML_FILES.reset(token)
 
 
-def _build_mapping(spec: Any, options: dict[str, Any]) -> Reward:
+def _build_mapping(spec: Any, options: dict[str, Any], depth: int = 1) -> Reward:
+    if depth > MAX_DEPTH:
+        raise RewardSpecError(f"rewards nested more than {MAX_DEPTH} deep (members/inner/verifier/fallback inside each other)")
     if isinstance(spec, str):
         return load_reward(spec, **options)
     if not isinstance(spec, dict):
         raise RewardSpecError(f"a reward must be a spec string or a mapping, got {type(spec).__name__}")
     spec = dict(spec)
     if "class" in spec:
-        target = _import(spec.pop("class"))
+        name = spec.pop("class")
+        if not isinstance(name, str):
+            raise RewardSpecError(f"'class' must be 'package.module:Class', got {name!r}")
+        target = _import(name)
+        if inspect.isclass(target):
+            check_reward_class(target, name)
     elif "kind" in spec:
         target = reward_class(spec.pop("kind"))
     else:
@@ -300,6 +346,10 @@ def _build_mapping(spec: Any, options: dict[str, Any]) -> Reward:
     for key in NESTED:
         if key in spec:
             value = spec[key]
-            spec[key] = [_build_mapping(v, options) for v in value] if isinstance(value, list) else _build_mapping(value, options)
+            spec[key] = ([_build_mapping(v, options, depth + 1) for v in value] if isinstance(value, list)
+                         else _build_mapping(value, options, depth + 1))
     merged = {**_accepted(target, options), **spec}
-    return target(**merged)
+    built = target(**merged)
+    if not callable(getattr(built, "score", None)):  # a factory function: its result is checked instead
+        raise RewardSpecError(f"{getattr(target, '__qualname__', target)!r} did not return a reward (got {type(built).__name__}, which has no score method)")
+    return built

@@ -2,6 +2,7 @@
 layers stay importable without a model stack)."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, TypedDict, Union
 
@@ -16,12 +17,21 @@ Prompt = Union[str, list[Message]]
 Completion = Union[str, list[str]]
 
 
+def _finite(value: Any) -> bool:
+    """False for NaN and +-inf (of any float-like type); other values are left to their consumers."""
+    try:
+        return math.isfinite(value)
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an int too large for a float is still finite
+        return True
+
+
 @dataclass
 class RewardOutput:
     """What every reward returns for a batch: one entry per sample, in input order.
 
     ``None`` in ``scores`` means "could not score this sample" (the reason goes in ``extras``);
-    it is never replaced by a sentinel value.
+    it is never replaced by a sentinel value. A NaN or infinite score is not a number any metric can
+    use: it becomes ``None`` here, for every reward, with ``extras["reason"]`` saying so.
     """
 
     scores: list[float | None]
@@ -41,6 +51,14 @@ class RewardOutput:
                 raise ValueError(f"RewardOutput.extras[{key!r}] has {len(value)} entries for {n} scores")
         if self.vector is not None and self.dims and any(len(v) != len(self.dims) for v in self.vector):
             raise ValueError(f"RewardOutput.vector rows must have {len(self.dims)} values (dims={self.dims})")
+        bad = [i for i, s in enumerate(self.scores) if s is not None and not _finite(s)]
+        if bad:
+            scores, reasons = list(self.scores), list(self.extras.get("reason") or [None] * n)
+            for i in bad:
+                note = f"the reward returned a non-finite score ({scores[i]!r}); counted as unscored"
+                reasons[i] = f"{reasons[i]}; {note}" if reasons[i] else note
+                scores[i] = None
+            self.scores, self.extras = scores, {**self.extras, "reason": reasons}
 
     def __len__(self) -> int:
         return len(self.scores)

@@ -9,15 +9,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .flags import positive_int, share
+
 
 def add_reward_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("reward options (passed to every model-backed reward)")
-    g.add_argument("--max-tokens-per-batch", type=int, default=None, metavar="N",
+    g.add_argument("--max-tokens-per-batch", type=positive_int, default=None, metavar="N",
                    help="padded-token budget per forward pass; inputs are sorted by length so padding stays small (default 8192)")
-    g.add_argument("--batch-size", type=int, default=None, metavar="N", help="cap on rows per batch, on top of the token budget")
-    g.add_argument("--max-padding", type=float, default=None, metavar="FRACTION",
+    g.add_argument("--batch-size", type=positive_int, default=None, metavar="N", help="cap on rows per batch, on top of the token budget")
+    g.add_argument("--max-padding", type=share, default=None, metavar="FRACTION",
                    help="close a batch rather than let padding exceed this share of its tokens (default 0.1)")
-    g.add_argument("--max-length", type=int, default=None, metavar="TOKENS",
+    g.add_argument("--max-length", type=positive_int, default=None, metavar="TOKENS",
                    help="truncate longer inputs (default: the model's context); truncation is reported per sample and in the summary")
     g.add_argument("--truncation-side", choices=["left", "right"], default=None,
                    help="left (default) drops the oldest tokens and keeps the completion; right drops the end")
@@ -34,7 +36,22 @@ def add_policy_options(p: argparse.ArgumentParser, what: str) -> None:
                    help=f"the model that {what}: default (embedded model), a model dir/.gguf/hub id, or openai:MODEL@URL "
                         "(any OpenAI-compatible server)")
     p.add_argument("--verifier", default="rule:math", help="reward spec that checks a finished solution against the 'answer' column")
-    p.add_argument("--limit", type=int, default=None, metavar="N", help="the first N rows of --data")
+    p.add_argument("--limit", type=positive_int, default=None, metavar="N", help="the first N rows of --data")
+
+
+def output_file(text: str) -> str:
+    """argparse type of an ``--out FILE``: an existing directory is refused at once (not after the work,
+    when the file cannot be opened)."""
+    if Path(text).is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a directory; give the file to write (e.g. {Path(text) / 'out.jsonl'})")
+    return text
+
+
+def output_dir(text: str) -> str:
+    """argparse type of an ``--out DIR``: an existing file there is refused at once."""
+    if Path(text).exists() and not Path(text).is_dir():
+        raise argparse.ArgumentTypeError(f"{text} exists and is not a directory; --out names the folder to write into")
+    return text
 
 
 def reward_options(args: argparse.Namespace) -> dict[str, Any]:

@@ -6,7 +6,8 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from .common import JsonlWriter, add_reward_options, command_line, quiet_libraries, reward_options, slug
+from .common import JsonlWriter, add_reward_options, command_line, output_dir, quiet_libraries, reward_options, slug
+from .flags import finite_float, open_fraction, positive_int
 
 HELP = "evaluate rewards on preference data (pairwise or best-of-N accuracy, bootstrap intervals, report)"
 EPILOG = """examples:
@@ -28,14 +29,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", metavar="DATA", help="benchmark name, declaration .yaml, or data file (required with --reward; "
                    "with --scores, a benchmark whose sections define the overall score)")
     p.add_argument("--format", default="auto", help="data format: auto, pairwise, hh-rlhf, best-of-n, scores (default auto)")
-    p.add_argument("--limit", type=int, default=None, metavar="N", help="use the first N rows (for the suite: N per subset)")
-    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
-    p.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="bootstrap resamples for the 95%% intervals (default 1000)")
+    p.add_argument("--limit", type=positive_int, default=None, metavar="N", help="use the first N rows (for the suite: N per subset)")
+    p.add_argument("--out", required=True, type=output_dir, metavar="DIR", help="output folder")
+    p.add_argument("--bootstrap", type=positive_int, default=1000, metavar="N", help="bootstrap resamples for the 95%% intervals (default 1000)")
     add_reward_options(p)
     g = p.add_argument_group("process data (step-labelled solutions: ProcessBench/PRM800K/Math-Shepherd rows, arith-steps): "
                              "first-error F1 and step AUROC")
-    g.add_argument("--threshold", type=float, default=None, help="fixed step threshold (default: chosen on a dev split of the questions)")
-    g.add_argument("--dev-fraction", type=float, default=0.3, help="share of questions for choosing the threshold (default 0.3)")
+    g.add_argument("--threshold", type=finite_float, default=None, help="fixed step threshold (default: chosen on a dev split of the questions)")
+    g.add_argument("--dev-fraction", type=open_fraction, default=0.3, help="share of questions for choosing the threshold (default 0.3)")
     g.add_argument("--skip-invalid", action="store_true", help="leave out rows that fail validation (listed in results.json) instead of stopping")
     p.set_defaults(func=run)
 

@@ -3,16 +3,47 @@ library uses (the idea of TRL's ``HfArgumentParser`` over ``RewardConfig``, kept
 
 A verb lists the fields it exposes (:class:`Flag` for a different flag name, a parser or a help text);
 each flag takes the field's type, default and, for ``Literal`` fields, its choices; a boolean field
-that defaults to True becomes ``--no-NAME``. :func:`values` reads them back as keyword arguments.
+that defaults to True becomes ``--no-NAME``. A number's range is its :class:`Flag` ``type``, one of the
+checked types below (``positive_int``, ``fraction`` ...; a float flag is at least finite), so argparse
+refuses ``--limit 0`` itself. :func:`values` reads them back as keyword arguments.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
+
+
+# ---------------------------------------------------------------- checked numbers
+# argparse ``type=`` helpers: a value out of range is refused by argparse itself ("argument --limit:
+# must be a positive integer, got 0"), before anything is loaded.
+
+def _checked(kind: type, ok: Callable[[Any], bool], what: str) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text}")
+        return value
+
+    return parse
+
+
+positive_int = _checked(int, lambda v: v >= 1, "a positive integer")
+positive_float = _checked(float, lambda v: math.isfinite(v) and v > 0, "a positive number")
+non_negative_float = _checked(float, lambda v: math.isfinite(v) and v >= 0, "a number >= 0")
+finite_float = _checked(float, math.isfinite, "a finite number")
+fraction = _checked(float, lambda v: 0 <= v <= 1, "a number in [0, 1]")
+share = _checked(float, lambda v: 0 <= v < 1, "a number in [0, 1)")
+open_fraction = _checked(float, lambda v: 0 < v < 1, "a number in (0, 1)")
+probability = _checked(float, lambda v: 0 < v <= 1, "a number in (0, 1]")
+port = _checked(int, lambda v: 0 <= v <= 65535, "a port number in 0..65535")
 
 
 @dataclass(frozen=True)
@@ -61,7 +92,7 @@ def add_flags(parser: Any, cls: type, flags: Sequence[str | Flag]) -> None:
             text = spec.help
         else:
             name = spec.flag or "--" + spec.field.replace("_", "-")
-            kwargs["type"] = spec.type or (scalar if scalar in (int, float, str) else str)
+            kwargs["type"] = spec.type or (finite_float if scalar is float else scalar if scalar in (int, str) else str)
             if choices is not None:
                 kwargs["choices"] = list(choices)
             metavar = spec.metavar or {int: "N", float: "X"}.get(scalar) if choices is None else None

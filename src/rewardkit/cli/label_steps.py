@@ -6,8 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
-from .common import add_policy_options, quiet_libraries
-from .flags import Flag, add_flags, values
+from .common import add_policy_options, output_file, quiet_libraries
+from .flags import Flag, add_flags, non_negative_float, positive_int, probability, values
 
 HELP = "label reasoning steps automatically by Monte-Carlo rollouts checked by a verifier (resumable)"
 EPILOG = """examples:
@@ -27,9 +27,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("label-steps", help=HELP, description=HELP, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_policy_options(p, "rolls out")
-    p.add_argument("--out", required=True, metavar="FILE.jsonl")
+    p.add_argument("--out", required=True, type=output_file, metavar="FILE.jsonl")
     p.add_argument("--solutions", choices=["reference", "sample"], default="reference")
-    add_flags(p, RolloutConfig, [Flag("rollouts", help="completions per step prefix"), "max_new_tokens", "temperature", "top_p",
+    add_flags(p, RolloutConfig, [Flag("rollouts", help="completions per step prefix", type=positive_int), Flag("max_new_tokens", type=positive_int),
+                                 Flag("temperature", type=non_negative_float), Flag("top_p", type=probability),
                                  Flag("label", help="which estimate goes into 'labels' (both are written)"), "seed"])
     p.set_defaults(func=run)
 

@@ -7,8 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-from .common import add_policy_options, quiet_libraries
-from .flags import add_flags, values
+from .common import add_policy_options, output_dir, quiet_libraries
+from .flags import Flag, add_flags, non_negative_float, positive_int, values
 
 HELP = "PRM-guided step-level beam search, compared with best-of-N at equal generator tokens"
 EPILOG = """examples:
@@ -28,9 +28,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("search", help=HELP, description=HELP, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_policy_options(p, "writes the solutions")
-    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--out", required=True, type=output_dir, metavar="DIR")
     p.add_argument("--prm", default="prm:default", help="process reward spec that ranks the beams")
-    add_flags(p, SearchConfig, ["beam_width", "expansions", "max_steps", "max_step_tokens", "temperature", "seed"])
+    add_flags(p, SearchConfig, [*(Flag(f, type=positive_int) for f in ("beam_width", "expansions", "max_steps", "max_step_tokens")),
+                                Flag("temperature", type=non_negative_float), "seed"])
     p.set_defaults(func=run)
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..serve.settings import ServeSettings
 from .common import add_reward_options, quiet_libraries, reward_options
-from .flags import Flag, add_flags, values
+from .flags import Flag, add_flags, non_negative_float, port, positive_float, positive_int, values
 
 HELP = "serve a reward over HTTP (micro-batched; rewardkit /v1/score and OpenRLHF /get_reward)"
 EPILOG = """endpoints:
@@ -34,25 +34,26 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help=HELP, description=HELP, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--reward", required=True, metavar="SPEC", help="reward spec (any spec, including compositions); see `rewardkit ls`")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; anything else needs a token)")
-    p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
+    p.add_argument("--port", type=port, default=8000, help="port (default 8000; 0 picks a free one)")
     p.add_argument("--token-file", metavar="FILE",
                    help="file holding the bearer token clients must send (default: the REWARDKIT_API_TOKEN environment variable)")
     g = p.add_argument_group("micro-batching")
     add_flags(g, ServeSettings, [
-        Flag("max_batch_tokens", help="merge concurrent requests up to about N tokens per model call (estimated as characters/4)"),
-        Flag("max_batch_samples", help="and at most N samples per model call"),
-        Flag("max_wait_ms", metavar="MS", help="hold a batch until its oldest request has waited MS for batch mates (default 0: never wait; requests "
-                                               "that arrive while the model is busy form the next batch). A few ms can help bursty traffic on a GPU"),
+        Flag("max_batch_tokens", type=positive_int, help="merge concurrent requests up to about N tokens per model call (estimated as characters/4)"),
+        Flag("max_batch_samples", type=positive_int, help="and at most N samples per model call"),
+        Flag("max_wait_ms", metavar="MS", type=non_negative_float,
+             help="hold a batch until its oldest request has waited MS for batch mates (default 0: never wait; requests "
+                  "that arrive while the model is busy form the next batch). A few ms can help bursty traffic on a GPU"),
         Flag("micro_batching", flag="--no-batching", help="one model call per request (no merging)"),
     ])
     g = p.add_argument_group("limits")
     add_flags(g, ServeSettings, [
-        Flag("max_request_bytes", help="largest request body (default 8 MiB)"),
-        Flag("max_samples_per_request", help="most samples in one request"),
-        Flag("max_queue_samples", flag="--max-queue", metavar="SAMPLES",
+        Flag("max_request_bytes", type=positive_int, help="largest request body (default 8 MiB)"),
+        Flag("max_samples_per_request", type=positive_int, help="most samples in one request"),
+        Flag("max_queue_samples", flag="--max-queue", metavar="SAMPLES", type=positive_int,
              help="samples allowed to wait for the model; beyond this requests get 503 + Retry-After"),
-        Flag("request_timeout", metavar="S", help="a request not scored within S seconds gets 504"),
-        Flag("graceful_timeout", metavar="S", help="on SIGTERM, wait up to S seconds for requests in flight"),
+        Flag("request_timeout", metavar="S", type=positive_float, help="a request not scored within S seconds gets 504"),
+        Flag("graceful_timeout", metavar="S", type=non_negative_float, help="on SIGTERM, wait up to S seconds for requests in flight"),
     ])
     g = p.add_argument_group("OpenRLHF /get_reward")
     add_flags(g, ServeSettings, [

@@ -5,8 +5,8 @@ import argparse
 import json
 import sys
 
-from .common import command_line, quiet_libraries
-from .flags import Flag, add_flags, values
+from .common import command_line, output_dir, quiet_libraries
+from .flags import Flag, add_flags, fraction, non_negative_float, positive_float, positive_int, share, values
 
 HELP = "train a reward model: Bradley-Terry on pairs, regression / multi-objective on ratings, or both (resumable)"
 EPILOG = """examples:
@@ -31,29 +31,30 @@ model card) and OUT/train_results.json. Evaluate the result with
 #: flags every objective shares, made from train/common.py's TrainOptions (through BTConfig, which extends it)
 SHARED = [
     Flag("model", help="base model: default (embedded), a directory, a .gguf file or a hub id"),
-    "mode", "lora_r",
+    "mode", Flag("lora_r", type=positive_int),
     Flag("lora_targets", type=lambda v: _targets(v), metavar="M1,M2,..",
          help="modules that get LoRA adapters ('all-linear' = every projection of a Llama-style block)"),
-    Flag("learning_rate", flag="--lr", help="learning rate (default 2e-4 for lora/head, 2e-5 for full)"),
-    "epochs", "max_steps",
-    Flag("max_tokens_per_micro_batch", help="padded tokens per forward (gradient accumulation beyond)"),
-    "max_length", "eval_fraction", "eval_every", "save_every", "seed",
+    Flag("learning_rate", flag="--lr", type=positive_float, help="learning rate (default 2e-4 for lora/head, 2e-5 for full)"),
+    Flag("epochs", type=positive_int), Flag("max_steps", type=positive_int),
+    Flag("max_tokens_per_micro_batch", type=positive_int, help="padded tokens per forward (gradient accumulation beyond)"),
+    Flag("max_length", type=positive_int), Flag("eval_fraction", type=share),
+    Flag("eval_every", type=positive_int), Flag("save_every", type=positive_int), "seed",
 ]
 BT = [
     Flag("init_adapter", metavar="DIR", help="bt, lora: continue training a saved LoRA adapter (OUT/adapter of a run, or 'default' for the packaged RM)"),
     Flag("shuffle_seed", help="seed of the data order only (default --seed); the held-out split stays fixed by --seed"),
     Flag("merge_lora", flag="--no-merge", help="export the LoRA adapter unmerged"),
-    Flag("pairs_per_step", help="pairs per optimizer step (regression: rated samples per step are twice this; prm: solutions per step)"),
+    Flag("pairs_per_step", type=positive_int, help="pairs per optimizer step (regression: rated samples per step are twice this; prm: solutions per step)"),
     Flag("share_prefix", help="bt: encode chosen and rejected as separate sequences (default: one packed row per pair, their shared prompt "
                               "encoded once; same rewards, fewer tokens)"),
     Flag("margin_column", help="per-pair margin column (margin loss)"),
-    Flag("center_coef", help="reward-centering penalty coef * (r_c + r_r)^2"),
-    "label_smoothing",
-    Flag("patience", help="stop after this many evaluations without improvement"),
+    Flag("center_coef", type=non_negative_float, help="reward-centering penalty coef * (r_c + r_r)^2"),
+    Flag("label_smoothing", type=share),
+    Flag("patience", type=positive_int, help="stop after this many evaluations without improvement"),
 ]
 REGRESSION = [
     Flag("combination", help="how the heads combine into the scalar reward: their mean, --weights, or learned from pairs"),
-    Flag("pair_coef", help="weight of the BT term in bt+regression"),
+    Flag("pair_coef", type=non_negative_float, help="weight of the BT term in bt+regression"),
 ]
 PRM = [
     Flag("last_step_only", help="prm: train on the final step's label only"),
@@ -70,7 +71,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help=HELP, description=HELP, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", action="append", metavar="DATA", help="preference data (repeatable); default: the built-in suite's train split")
     p.add_argument("--eval-data", metavar="DATA", help="held-out pairs; default: a split of the training prompts (--eval-fraction)")
-    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--out", required=True, type=output_dir, metavar="DIR")
     p.add_argument("--objective", choices=["bt", "regression", "bt+regression", "prm"], default="bt",
                    help="prm: process reward model, per-step BCE on step-labelled solutions (default data: arith:train; --pairs-per-step = solutions per step)")
     p.add_argument("--attributes", metavar="A,B,..", help="rating columns, one head each (regression objectives)")
@@ -83,16 +84,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="score every training pair with this reward (repeat for an ensemble); pairs the ensemble disagrees with are dropped or down-weighted")
     g.add_argument("--vote-action", choices=["drop", "weight"], default="drop",
                    help="drop pairs whose agreeing share is below --min-agreement, or weight each pair's loss by its agreeing share")
-    g.add_argument("--min-agreement", type=float, default=0.5, help="share of members that must agree with the label to keep a pair (drop)")
+    g.add_argument("--min-agreement", type=fraction, default=0.5, help="share of members that must agree with the label to keep a pair (drop)")
     g.add_argument("--drop-inconsistent-margins", action="store_true",
                    help="drop pairs whose own ratings (chosen_score/rejected_score or --margin-column) do not favour the chosen side")
-    p.add_argument("--limit", type=int, default=None, help="use the first N rows of each data file (suite: N per subset)")
+    p.add_argument("--limit", type=positive_int, default=None, help="use the first N rows of each data file (suite: N per subset)")
     p.add_argument("--resume", action="store_true")
     g = p.add_argument_group("process reward models (--objective prm)")
     g.add_argument("--readout", choices=["value", "loglik"], default="value",
                    help="prm: 'value' = a value head on the LM's hidden state (LoRA/full/head training); 'loglik' = a logistic head "
                         "over the frozen LM's per-step token surprise (seconds to fit; the packaged prm:default is one)")
-    add_flags(g, LoglikPRMConfig, [Flag("l2", help="prm --readout loglik: L2 penalty of the logistic head")])
+    add_flags(g, LoglikPRMConfig, [Flag("l2", type=non_negative_float, help="prm --readout loglik: L2 penalty of the logistic head")])
     g.add_argument("--after-error", choices=["zero", "ignore"], default=None,
                    help="prm: label steps after the first error 0, or skip them (default: zero for --readout value, ignore for loglik)")
     add_flags(g, PRMConfig, PRM)

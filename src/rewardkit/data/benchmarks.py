@@ -10,10 +10,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from . import synth
 from .formats import Dataset, load_dataset
+from .io import read_yaml
 from .steps import arith_steps, gsm8k_error_steps, load_steps
 
 #: built-in generated sources a declaration can name
@@ -37,7 +36,7 @@ class Benchmark:
     @classmethod
     def from_yaml(cls, path: str | Path) -> "Benchmark":
         path = Path(path)
-        spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+        spec = read_yaml(path)
         if not isinstance(spec, dict):
             raise ValueError(f"{path}: a benchmark declaration must be a mapping")
         allowed = {"name", "source", "description", "format", "split", "subsets", "sections", "argument", "aliases"}

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..types import BestOfNRecord, PairRecord, SampleRecord, ScoredBestOfN, ScoredPair
-from .io import DataFormatError, Dataset, iter_rows
+from .io import DataFormatError, Dataset, check_columns, iter_rows, warn_duplicate_ids
 from .steps import detect_step_format, load_steps
 
 FORMATS = ("auto", "pairwise", "hh-rlhf", "best-of-n", "samples", "scores", "steps")
@@ -229,7 +229,7 @@ def _number(row, key, path, where) -> float | None:
         return None  # an unscored sample: counted as wrong and reported, never dropped
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise DataFormatError(path, where, key, f"expected a number or null, got {_describe(value)}")
-    return None if math.isnan(value) else float(value)
+    return float(value) if math.isfinite(value) else None  # NaN / +-inf: unscored, as a reward's own output would be
 
 
 def _parse_scores(row, path, where):
@@ -292,11 +292,14 @@ def load_dataset(path: str | Path, format: str = "auto", limit: int | None = Non
             return load_steps(path, limit=limit, skip_invalid=skip_invalid)
         if chosen_format is None:
             chosen_format = detect_row_format(row, path, where)
-        records.append(_PARSERS[chosen_format](row, path, where))
+        record = _PARSERS[chosen_format](row, path, where)
+        check_columns(path, where, getattr(record, "columns", ()))
+        records.append(record)
         if limit is not None and len(records) >= limit:
             break
     if not records:
         raise DataFormatError(path, "", None, "no rows")
+    warn_duplicate_ids(path, (r.id for r in records))
     kinds = {type(r) for r in records}
     if chosen_format == "scores" and len(kinds) > 1:
         raise DataFormatError(path, "", None, "mixes pairwise scores and best-of-N scores; use one file per kind")

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from .io import DataFormatError, Dataset, iter_rows
+from .io import DataFormatError, Dataset, check_columns, iter_rows, warn_duplicate_ids
 
 STEP_TAG = "ки"
 
@@ -216,7 +216,9 @@ def load_steps(path: str | Path, format: str = "auto", limit: int | None = None,
             if fmt is None:
                 raise DataFormatError(path, where, None, "not step-labelled data: expected question/steps/labels, PRM800K or Math-Shepherd rows")
         try:
-            records.append(STEP_FORMATS[fmt](row, path, where))
+            record = STEP_FORMATS[fmt](row, path, where)
+            check_columns(path, where, record.columns)
+            records.append(record)
         except DataFormatError as err:
             if not skip_invalid:
                 raise DataFormatError(err.path, err.where, err.field, str(err).split(": ", 2 if err.field else 1)[-1] + " (skip such rows with --skip-invalid)") from None
@@ -225,6 +227,7 @@ def load_steps(path: str | Path, format: str = "auto", limit: int | None = None,
             break
     if not records:
         raise DataFormatError(path, "", None, "no rows")
+    warn_duplicate_ids(path, (r.id for r in records))
     data = Dataset("steps", records, str(path), fmt or "steps")
     data.skipped = skipped  # type: ignore[attr-defined]
     return data
