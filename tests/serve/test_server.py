@@ -102,7 +102,7 @@ def test_auth():
         with pytest.raises(RemoteRewardError) as err:
             RemoteReward(srv.url, token="nope", retries=0).score(["p"], ["a"])
         assert err.value.status == 401
-        spec = client.get("/openapi.json").json()
+        spec = client.get("/openapi.json", headers={"Authorization": "Bearer s3cret"}).json()  # the spec needs the token too
         assert "HTTPBearer" in spec["components"]["securitySchemes"]
 
 

@@ -25,7 +25,8 @@ examples:
   REWARDKIT_API_TOKEN=$(cat token) rewardkit serve --reward classifier:./rm --host 0.0.0.0 --port 8000
   rewardkit score --reward remote:http://127.0.0.1:8000 --data pairs.jsonl --out scores.jsonl
 
-Binding to a non-loopback address requires a bearer token (REWARDKIT_API_TOKEN or --token-file).
+Binding to a non-loopback address requires a bearer token (REWARDKIT_API_TOKEN or --token-file); it then guards every
+endpoint but /health and /ready, the docs too. Without one, only loopback Host names are answered (see --allowed-hosts).
 OpenRLHF: --reward.remote_url (before 0.10.2: --remote_rm_url) http://HOST:PORT/get_reward; labels reach the reward as the column
 --labels-column (default `answer`, what rule:math reads)."""
 
@@ -55,6 +56,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         Flag("request_timeout", metavar="S", type=positive_float, help="a request not scored within S seconds gets 504"),
         Flag("graceful_timeout", metavar="S", type=non_negative_float, help="on SIGTERM, wait up to S seconds for requests in flight"),
     ])
+    g = p.add_argument_group("connections")
+    add_flags(g, ServeSettings, [
+        Flag("receive_timeout", metavar="S", help="a connection that has not delivered a whole request (head and body) within S seconds "
+                                                  "of being ready for one gets 408 and is closed (slow or half-open clients)"),
+        Flag("max_connections", help="most open connections; a connection beyond them gets 503 and is closed"),
+        Flag("allowed_hosts", type=host_list, metavar="NAMES",
+             help="without a token only Host headers naming loopback (localhost, 127.0.0.1, [::1]) are answered (DNS rebinding): "
+                  "comma-separated further names to answer, e.g. the name a local proxy forwards; * for any"),
+    ])
     g = p.add_argument_group("OpenRLHF /get_reward")
     add_flags(g, ServeSettings, [
         Flag("labels_column", metavar="NAME", help="column that receives `labels`"),
@@ -69,6 +79,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--access-log", action="store_true", help="log every request")
     add_reward_options(p)
     p.set_defaults(func=run)
+
+
+def host_list(text: str) -> tuple[str, ...]:
+    return tuple(h.strip() for h in text.split(",") if h.strip())
 
 
 def read_token(args: argparse.Namespace) -> str | None:

@@ -11,7 +11,6 @@ import asyncio
 import hmac
 import ipaddress
 import logging
-import math
 import time
 from contextlib import asynccontextmanager
 from typing import Any, Callable
@@ -19,7 +18,7 @@ from typing import Any, Callable
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..protocol import MissingColumnError, completion_text, walk
@@ -39,6 +38,7 @@ from .schemas import (
     ScoreStepsRequest,
     column_errors,
     field_path,
+    finite_scores,
     output_to_json,
 )
 
@@ -88,8 +88,75 @@ HTTP_ERROR_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 4
 
 
 class RequestTooLarge(StarletteHTTPException):
-    def __init__(self, limit: int):
-        super().__init__(413, f"the request body exceeds {limit} bytes (--max-request-bytes)")
+    def __init__(self, limit: int):  # Connection: close, or uvicorn would go on reading the rest of the body to discard it
+        super().__init__(413, f"the request body exceeds {limit} bytes (--max-request-bytes)", headers={"Connection": "close"})
+
+
+#: paths answered without a token (liveness and readiness probes)
+OPEN_PATHS = frozenset({"/health", "/ready"})
+
+
+def _header_values(scope: dict, name: bytes) -> list[bytes]:
+    return [v for k, v in scope.get("headers") or [] if k == name]
+
+
+class BearerAuthMiddleware:
+    """Every path but :data:`OPEN_PATHS` needs ``Authorization: Bearer <token>``, the API docs and
+    ``/openapi.json`` too. Checked on the request head, before anything reads the body: FastAPI
+    parses and validates a body before it runs a route's dependencies, so a dependency would parse
+    an anonymous 8 MiB body first. A refused body is never read (``Connection: close``: uvicorn does
+    not drain it either)."""
+
+    def __init__(self, app: Any, token: str):
+        self.app, self.expected = app, token.encode()
+
+    def authorized(self, scope: dict) -> bool:
+        values = _header_values(scope, b"authorization")
+        scheme, _, credentials = values[0].strip().partition(b" ") if values else (b"", b"", b"")
+        return scheme.lower() == b"bearer" and hmac.compare_digest(credentials.strip(), self.expected)
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http" or scope.get("path") in OPEN_PATHS or self.authorized(scope):
+            return await self.app(scope, receive, send)
+        response = error_response(401, "unauthorized", "a valid bearer token is required (Authorization: Bearer <token>)",
+                                  field="Authorization", headers={"WWW-Authenticate": "Bearer", "Connection": "close"})
+        return await response(scope, receive, send)
+
+
+def host_name(host: str) -> str:
+    """``[::1]:8000`` -> ``[::1]``, ``localhost:8000`` -> ``localhost`` (lowercased)."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[: host.find("]") + 1] if "]" in host else host
+    name, colon, port = host.rpartition(":")
+    return name if colon and port.isdigit() else host
+
+
+class HostCheckMiddleware:
+    """Without a token the server listens on loopback only, but a web page can still reach it by DNS
+    rebinding (the page's own name, e.g. evil.example, made to resolve to 127.0.0.1); its requests
+    carry that name in ``Host``. So only loopback names and addresses (localhost, 127.0.0.1, [::1],
+    any port) and the operator's ``--allowed-hosts`` are answered; any other Host gets 421. A request
+    without Host (HTTP/1.0) passes: browsers always send one."""
+
+    def __init__(self, app: Any, allowed: tuple[str, ...] = ()):
+        self.app = app
+        self.allowed = {h.strip().lower() for h in allowed}
+
+    def allows(self, host: str) -> bool:
+        name = host_name(host)
+        return "*" in self.allowed or is_loopback(name) or name in self.allowed or host.strip().lower() in self.allowed
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        refused = [h for h in (v.decode("latin-1") for v in _header_values(scope, b"host")) if not self.allows(h)]
+        if not refused:
+            return await self.app(scope, receive, send)
+        response = error_response(421, "host_not_allowed", f"Host {refused[0]!r} is not served: a server without a token answers only "
+                                  "loopback names (localhost, 127.0.0.1, [::1]); add names with --allowed-hosts, or set a token",
+                                  field="Host", headers={"Connection": "close"})
+        return await response(scope, receive, send)
 
 
 class BodyLimitMiddleware:
@@ -219,17 +286,9 @@ def create_app(reward: Any, settings: ServeSettings | None = None, *, on_load_er
     app.state.batcher, app.state.metrics, app.state.settings = batcher, metrics, settings
 
     # --------------------------------------------------------------------------- auth
+    # checked by BearerAuthMiddleware on the request head; the dependency only puts the scheme in the OpenAPI spec
     bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <token> (required when the server was started with a token)")
-    expected = settings.token.encode() if settings.token else None
-
-    async def authorize(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
-        if expected is None:
-            return
-        if credentials is None or not hmac.compare_digest(credentials.credentials.encode(), expected):
-            raise ApiError(401, "unauthorized", "a valid bearer token is required (Authorization: Bearer <token>)",
-                           field="Authorization", headers={"WWW-Authenticate": "Bearer"})
-
-    protected = [Depends(authorize)] if expected is not None else []
+    protected = [Depends(bearer)] if settings.token is not None else []
 
     # --------------------------------------------------------------------------- errors
     @app.exception_handler(ApiError)
@@ -282,7 +341,7 @@ def create_app(reward: Any, settings: ServeSettings | None = None, *, on_load_er
         deadline = asyncio.timeout(settings.request_timeout)
         try:
             async with deadline:
-                return await batcher.submit(prompts, completions, columns)
+                return finite_scores(await batcher.submit(prompts, completions, columns))  # NaN / inf: unscored, with the reason
         except TimeoutError as err:
             if not deadline.expired():  # the reward itself raised TimeoutError: not our deadline
                 log.exception("reward %s failed", batcher.name)
@@ -372,7 +431,7 @@ def create_app(reward: Any, settings: ServeSettings | None = None, *, on_load_er
         scored = await run([prompts[i] for i in found], [split[i][0] for i in found], {k: [v[i] for i in found] for k, v in columns.items()}) \
             if found else RewardOutput(scores=[])
         out = expand_output(scored, found, n, reasons={i: split[i][2] for i in range(n) if split[i][0] is None})
-        unscored = [i for i, s in enumerate(out.scores) if s is None or not math.isfinite(float(s))]
+        unscored = [i for i, s in enumerate(out.scores) if s is None]
         if unscored and settings.unscored_reward is None:
             reasons = out.extras.get("reason") or [None] * n
             first = unscored[0]
@@ -419,16 +478,30 @@ def create_app(reward: Any, settings: ServeSettings | None = None, *, on_load_er
     async def prometheus() -> Response:
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
+    # the last added runs first: metrics, then Host, then the token, then the body limit; all before the body is read
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_request_bytes)
+    if settings.token is not None:
+        app.add_middleware(BearerAuthMiddleware, token=settings.token)
+    else:
+        app.add_middleware(HostCheckMiddleware, allowed=settings.allowed_hosts)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app
 
 
 def make_server(app: FastAPI, host: str = "127.0.0.1", port: int = 8000, *, graceful_timeout: float = 30.0,
                 log_level: str = "info", access_log: bool = False, **uvicorn_options: Any):
-    """A ``uvicorn.Server`` for ``app`` whose ``/ready`` turns 503 as soon as shutdown starts."""
+    """A ``uvicorn.Server`` for ``app`` whose ``/ready`` turns 503 as soon as shutdown starts, on
+    HTTP/1.1 connections that must deliver each request within the app's ``receive_timeout`` and are
+    at most ``max_connections`` (``serve/transport.py``); no WebSocket upgrades (nothing uses them)."""
     import uvicorn
 
+    from .transport import guarded_protocol
+
+    settings = getattr(app.state, "settings", None) or ServeSettings()
+    metrics = getattr(app.state, "metrics", None)
+    on_refused = (lambda reason: metrics.rejected.labels(reason).inc()) if metrics is not None else None
+    uvicorn_options.setdefault("http", guarded_protocol(settings.receive_timeout, settings.max_connections, on_refused))
+    uvicorn_options.setdefault("ws", "none")
     config = uvicorn.Config(app, host=host, port=port, timeout_graceful_shutdown=graceful_timeout, log_level=log_level,
                             access_log=access_log, lifespan="on", **uvicorn_options)
     server = uvicorn.Server(config)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 import re
+import reprlib
+from dataclasses import replace
 from typing import Annotated, Any, Union
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
@@ -166,10 +168,29 @@ def column_errors(n: int, columns: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def _finite(value: Any) -> float | None:
+    """``value`` as a finite float; ``None`` for NaN, inf, and what is no number (or too large for a float)."""
     if value is None:
         return None
-    value = float(value)
+    try:
+        value = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
     return value if math.isfinite(value) else None
+
+
+def finite_scores(out: RewardOutput) -> RewardOutput:
+    """``out`` with Python float scores, and every score that is not a finite number (NaN, inf from a
+    reward) unscored: ``None``, with ``extras["reason"]`` saying so, like any other sample the reward
+    could not score. JSON has no NaN, and a trainer must not learn from one."""
+    scores = [_finite(s) for s in out.scores]
+    bad = [i for i, (s, t) in enumerate(zip(out.scores, scores)) if s is not None and t is None]
+    extras = out.extras
+    if bad:
+        reasons = list(extras.get("reason") or [None] * len(scores))
+        for i in bad:
+            reasons[i] = f"the reward returned a non-finite score ({reprlib.repr(out.scores[i])})"
+        extras = {**extras, "reason": reasons}
+    return replace(out, scores=scores, extras=extras)
 
 
 def _jsonable(value: Any) -> Any:
@@ -197,21 +218,14 @@ def _jsonable(value: Any) -> Any:
 
 def output_to_json(out: RewardOutput) -> dict[str, Any]:
     """A RewardOutput as a JSON-ready dict. JSON has no NaN/inf: a non-finite score becomes ``null``
-    and the sample's ``extras["reason"]`` says so (nothing is dropped silently)."""
-    scores = [_finite(s) for s in out.scores]
-    extras = {str(k): [_jsonable(v) for v in values] for k, values in out.extras.items()}
-    bad = [i for i, (s, t) in enumerate(zip(out.scores, scores)) if s is not None and t is None]
-    if bad:
-        reasons = list(extras.get("reason") or [None] * len(scores))
-        for i in bad:
-            reasons[i] = f"the reward returned a non-finite score ({out.scores[i]!r})"
-        extras["reason"] = reasons
+    and the sample's ``extras["reason"]`` says so (:func:`finite_scores`; nothing is dropped silently)."""
+    out = finite_scores(out)
     return {
-        "scores": scores,
+        "scores": out.scores,
         "steps": None if out.steps is None else [[_finite(v) for v in row] for row in out.steps],
         "vector": None if out.vector is None else [[_finite(v) for v in row] for row in out.vector],
         "dims": [str(d) for d in out.dims],
-        "extras": extras,
+        "extras": {str(k): [_jsonable(v) for v in values] for k, values in out.extras.items()},
     }
 
 

@@ -23,14 +23,18 @@ class ServeSettings:
     unscored_reward: float | None = None
     strip: tuple[str, ...] = ()
     graceful_timeout: float = 30.0  # on SIGTERM, seconds to wait for requests in flight (the server, not the app)
+    receive_timeout: float = 30.0  # seconds to receive a whole request, head and body (the server: serve/transport.py)
+    max_connections: int = 1024  # open connections; beyond it a new one gets 503 (the server)
+    allowed_hosts: tuple[str, ...] = ()  # Host names answered besides loopback ones when there is no token
 
     def check(self) -> None:
-        for name in ("max_request_bytes", "max_samples_per_request", "max_batch_tokens", "max_batch_samples", "max_queue_samples"):
+        for name in ("max_request_bytes", "max_samples_per_request", "max_batch_tokens", "max_batch_samples", "max_queue_samples",
+                     "max_connections", "request_timeout", "receive_timeout"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        if self.request_timeout <= 0:
-            raise ValueError(f"request_timeout must be positive, got {self.request_timeout}")
         if self.max_queue_samples < self.max_samples_per_request:
             raise ValueError(f"max_queue_samples ({self.max_queue_samples}) must be at least max_samples_per_request ({self.max_samples_per_request})")
         if self.token is not None and not self.token.strip():
             raise ValueError("the API token is empty")
+        if any(not host.strip() for host in self.allowed_hosts):
+            raise ValueError(f"allowed_hosts holds an empty name: {self.allowed_hosts}")
