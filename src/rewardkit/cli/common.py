@@ -84,12 +84,13 @@ def quiet_libraries() -> None:
 
 
 class JsonlWriter:
-    """Appends rows to a JSONL file as they are produced (so a crash keeps what was scored)."""
+    """Writes rows to a JSONL file as they are produced, flushed per batch (so a crash keeps what was
+    scored); ``append`` continues an existing file instead of starting it afresh."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, append: bool = False):
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.fh = path.open("w", encoding="utf-8")
+        self.fh = path.open("a" if append else "w", encoding="utf-8")
 
     def __call__(self, rows: list[dict[str, Any]]) -> None:
         for row in rows:

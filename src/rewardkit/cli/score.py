@@ -2,8 +2,12 @@
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
+from collections import Counter
 from pathlib import Path
+from typing import Any, Sequence
 
 from .common import JsonlWriter, add_reward_options, quiet_libraries, reward_options
 
@@ -15,7 +19,9 @@ EPILOG = """examples:
 Pairwise rows give {"id","subset","chosen_score","rejected_score", ...}; best-of-N rows give
 {"id","subset","scores","num_correct"}; {"prompt","completion"} rows give {"id","score"}. Per-sample
 details (truncation, token counts, reasons for a null score) are kept. Pairwise and best-of-N output
-can be evaluated later with `rewardkit eval --scores FILE`. Rows are written as they are scored."""
+can be evaluated later with `rewardkit eval --scores FILE`. Rows are written as they are scored; a rerun
+into the same --out resumes: rows already there (ids of the input) are kept and only the other
+samples are scored and appended (--overwrite starts afresh)."""
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -24,7 +30,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, metavar="DATA", help="data file or built-in benchmark (suite, suite:train)")
     p.add_argument("--format", default="auto", help="auto, pairwise, hh-rlhf, best-of-n, samples (default auto)")
     p.add_argument("--limit", type=int, default=None, metavar="N", help="score only the first N rows")
-    p.add_argument("--out", required=True, metavar="FILE", help="output JSONL file")
+    p.add_argument("--out", required=True, metavar="FILE", help="output JSONL file (an existing one is resumed: its rows are kept)")
+    p.add_argument("--overwrite", action="store_true", help="start --out afresh instead of resuming it")
     add_reward_options(p)
     p.set_defaults(func=run)
 
@@ -35,18 +42,89 @@ def run(args: argparse.Namespace) -> int:
     from ..specs import load_reward
 
     quiet_libraries()
+    out = Path(args.out)
+    check_out(out, args.data)
     data = resolve_data(args.data, format=args.format, limit=args.limit, seed=args.seed)
     if data.kind == "scores":
         print(f"error: {args.data} already holds scores", file=sys.stderr)
         return 2
+    kept, todo = (0, list(data.records)) if args.overwrite or not out.exists() else resume(out, data.records)
+    if kept:
+        print(f"resuming: {kept} rows already in {out}; scoring the other {len(todo)} of {len(data.records)} (--overwrite starts afresh)", file=sys.stderr)
+    if not todo:
+        print(f"nothing left to score: {out} holds a row for each of the {len(data.records)} input rows", file=sys.stderr)
+        return 0
     reward = load_reward(args.reward, **reward_options(args))
-    out = Path(args.out)
-    writer = JsonlWriter(out)
+    writer = JsonlWriter(out, append=bool(kept))
     try:
-        run_ = score_dataset(reward, data.records, on_rows=writer)
+        run_ = score_dataset(reward, todo, on_rows=writer)
     finally:
         writer.close()
     none = sum(1 for r in run_.rows for s in (r.get("scores") or [r.get("score", 0), r.get("chosen_score", 0), r.get("rejected_score", 0)]) if s is None)
-    print(f"wrote {len(run_.rows)} rows to {out} ({run_.samples} samples in {run_.seconds:.1f}s; "
+    print(f"wrote {len(run_.rows)} rows to {out}{f' ({kept + len(run_.rows)} in all)' if kept else ''} ({run_.samples} samples in {run_.seconds:.1f}s; "
           f"{run_.truncated} truncated; {none} unscored)", file=sys.stderr)
     return 0
+
+
+def check_out(out: Path, data: str) -> None:
+    """Refuse an ``--out`` that is a directory or the ``--data`` file itself (also through a link)."""
+    if out.is_dir():
+        raise ValueError(f"--out {out} is a directory; name a file, e.g. {out / 'scores.jsonl'}")
+    candidates = [Path(data)] + ([Path(data.split(":", 1)[1])] if ":" in data else [])
+    for source in candidates:
+        if out.exists() and source.is_file() and os.path.samefile(out, source):
+            raise ValueError(f"--out {out} is the --data file {source}; scores would overwrite the input: write them to another file")
+
+
+#: the score field each kind of record's output row carries
+_SCORE_KEY = {"PairRecord": "chosen_score", "SampleRecord": "score", "BestOfNRecord": "scores"}
+
+
+def resume(out: Path, records: Sequence[Any]) -> tuple[int, list[Any]]:
+    """(rows of ``out`` kept, the records still to score). A row is kept when its id is an input
+    record's (as many rows per id as the input has records with it); a torn last line (a kill
+    mid-write) and rows of other ids are dropped, by rewriting ``out`` through a temporary file. A
+    line that is not a score row is an error: ``out`` is then some other file."""
+    wanted = Counter(r.id for r in records)
+    keys = {_SCORE_KEY.get(type(r).__name__, "scores") for r in records}
+    data = out.read_bytes()
+    complete = data[: data.rfind(b"\n") + 1]
+    lines = complete.decode("utf-8", errors="replace").splitlines(keepends=True)
+    kept: list[str] = []
+    taken: Counter = Counter()
+    dropped = 0
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            dropped += 1
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            row = None
+        if not isinstance(row, dict) or "id" not in row or not keys & set(row):
+            raise ValueError(f"--out {out}:line {n} is not a score row of this data ({line.strip()[:80]!r}); "
+                             "pass --overwrite to replace the file, or choose another --out")
+        rid = str(row["id"])
+        if taken[rid] < wanted[rid]:
+            taken[rid] += 1
+            kept.append(line)
+        else:
+            dropped += 1
+    if dropped:
+        tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+        with tmp.open("w", encoding="utf-8") as fh:
+            fh.writelines(kept)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, out)
+        print(f"note: dropped {dropped} lines of {out} that match no input row (ids not in the input, or blank)", file=sys.stderr)
+    elif len(complete) < len(data):
+        with out.open("r+b") as fh:
+            fh.truncate(len(complete))
+    todo = []
+    for r in records:
+        if taken[r.id]:
+            taken[r.id] -= 1
+        else:
+            todo.append(r)
+    return len(kept), todo

@@ -22,7 +22,8 @@ Objectives: bt (pairs), regression (rated samples: prompt + completion/response 
 columns; one head per attribute, MSE on standardised ratings, missing ratings masked), bt+regression
 (both kinds of data; the BT term acts on the combined score).
 
-Writes checkpoints (atomically) under OUT/checkpoints, the exported model under OUT/model (loadable by
+Writes checkpoints (durably: a kill leaves the last complete one; --resume refuses changed run options)
+under OUT/checkpoints, the exported model under OUT/model (loadable by
 transformers.AutoModelForSequenceClassification, with tokenizer, chat template, reward mean/std and a
 model card) and OUT/train_results.json. Evaluate the result with
   rewardkit eval --reward classifier:OUT/model --data suite"""
@@ -88,7 +89,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--drop-inconsistent-margins", action="store_true",
                    help="drop pairs whose own ratings (chosen_score/rejected_score or --margin-column) do not favour the chosen side")
     p.add_argument("--limit", type=positive_int, default=None, help="use the first N rows of each data file (suite: N per subset)")
-    p.add_argument("--resume", action="store_true")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its last complete checkpoint (same run options; --max-steps, --epochs, "
+                        "--eval-every, --save-every, --patience may change)")
     g = p.add_argument_group("process reward models (--objective prm)")
     g.add_argument("--readout", choices=["value", "loglik"], default="value",
                    help="prm: 'value' = a value head on the LM's hidden state (LoRA/full/head training); 'loglik' = a logistic head "

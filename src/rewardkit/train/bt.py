@@ -129,7 +129,7 @@ def train(cfg: BTConfig, train_records: Sequence[PairRecord], eval_records: Sequ
     total_steps = cfg.max_steps if cfg.max_steps is not None else steps_per_epoch * cfg.epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0)
 
-    state = first_state(ckpt_dir, resume, model, optimizer, best_accuracy=None)
+    state = first_state(cfg, ckpt_dir, resume, model, optimizer, best_accuracy=None)
     if state["step"]:  # resumed: the schedule continues where it stopped
         scheduler.last_epoch = state["step"] - 1
         scheduler.step()

@@ -1,17 +1,28 @@
-"""Atomic training checkpoints shared by every recipe (BT, regression, PRM).
+"""Durable training checkpoints shared by every recipe (BT, regression, PRM).
 
 A checkpoint is a directory with the trainable parameters, the optimizer state and the recipe's JSON
-state (step, best metric, history). It is written to a temporary sibling and renamed into place, so a
-kill mid-write leaves the previous checkpoint intact.
+state (step, best metric, history, the run-defining options), ``state.json`` written last. It is
+replaced through :mod:`rewardkit.train.durable`, so a kill at any moment leaves a complete checkpoint:
+the new one or the previous one (moved back by :func:`recover_checkpoint`).
 """
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from .durable import recover_dir, staged_dir
+
+#: what a complete checkpoint holds; ``state.json``, written last, marks it complete
+FILES = ("trainable.pt", "optimizer.pt", "state.json")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be resumed from: names its directory and what is wrong."""
+
+    def __init__(self, path: Path, message: str):
+        self.path = Path(path)
+        super().__init__(f"checkpoint {path}: {message}")
 
 
 def trainable_state(model) -> dict[str, Any]:
@@ -20,27 +31,75 @@ def trainable_state(model) -> dict[str, Any]:
 
 
 def save_checkpoint(path: Path, model, optimizer, state: dict[str, Any]) -> None:
-    """Write to a temp dir, then rename: a kill mid-write never leaves a broken checkpoint."""
+    """Write the checkpoint into a temporary sibling and replace ``path`` with it durably."""
     import torch
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=path.name + ".tmp-", dir=path.parent))
-    torch.save(trainable_state(model), tmp / "trainable.pt")
-    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-    (tmp / "state.json").write_text(json.dumps(state, indent=2))
-    if path.exists():
-        shutil.rmtree(path)
-    os.replace(tmp, path)
+    with staged_dir(path) as tmp:
+        torch.save(trainable_state(model), tmp / "trainable.pt")
+        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        (tmp / "state.json").write_text(json.dumps(state, indent=2))
+
+
+def is_complete(path: Path) -> bool:
+    """Whether ``path`` holds every file of a checkpoint."""
+    return all((path / name).is_file() for name in FILES)
+
+
+def recover_checkpoint(path: Path) -> bool:
+    """Whether a checkpoint exists at ``path``, after recovering the previous one when a kill
+    mid-replace left only the copy set aside."""
+    return recover_dir(path, is_complete)
+
+
+def read_state(path: Path) -> dict[str, Any]:
+    """The recipe state saved in checkpoint ``path``; a :class:`CheckpointError` when a file is
+    missing or ``state.json`` is not a complete JSON object with a step."""
+    missing = [name for name in FILES if not (path / name).is_file()]
+    if missing:
+        raise CheckpointError(path, f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} missing "
+                                    "(not a complete checkpoint; delete it to start over)")
+    text = (path / "state.json").read_text(encoding="utf-8", errors="replace")
+    try:
+        state = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise CheckpointError(path, f"state.json is not valid JSON ({len(text)} bytes, truncated or corrupt: {err})") from None
+    if not isinstance(state, dict) or not isinstance(state.get("step"), int):
+        raise CheckpointError(path, "state.json holds no training state (no integer 'step')")
+    return state
+
+
+def _load(path: Path, name: str) -> Any:
+    import torch
+
+    try:
+        return torch.load(path / name, map_location="cpu")
+    except Exception as err:  # torch raises RuntimeError, EOFError, UnpicklingError ... for a damaged file
+        raise CheckpointError(path, f"{name} is unreadable ({(path / name).stat().st_size} bytes, truncated or corrupt: "
+                                    f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})") from None
 
 
 def load_checkpoint(path: Path, model, optimizer) -> dict[str, Any]:
-    """Restore parameters and optimizer state in place; returns the saved recipe state."""
+    """Restore parameters and optimizer state in place; returns the saved recipe state. A damaged
+    checkpoint, or one whose parameters are not the model's, is a :class:`CheckpointError`."""
     import torch
 
-    weights = torch.load(path / "trainable.pt", map_location="cpu")
+    state = read_state(path)
+    weights = _load(path, "trainable.pt")
     params = dict(model.named_parameters())
+    expected = {k for k, v in params.items() if v.requires_grad}
+    if not isinstance(weights, dict) or set(weights) != expected:
+        got = set(weights) if isinstance(weights, dict) else set()
+        raise CheckpointError(path, f"trainable.pt holds {len(got)} tensors, the model trains {len(expected)} "
+                                    f"({len(got - expected)} unknown, {len(expected - got)} missing); was it saved by another run?")
+    for k, v in weights.items():
+        if params[k].shape != v.shape:
+            raise CheckpointError(path, f"trainable.pt: {k} has shape {tuple(v.shape)}, the model's is {tuple(params[k].shape)}")
+    optimizer_state = _load(path, "optimizer.pt")
     with torch.no_grad():
         for k, v in weights.items():
             params[k].copy_(v)
-    optimizer.load_state_dict(torch.load(path / "optimizer.pt", map_location="cpu"))
-    return json.loads((path / "state.json").read_text())
+    try:
+        optimizer.load_state_dict(optimizer_state)
+    except (ValueError, KeyError) as err:
+        raise CheckpointError(path, f"optimizer.pt does not fit the optimizer ({err})") from None
+    return state

@@ -1,16 +1,14 @@
 """What the training recipes share, so each recipe (bt.py, regression.py, prm.py, prm_loglik.py) imports
 this library and never another recipe: model preparation and LoRA, the held-out split, data order,
 head readouts over one batch of sequences or packed pairs, the Bradley-Terry term, step labels, and the
-export and adapter writers. Checkpoints are in :mod:`rewardkit.train.checkpoint`.
+export and adapter writers (replaced durably through :mod:`rewardkit.train.durable`), resume checks.
+Checkpoints are in :mod:`rewardkit.train.checkpoint`.
 """
 from __future__ import annotations
 
 import json
-import os
 import random
-import shutil
 import sys
-import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, Sequence, TypeVar
@@ -20,6 +18,8 @@ from ..models import load_model, load_tokenizer, make_batches, pad_batch, pad_pa
 from ..models.batching import packed_pair_length
 from ..models.heads import hidden_states, last_token_outputs
 from ..models.loading import apply_head
+from .checkpoint import load_checkpoint, read_state, recover_checkpoint
+from .durable import staged_dir, sweep
 
 
 # ------------------------------------------------------------------ options
@@ -63,34 +63,62 @@ def resolved(cfg: Options) -> Options:
 
 # ------------------------------------------------------------------ runs and data
 
+#: options a resumed run may change (how long it runs, how often it evaluates and saves, the forward
+#: size, where the data and output live); every other option is saved in each checkpoint and must match
+RESUME_MAY_CHANGE = frozenset({"max_steps", "epochs", "eval_every", "save_every", "progress", "command", "output_dir",
+                               "data_sources", "max_tokens_per_micro_batch", "patience", "merge_lora"})
+
+
+def run_options(cfg: Any) -> dict[str, Any]:
+    """The options that define a run, as JSON values: the objective (the recipe module) and every
+    config field a resumed run may not change."""
+    values = json.loads(json.dumps(config_dict(cfg)))
+    return {"objective": type(cfg).__module__.rpartition(".")[2], **{k: v for k, v in values.items() if k not in RESUME_MAY_CHANGE}}
+
+
+def check_same_run(cfg: Any, saved: dict[str, Any], out: Path) -> None:
+    """An error naming each run-defining option whose value differs from the one the run in ``out``
+    was started with (checkpoints without saved options are not checked)."""
+    if not saved:
+        return
+    now = run_options(cfg)
+    keys = ["objective"] if saved.get("objective") != now["objective"] else [k for k in saved if k in now and saved[k] != now[k]]
+    if keys:
+        changes = "; ".join(f"{k}: {saved.get(k)!r} when it started, {now.get(k)!r} now" for k in keys)
+        raise ValueError(f"cannot resume {out}: the run was started with other options ({changes}); resume with the same options, "
+                         "or train into another --out")
+
+
 def start_run(cfg: Options, resume: bool) -> tuple[Options, Path, Path]:
     """(``cfg`` with its derived defaults, the output folder, its checkpoints folder), torch seeded
-    from ``cfg.seed``; a folder that already holds a run is refused unless ``resume``."""
+    from ``cfg.seed``; a folder that already holds a run is refused unless ``resume``, and resuming
+    it with other run-defining options (:data:`RESUME_MAY_CHANGE`) is refused."""
     import torch
 
     cfg = resolved(cfg)
     out = Path(cfg.output_dir)
     ckpt_dir = check_fresh(out, resume)
+    if resume and (ckpt_dir / "last").exists():
+        check_same_run(cfg, read_state(ckpt_dir / "last").get("options") or {}, out)
     torch.manual_seed(cfg.seed)
     return cfg, out, ckpt_dir
 
 
-def first_state(ckpt_dir: Path, resume: bool, trainable: Any, optimizer: Any, **fresh: Any) -> dict[str, Any]:
+def first_state(cfg: Any, ckpt_dir: Path, resume: bool, trainable: Any, optimizer: Any, **fresh: Any) -> dict[str, Any]:
     """The training state to start from: the last checkpoint's (weights and optimizer restored) when
-    resuming, else a fresh one (``step`` 0, no best yet) with the recipe's own ``fresh`` entries."""
-    from .checkpoint import load_checkpoint
-
+    resuming, else a fresh one (``step`` 0, no best yet) with the recipe's own ``fresh`` entries;
+    either holds ``cfg``'s run-defining options (saved with each checkpoint)."""
     if resume and (ckpt_dir / "last").exists():
         state = load_checkpoint(ckpt_dir / "last", trainable, optimizer)
         print(f"resumed from step {state['step']}", file=sys.stderr)
-        return state
-    return {"step": 0, "best_step": None, "bad_evals": 0, "history": [], **fresh}
+        return state | {"options": run_options(cfg)}
+    if resume:
+        print(f"note: no checkpoint in {ckpt_dir} to resume from; starting at step 0", file=sys.stderr)
+    return {"step": 0, "best_step": None, "bad_evals": 0, "history": [], **fresh, "options": run_options(cfg)}
 
 
 def restore_best(ckpt_dir: Path, trainable: Any, optimizer: Any) -> None:
     """Load the ``best`` checkpoint's weights, when an evaluation chose one (else the last weights stay)."""
-    from .checkpoint import load_checkpoint
-
     if (ckpt_dir / "best").exists():
         load_checkpoint(ckpt_dir / "best", trainable, optimizer)
 
@@ -108,9 +136,14 @@ def note_eval(state: dict[str, Any], value: float, key: str, save_best: Any, pat
 
 
 def check_fresh(out: Path, resume: bool) -> Path:
-    """``out/checkpoints``; an error if a run already lives in ``out`` and ``resume`` was not asked for."""
+    """``out/checkpoints``, its checkpoints recovered when a kill mid-save left only the previous copy
+    and the leftovers of killed saves removed; an error if a run already lives in ``out`` and
+    ``resume`` was not asked for."""
     ckpt_dir = Path(out) / "checkpoints"
-    if not resume and (ckpt_dir / "last").exists():
+    found = [recover_checkpoint(ckpt_dir / name) for name in ("last", "best")]
+    for name in ("last", "best"):
+        sweep(ckpt_dir / name)
+    if not resume and any(found):
         raise FileExistsError(f"{out} already has checkpoints; pass resume (--resume) to continue, or choose another --out")
     return ckpt_dir
 
@@ -275,19 +308,16 @@ def write_export(final, tokenizer, cfg: Any, head: dict[str, Any], card: str) ->
     adapter's base config knows nothing of the head, so adapters get it beside them in
     ``reward_normalization.json`` (which models/loading.py applies when loading)."""
     out = Path(cfg.output_dir) / "model"
-    tmp = Path(tempfile.mkdtemp(prefix="model.tmp-", dir=out.parent))
     apply_head(final.config, head)
-    final.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    if cfg.mode == "lora" and not cfg.merge_lora:
-        name_base(tmp, cfg)
-        (tmp / "reward_normalization.json").write_text(json.dumps(head, indent=2))
-    elif cfg.mode == "lora":
-        (Path(cfg.output_dir) / "adapter" / "reward_normalization.json").write_text(json.dumps(head, indent=2))
-    (tmp / "README.md").write_text(card)
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
+    with staged_dir(out) as tmp:
+        final.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        if cfg.mode == "lora" and not cfg.merge_lora:
+            name_base(tmp, cfg)
+            (tmp / "reward_normalization.json").write_text(json.dumps(head, indent=2))
+        elif cfg.mode == "lora":
+            (Path(cfg.output_dir) / "adapter" / "reward_normalization.json").write_text(json.dumps(head, indent=2))
+        (tmp / "README.md").write_text(card)
     return out
 
 
@@ -302,15 +332,12 @@ def name_base(adapter_dir: Path, cfg: Any) -> None:
     (adapter_dir / "adapter_config.json").write_text(json.dumps(config, indent=2))
 
 
-def save_adapter(model, cfg: Any, out: Path) -> Path:
+def save_adapter(model, cfg: Any, out: Path, card: str | None = None) -> Path:
     """Save only the LoRA adapter and the head (a few MB; loads with ``classifier:OUT``, the
-    tokenizer coming from the base model)."""
-    tmp = Path(tempfile.mkdtemp(prefix="adapter.tmp-", dir=out.parent))
-    model.save_pretrained(tmp)
-    name_base(tmp, cfg)
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
+    tokenizer coming from the base model), with ``card`` as its README when given."""
+    with staged_dir(out) as tmp:
+        model.save_pretrained(tmp)
+        name_base(tmp, cfg)
+        if card is not None:
+            (tmp / "README.md").write_text(card)
     return out
-
-

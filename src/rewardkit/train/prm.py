@@ -19,9 +19,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +30,7 @@ from ..models.heads import hidden_states, step_end_outputs
 from .checkpoint import save_checkpoint
 from .common import (TrainOptions, config_dict, first_state, micro_batches, note_eval, prepare_model, restore_best, save_adapter,
                      shuffled, start_run, step_targets, training_split)
+from .durable import staged_dir
 
 
 @dataclass(kw_only=True)
@@ -145,7 +143,7 @@ def train(cfg: PRMConfig, train_records: Sequence[StepRecord], eval_records: Seq
     steps_per_epoch = math.ceil(len(train_samples) / cfg.samples_per_step)
     total_steps = cfg.max_steps if cfg.max_steps is not None else steps_per_epoch * cfg.epochs
 
-    state = first_state(ckpt_dir, resume, model, optimizer, best_auroc=None)
+    state = first_state(cfg, ckpt_dir, resume, model, optimizer, best_auroc=None)
 
     def order(epoch: int) -> list[int]:
         return shuffled(len(train_samples), cfg.seed, epoch)
@@ -219,20 +217,16 @@ def export(model, hf, tokenizer, cfg: PRMConfig, metrics: dict, state: dict, n_t
     ``prm:OUT/model``); for LoRA also ``OUT/adapter``, the few-MB form (``prm:OUT/adapter``)."""
     out = Path(cfg.output_dir) / "model"
     if cfg.mode == "lora":
-        save_adapter(model, cfg, Path(cfg.output_dir) / "adapter")  # type: ignore[arg-type]
-        (Path(cfg.output_dir) / "adapter" / "README.md").write_text(model_card(cfg, metrics, state, n_train, dropped))
+        save_adapter(model, cfg, Path(cfg.output_dir) / "adapter", model_card(cfg, metrics, state, n_train, dropped))  # type: ignore[arg-type]
         final = model.merge_and_unload()
     else:
         final = hf
-    tmp = Path(tempfile.mkdtemp(prefix="model.tmp-", dir=out.parent))
     final.config.id2label, final.config.label2id = {0: "step_correct"}, {"step_correct": 0}
     final.config.prm_step_end = cfg.step_end
-    final.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    (tmp / "README.md").write_text(model_card(cfg, metrics, state, n_train, dropped))
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
+    with staged_dir(out) as tmp:
+        final.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "README.md").write_text(model_card(cfg, metrics, state, n_train, dropped))
     return out
 
 

@@ -199,7 +199,7 @@ def train(cfg: RegressionConfig, samples: Sequence[SampleRecord], pairs: Sequenc
     steps_per_epoch = math.ceil(len(train_x) / cfg.samples_per_step)
     total_steps = cfg.max_steps if cfg.max_steps is not None else steps_per_epoch * cfg.epochs
 
-    state = first_state(ckpt_dir, resume, trainable, optimizer, best=None)
+    state = first_state(cfg, ckpt_dir, resume, trainable, optimizer, best=None)
 
     def batch_of(n_items: int, per_step: int, step: int, salt: str) -> list[int]:
         """The items of ``step``: a fresh seeded permutation per epoch, so resume replays the order."""
