@@ -1,8 +1,11 @@
 """The one reward protocol: batch-first, and callable the way TRL's GRPO calls a reward function."""
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import inspect
 import json
+import time
 from typing import Any, Callable, Iterator, Literal, Protocol, Sequence, runtime_checkable
 
 from .types import Completion, Prompt, RewardOutput
@@ -64,6 +67,28 @@ def completion_text(completion: Any) -> str:
 
 
 #: keywords that TRL's GRPOTrainer passes to every reward function as call context, not data
+_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("rewardkit_deadline", default=None)
+
+
+@contextlib.contextmanager
+def work_deadline(at: float | None) -> Iterator[None]:
+    """Within this block, rewards that can stop early (rules, the code sandbox) leave samples they
+    cannot finish by ``at`` (a ``time.monotonic()`` instant) unscored, with the reason, instead of
+    running on. Nested deadlines keep the earlier one. The server sets it per request."""
+    current = _DEADLINE.get()
+    token = _DEADLINE.set(current if at is None else at if current is None else min(at, current))
+    try:
+        yield
+    finally:
+        _DEADLINE.reset(token)
+
+
+def time_left() -> float | None:
+    """Seconds left before the :func:`work_deadline` in force (``None``: no deadline)."""
+    at = _DEADLINE.get()
+    return None if at is None else at - time.monotonic()
+
+
 TRAINER_CONTEXT = ("trainer_state", "log_extra", "log_metric", "environments")
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .common import JsonlWriter, add_reward_options, quiet_libraries, reward_options
+from .flags import positive_int
 
 HELP = "score a data file with a reward (one JSONL line per input row, in input order)"
 EPILOG = """examples:
@@ -29,7 +30,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--reward", required=True, metavar="SPEC", help="reward spec; see `rewardkit ls`")
     p.add_argument("--data", required=True, metavar="DATA", help="data file or built-in benchmark (suite, suite:train)")
     p.add_argument("--format", default="auto", help="auto, pairwise, hh-rlhf, best-of-n, samples (default auto)")
-    p.add_argument("--limit", type=int, default=None, metavar="N", help="score only the first N rows")
+    p.add_argument("--limit", type=positive_int, default=None, metavar="N", help="score only the first N rows")
     p.add_argument("--out", required=True, metavar="FILE", help="output JSONL file (an existing one is resumed: its rows are kept)")
     p.add_argument("--overwrite", action="store_true", help="start --out afresh instead of resuming it")
     add_reward_options(p)

@@ -339,9 +339,12 @@ def create_app(reward: Any, settings: ServeSettings | None = None, *, on_load_er
 
     async def run(prompts: list[Any], completions: list[Any], columns: dict[str, Any]):
         deadline = asyncio.timeout(settings.request_timeout)
+        # The reward stops a little before the request's deadline, so samples it could not finish
+        # come back unscored in a 200 (the 504 stays for rewards that cannot stop early: models).
+        work_until = time.monotonic() + settings.request_timeout - min(1.0, 0.1 * settings.request_timeout)
         try:
             async with deadline:
-                return finite_scores(await batcher.submit(prompts, completions, columns))  # NaN / inf: unscored, with the reason
+                return finite_scores(await batcher.submit(prompts, completions, columns, deadline=work_until))  # NaN / inf: unscored, with the reason
         except TimeoutError as err:
             if not deadline.expired():  # the reward itself raised TimeoutError: not our deadline
                 log.exception("reward %s failed", batcher.name)

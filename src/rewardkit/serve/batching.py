@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from ..protocol import completion_text, group_by, message_text
+from ..protocol import completion_text, group_by, message_text, work_deadline
 from ..types import RewardOutput
 from .schemas import slice_output
 
@@ -80,6 +80,7 @@ class Job:
     cost: int
     key: tuple[str, ...]
     enqueued: float = field(default_factory=time.monotonic)
+    deadline: float | None = None  # time.monotonic() by which the reward should stop (work_deadline)
 
     @property
     def n(self) -> int:
@@ -187,7 +188,10 @@ class MicroBatcher:
             return 1.0
         return float(min(60, max(1, math.ceil(self.queued_samples / self.rate))))
 
-    async def submit(self, prompts: list[Any], completions: list[Any], columns: dict[str, list[Any]]) -> RewardOutput:
+    async def submit(self, prompts: list[Any], completions: list[Any], columns: dict[str, list[Any]], *, deadline: float | None = None) -> RewardOutput:
+        """Score one request. ``deadline`` (a ``time.monotonic()`` instant) goes into the reward as a
+        :func:`~rewardkit.protocol.work_deadline`: samples a rule or the code sandbox cannot finish
+        by then come back unscored with the reason, and the model thread is free again."""
         if self.load_error is not None:
             raise NotReady(f"the reward failed to load: {self.load_error}", retry_after=30.0)
         if self.closing:
@@ -202,7 +206,7 @@ class MicroBatcher:
         loop = asyncio.get_running_loop()
         job = Job(prompts, completions, columns, loop.create_future(),
                   cost=sum(estimate_tokens(p, c) for p, c in zip(prompts, completions)),
-                  key=tuple(sorted(columns)))
+                  key=tuple(sorted(columns)), deadline=deadline)
         self.pending.append(job)
         self._queued(n)
         assert self._arrived is not None
@@ -316,6 +320,13 @@ class MicroBatcher:
             return err
 
     def _score_batch(self, batch: list[Job]) -> list[RewardOutput | BaseException]:
+        # A merged batch works until the latest of its deadlines: an earlier request may have
+        # answered 504 by then, the later ones still get every sample that could be finished.
+        deadlines = [job.deadline for job in batch]
+        with work_deadline(None if None in deadlines else max(deadlines)):
+            return self._score_batch_now(batch)
+
+    def _score_batch_now(self, batch: list[Job]) -> list[RewardOutput | BaseException]:
         if len(batch) == 1:
             out = self._score_one(batch[0])
             if self.metrics is not None and not isinstance(out, BaseException):

@@ -12,6 +12,7 @@ reward scores exactly the text the policy saw (as OpenRLHF's own reward server d
 from __future__ import annotations
 
 import math
+import re
 from typing import Any, Sequence
 
 from ..types import RewardOutput
@@ -39,16 +40,36 @@ def _strip(text: str, tokens: Sequence[str], *, start: bool = False) -> str:
     return text
 
 
+_SPECIAL_TOKEN = re.compile(r"<[|｜]?[^\s<>]{1,48}?[|｜]?>")  # <s>, <bos>, <|begin_of_text|>, <｜begin▁of▁sentence｜>
+
+
+def _only_special(text: str, tokens: Sequence[str]) -> bool:
+    """Whether ``text`` is nothing but padding (``tokens``) and special-token text such as a BOS."""
+    while text:
+        rest = _strip(text, tokens, start=True)
+        m = _SPECIAL_TOKEN.match(rest)
+        if m:
+            rest = rest[m.end():]
+        if rest == text:
+            return False
+        text = rest
+    return True
+
+
 def split_response(query: str, prompt: str, strip: Sequence[str] = ()) -> tuple[str, bool]:
     """(the response part of ``query``, whether the prompt was found left-truncated).
 
-    The response is the text after ``prompt``: found as a prefix, after leading padding / BOS text, or,
+    The response is the text after ``prompt``: found as a prefix, after leading padding / BOS text (and
+    nothing else: other text before the prompt is a ``ValueError``), or,
     when OpenRLHF cut an over-long prompt from the left, after the longest end of the prompt that starts
     the query (at least :data:`MIN_PROMPT_OVERLAP` characters of it). Trailing ``strip`` strings (padding)
     are removed. A query that holds none of these is a ``ValueError``."""
     tokens = [t for t in strip if t]
     at = query.find(prompt)  # 0 when the query starts with it
     if at >= 0:
+        if at and not _only_special(query[:at], tokens):  # only padding / BOS may come before the prompt
+            raise ValueError(f"the query holds {at} characters before its prompt that are not padding or special tokens "
+                             f"({query[:min(at, 40)]!r}...)")
         return _strip(query[at + len(prompt):], tokens), False
     head = _strip(query, tokens, start=True)  # leading padding before a truncated prompt
     probe, n = head[:MIN_PROMPT_OVERLAP], len(prompt)

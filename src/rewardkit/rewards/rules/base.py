@@ -10,12 +10,14 @@ state); ``workers > 1`` fans the batch out over a process pool.
 """
 from __future__ import annotations
 
+import contextvars
 import inspect
-from concurrent.futures import ProcessPoolExecutor
+import os
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-from ...protocol import BaseReward, completion_text
+from ...protocol import BaseReward, completion_text, time_left
 from ...types import Completion, Prompt, RewardOutput
 
 
@@ -44,6 +46,9 @@ def as_verdict(value: Any) -> Verdict:
 
 
 def _run_one(check: Callable[..., Any], text: str, kwargs: dict[str, Any]) -> Verdict:
+    left = time_left()
+    if left is not None and left <= 0:
+        return Verdict(None, "deadline reached before this sample was checked", {"status": "deadline"})
     try:
         return as_verdict(check(text, **kwargs))
     except Exception as err:  # a crashing check must not take the batch down; it is reported
@@ -59,7 +64,11 @@ class RuleReward(BaseReward):
     parameters without defaults; a missing one raises an error naming it.
 
     workers: 0/1 runs in this process; N > 1 uses a pool of N worker processes (the check and its
-        arguments must be picklable: a module-level function and plain data).
+        arguments must be picklable: a module-level function and plain data). A check that declares
+        ``concurrency`` (a function giving a thread count; the code sandbox does) runs its samples
+        in that many threads instead (``workers`` > 1 sets the count).
+
+    Under a :func:`~rewardkit.protocol.work_deadline`, samples not started by then are ``None``.
     """
 
     kind = "rule"
@@ -108,10 +117,18 @@ class RuleReward(BaseReward):
         missing = [next((c for c in self.required if c != "prompt" and kw.get(c) is None), None) for kw in arguments]
         todo = [i for i in range(n) if missing[i] is None]
         items = [(completion_text(completions[i]), arguments[i]) for i in todo]
+        concurrent = getattr(self.check, "concurrency", None)
         if self.workers > 1 and len(items) > self.chunk_size:
             chunks = [items[i : i + self.chunk_size] for i in range(0, len(items), self.chunk_size)]
             with ProcessPoolExecutor(max_workers=self.workers) as pool:
                 decided = [v for part in pool.map(_run_chunk, [self.check] * len(chunks), chunks) for v in part]
+        elif concurrent and len(items) > 1:
+            # Checks that wait on subprocesses (the code sandbox) run side by side under one
+            # deadline, each thread in a copy of this context (so it sees the work deadline).
+            threads = min(len(items), self.workers if self.workers > 1 else concurrent())
+            with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="rewardkit-rule") as pool:
+                futures = [pool.submit(contextvars.copy_context().run, _run_one, self.check, text, kw) for text, kw in items]
+                decided = [f.result() for f in futures]
         else:
             decided = _run_chunk(self.check, items)
         verdicts: list[Verdict] = [Verdict(None, f"not applicable: no '{col}' for this sample") for col in missing]

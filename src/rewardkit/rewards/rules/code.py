@@ -6,6 +6,7 @@ import ast
 import os
 from typing import Any
 
+from ...protocol import time_left
 from .base import Verdict
 from .sandbox import MAX_OUTPUT, SandboxResult, run_program, sandbox_info
 
@@ -172,8 +173,16 @@ def check_code(completion: str, *, tests: Any, entry_point: str | None = None, t
         return Verdict(None, "no code found", {"status": "no_code", "total": total})
     max_timeout, max_memory = limits()
     timeout, memory_mb = min(float(timeout), max_timeout), min(int(memory_mb), max_memory)
+    left = time_left()  # a work deadline (the server's, per request) caps the run
+    cut = left is not None and left < timeout
+    if cut:
+        if left < 0.05:
+            return Verdict(None, "deadline reached before this sample was checked", {"status": "deadline", "total": total})
+        timeout = left
     res = run_program(code, mode, payload, total, timeout, memory_mb, audit=True, max_output=4096, debug=debug)
     info = {"passed": res.passed, "total": total, "status": res.status, "error": res.error, "per_test": res.per_test, "code_from": source}
+    if cut and res.status == "timeout":  # stopped by the deadline, not by its own timeout: undecided
+        return Verdict(None, f"deadline reached after {res.passed} of {total} tests", {**info, "status": "deadline", "passed": None})
     if res.status == "syntax_error" and source == "text":  # unfenced prose that only looked like code
         return Verdict(None, "no code found", {**info, "status": "no_code", "passed": None})
     if res.status == "sandbox_error":
@@ -182,6 +191,7 @@ def check_code(completion: str, *, tests: Any, entry_point: str | None = None, t
 
 
 check_code.option_only = ("timeout", "memory_mb", "blocks", "debug")  # never read from data columns
+check_code.concurrency = lambda: max(2, os.cpu_count() or 2)  # samples wait on subprocesses: run them side by side
 
 
 def run_sandboxed(code: str, timeout: float = 5.0, memory_mb: int = 512, *, tests: Any = None, entry_point: str | None = None, audit: bool = True, max_output: int = MAX_OUTPUT, debug: bool = True) -> SandboxResult:
