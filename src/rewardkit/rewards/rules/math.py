@@ -1,7 +1,9 @@
 """``rule:math``: does the completion's final answer equal the gold ``answer``?
 
 Extraction: the last ``\\boxed{...}`` (nested braces handled), else whichever comes last of GSM8K's
-``#### x``, "the answer is x" / "Answer: x" and a final ``A: x`` line, else the last number.
+``#### x``, "the answer is x" / "Answer: x" and a final ``A: x`` line, else the last number. Only the
+end of a completion is searched (its last ``MAX_SCAN_CHARS`` characters), in time linear in its
+length; a completion over ``MAX_COMPLETION_CHARS`` characters is not searched at all (``None``).
 
 Comparison, cheapest first, all decided in this process except the last step:
   1. the normalized strings are equal (LaTeX wrappers, ``\\text{}``, ``\\left``/``\\right``, spacing,
@@ -45,14 +47,23 @@ from .symbolic import HelperDied, HelperTimeout, _pool, shutdown_helpers
 MAX_SYMBOLIC_CHARS = 1000
 #: a numeric exponent above this is refused (sympy would try to build the number)
 MAX_EXPONENT = 10_000
+#: the answer is looked for in the last this-many characters of a completion only: a final answer ends
+#: its solution, and this leaves room for the summary after a long chain of thought
+MAX_SCAN_CHARS = 16_384
+#: a completion longer than this is not searched for an answer at all (undecided)
+MAX_COMPLETION_CHARS = 1_000_000
 
 
 # ------------------------------------------------------------------------------------ extraction
 _ANSWER_IS = re.compile(r"answer\**\s*(?:is|:|=)\**\s*:?", re.IGNORECASE)
 _CALCULATOR = re.compile(r"<<[^<>\n]*>>")  # GSM8K calculator annotations: <<3+4=7>>
-_NUMBER_IN_TEXT = re.compile(
-    r"(?<![\w.])-?\d{1,3}(?:,\d{3})+(?:\.\d+)?(?![\d,]*\d)|(?<![\w.])-?\d+(?:\.\d+)?(?:/\d+)?"
-)
+# The pieces of one number in running text, for _last_number.
+_NUMBER_START = re.compile(r"(?<![\w.])-?\d")
+_GROUPED = re.compile(r"-?\d{1,3}(?:,\d{3})+")  # 1,234,567
+_DECIMALS = re.compile(r"\.\d+")
+_MORE_DIGITS = re.compile(r",*\d")  # what may not follow a grouped number: 1,234,5 / 1,2345
+_PLAIN_NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:/\d+)?")
+_WHITESPACE = re.compile(r"\s")
 
 
 def _braced(text: str, start: int) -> int | None:
@@ -108,9 +119,58 @@ def _after_marker(rest: str) -> str:
     return rest.strip()
 
 
+def _grouped_end(text: str, end: int) -> int | None:
+    """End of the thousands-grouped number whose groups end at ``end``: past its decimals unless a
+    digit follows them (``1,234.5,6`` ends before the dot); None when a digit follows the groups
+    (``1,234,5`` and ``1,2345`` are no grouped numbers)."""
+    decimals = _DECIMALS.match(text, end)
+    if decimals:
+        return end if _MORE_DIGITS.match(text, decimals.end()) else decimals.end()
+    return None if _MORE_DIGITS.match(text, end) else end
+
+
+def _last_number(text: str) -> str | None:
+    """The last number in running text: ``1,234.5`` (groups of three), else ``-12``, ``3.5``, ``7/8``;
+    not a digit run inside a word or after a dot.
+
+    These are the matches that the single pattern
+    ``(?<![\\w.])-?\\d{1,3}(?:,\\d{3})+(?:\\.\\d+)?(?![\\d,]*\\d)|(?<![\\w.])-?\\d+(?:\\.\\d+)?(?:/\\d+)?``
+    finds left to right, in linear time: that pattern re-read the rest of a comma-separated list at
+    every group boundary it backtracked over and at every list item it started from (cubic time,
+    seconds on ``100,101,...,1000``). Here a grouped run is read once: when a digit follows it, no
+    grouped number starts anywhere in it, and its items are read as plain numbers.
+    """
+    last, pos, not_grouped_before = None, 0, -1
+    while (start := _NUMBER_START.search(text, pos)) is not None:
+        i, end = start.start(), None
+        if i >= not_grouped_before:
+            grouped = _GROUPED.match(text, i)
+            if grouped:
+                end = _grouped_end(text, grouped.end())
+                if end is None:
+                    not_grouped_before = grouped.end()
+        if end is None:
+            end = _PLAIN_NUMBER.match(text, i).end()
+        last, pos = (i, end), end
+    return None if last is None else text[last[0] : last[1]]
+
+
+def _scanned_part(text: str) -> str:
+    """The end of ``text`` that is searched for an answer: all of it up to ``MAX_SCAN_CHARS``, else
+    the last ``MAX_SCAN_CHARS`` characters from a word boundary: a word or number cut by the limit
+    is left out, not read in part."""
+    if len(text) <= MAX_SCAN_CHARS:
+        return text
+    cut = len(text) - MAX_SCAN_CHARS
+    space = _WHITESPACE.search(text, cut - 1)
+    return text[max(cut, space.start()) :] if space else text[cut:]
+
+
 def extract_answer(text: str) -> tuple[str, str] | None:
     """(answer, how it was found) or None. ``how`` is boxed / #### / answer-is / A: / last-number,
-    or unclosed-boxed (answer "") when the last box never closes."""
+    or unclosed-boxed (answer "") when the last box never closes. Only ``_scanned_part(text)``, the
+    end of the text, is searched."""
+    text = _scanned_part(text)
     if "\\boxed" in text or "\\fbox" in text:
         boxed = last_boxed(text)
         if boxed is None:
@@ -133,10 +193,8 @@ def extract_answer(text: str) -> tuple[str, str] | None:
     if candidates:
         _, answer, how = max(candidates, key=lambda c: c[0])
         return (answer, how)
-    last = None
-    for last in _NUMBER_IN_TEXT.finditer(_CALCULATOR.sub(" ", text)):
-        pass
-    return (last.group(0), "last-number") if last is not None else None
+    number = _last_number(_CALCULATOR.sub(" ", text))
+    return (number, "last-number") if number is not None else None
 
 
 # --------------------------------------------------------------------------------- normalization
@@ -213,18 +271,29 @@ _TOO_BIG = float("inf")
 _BIG_OPERATOR_LIMIT = re.compile(r"\\(?:sum|prod|coprod|int|iint|oint|bigcup|bigcap)\s*(?:_\s*(?:\{[^{}]*\}|\S))?\s*$")
 
 
-def _power_value(expr: str, cap: int) -> int | float | None:
+def _power_value(expr: str, cap: int, known: dict[str, int | float | None] | None = None) -> int | float | None:
     """Value of a purely numeric exponent (``12``, ``{10^{10}}``, ``2^3^4``) when it is <= cap,
-    ``inf`` when it is larger, None when it is not of that shape. Never builds a number above cap."""
-    expr = expr.strip()
+    ``inf`` when it is larger, None when it is not of that shape. Never builds a number above cap.
+    ``known`` holds the values already worked out: each ``^`` of a tower ``1^1^...^1`` asks for the
+    tower above it, which the first one has evaluated (without it, time cubic in the length)."""
+    known = {} if known is None else known
+    if expr in known:
+        return known[expr]
+    key, expr = expr, expr.strip()
     while expr.startswith("{") and _braced(expr, 0) == len(expr):
         expr = expr[1:-1].strip()
     if re.fullmatch(r"\d+", expr):
-        return int(expr) if len(expr) <= 8 and int(expr) <= cap else _TOO_BIG
-    m = re.fullmatch(r"(\d+)\s*(?:\^|\*\*)\s*(.+)", expr)
-    if not m:
-        return None
-    base, exponent = _power_value(m.group(1), cap), _power_value(m.group(2), cap)
+        value = int(expr) if len(expr) <= 8 and int(expr) <= cap else _TOO_BIG
+    elif (m := re.fullmatch(r"(\d+)\s*(?:\^|\*\*)\s*(.+)", expr)) is None:
+        value = None
+    else:
+        value = _tower_value(_power_value(m.group(1), cap, known), _power_value(m.group(2), cap, known), cap)
+    known[key] = value
+    return value
+
+
+def _tower_value(base: int | float | None, exponent: int | float | None, cap: int) -> int | float | None:
+    """``base ^ exponent`` as _power_value gives it, from their own _power_value results."""
     if base is None or exponent is None:
         return None
     if base in (0, 1):
@@ -241,6 +310,7 @@ def _power_value(expr: str, cap: int) -> int | float | None:
 
 def explosive(expr: str) -> str | None:
     """Why an expression is too risky to hand to sympy at all, or None."""
+    known: dict[str, int | float | None] = {}
     for m in re.finditer(r"\^|\*\*", expr):
         if _BIG_OPERATOR_LIMIT.search(expr, 0, m.start()):
             continue  # \sum_{k=1}^{10^9}: an upper limit, not an exponent
@@ -256,7 +326,7 @@ def explosive(expr: str) -> str | None:
             nxt = expr[i + len(arg) :].lstrip()
             if nxt[:1] == "^" or nxt[:2] == "**":  # right-associative tower written without braces
                 arg = expr[i:]
-        if re.fullmatch(r"[\d\s{}^*]+", arg) and _power_value(arg, MAX_EXPONENT) is _TOO_BIG:
+        if re.fullmatch(r"[\d\s{}^*]+", arg) and _power_value(arg, MAX_EXPONENT, known) is _TOO_BIG:
             return f"exponent {arg.strip()[:40]!r} is too large to evaluate"
     m = re.search(r"(\d{5,})\s*!", expr)
     if m:
@@ -278,6 +348,8 @@ def check_math(completion: str, *, answer: Any, timeout: float = 2.0) -> Verdict
         raise ValueError(f"timeout must be > 0 seconds, got {timeout}")
     if answer is None or not str(answer).strip():
         return Verdict(None, "no gold answer")
+    if len(completion) > MAX_COMPLETION_CHARS:
+        return Verdict(None, f"completion too long to search for an answer ({len(completion)} chars > {MAX_COMPLETION_CHARS})")
     found = extract_answer(completion)
     if found is None:
         return Verdict(None, "no final answer found (no \\boxed{}, '####', 'the answer is', 'A:' or number)")

@@ -2,11 +2,13 @@
 and length rewards (target, soft maximum, and a history-free HAPO-style cosine reward)."""
 from __future__ import annotations
 
+import contextvars
 import json
 import math
 import numbers
 import re
-from typing import Any
+import time
+from typing import Any, Iterator
 
 import jsonschema
 import regex  # the third-party module: unlike `re`, its matching takes a timeout
@@ -72,11 +74,124 @@ def extract_json(text: str) -> tuple[Any, str | None]:
     return None, first_error or whole_error
 
 
-def check_json(completion: str, *, schema: Any = None) -> Verdict:
+# A schema's own regular expressions ("pattern", "patternProperties") are user data like rule:regex's
+# pattern: jsonschema would run them through `re`, where ``^(a|a)*$`` on 30 characters takes minutes.
+# The validator classes below run them in the `regex` module against one deadline per check; the
+# places where jsonschema would still use `re` itself are refused up front (_unbounded_regex).
+
+
+class _RegexTimeout(Exception):
+    """A schema regex ran past the check's deadline."""
+
+
+class _RegexUnsupported(Exception):
+    """A schema regex that `re` accepts and the `regex` module does not."""
+
+
+_DEADLINE: contextvars.ContextVar[float] = contextvars.ContextVar("rewardkit_json_regex_deadline")
+
+
+def _schema_search(pattern: str, text: str) -> bool:
+    """``re.search(pattern, text)`` as jsonschema means it, within the current check's deadline."""
+    try:
+        compiled = regex.compile(pattern)
+    except (regex.error, ValueError, TypeError) as err:
+        raise _RegexUnsupported(f"schema regex {pattern!r} is not supported: {err}") from None
+    remaining = _DEADLINE.get() - time.monotonic()
+    if remaining <= 0:
+        raise _RegexTimeout(pattern)
+    try:
+        return compiled.search(text, timeout=remaining) is not None
+    except TimeoutError:
+        raise _RegexTimeout(pattern) from None
+
+
+def _pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterator[jsonschema.ValidationError]:
+    if validator.is_type(instance, "string") and not _schema_search(pattern, instance):
+        yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+def _pattern_properties(validator: Any, patterns: dict, instance: Any, schema: Any) -> Iterator[jsonschema.ValidationError]:
+    if not validator.is_type(instance, "object"):
+        return
+    for pattern, subschema in patterns.items():
+        for key, value in instance.items():
+            if _schema_search(pattern, key):
+                yield from validator.descend(value, subschema, path=key, schema_path=pattern)
+
+
+def _additional_properties(original: Any) -> Any:
+    """jsonschema's additionalProperties keyword, with the patternProperties names matched here."""
+
+    def keyword(validator: Any, additional: Any, instance: Any, schema: Any) -> Iterator[jsonschema.ValidationError]:
+        patterns = schema.get("patternProperties") or {}
+        if not patterns or not validator.is_type(instance, "object"):
+            yield from original(validator, additional, instance, schema)
+            return
+        named = schema.get("properties", {})
+        extras = [k for k in instance if k not in named and not any(_schema_search(p, k) for p in patterns)]
+        if validator.is_type(additional, "object"):
+            for key in extras:
+                yield from validator.descend(instance[key], additional, path=key)
+        elif additional is False and extras:
+            names = ", ".join(repr(k) for k in sorted(extras))
+            regexes = ", ".join(repr(p) for p in sorted(patterns))
+            yield jsonschema.ValidationError(f"{names} {'does' if len(extras) == 1 else 'do'} not match any of the regexes: {regexes}")
+
+    return keyword
+
+
+_BOUNDED_VALIDATORS: dict[type, type] = {}
+
+
+def _bounded_validator(cls: type) -> type:
+    """``cls`` with its schema-regex keywords replaced by the bounded ones above."""
+    if cls not in _BOUNDED_VALIDATORS:  # a race only builds the same class twice
+        keywords = {"pattern": _pattern, "patternProperties": _pattern_properties}
+        if "additionalProperties" in cls.VALIDATORS:
+            keywords["additionalProperties"] = _additional_properties(cls.VALIDATORS["additionalProperties"])
+        _BOUNDED_VALIDATORS[cls] = jsonschema.validators.extend(cls, {k: v for k, v in keywords.items() if k in cls.VALIDATORS})
+    return _BOUNDED_VALIDATORS[cls]
+
+
+def _unbounded_regex(schema: Any) -> str | None:
+    """Why some regex of ``schema`` would still run through `re` without a bound, or None.
+
+    Two places stay out of the bounded keywords' reach: ``unevaluatedProperties`` matches
+    ``patternProperties`` names itself, and a subschema with a ``$schema`` of its own (nested, or a
+    metaschema that a ``$ref`` points to) is validated with jsonschema's own validator class. Any
+    dict in the schema counts (a ``const`` value too), so this errs on the side of refusing."""
+    uses_regex = pattern_properties = unevaluated = other_dialect = False
+    stack, root = [schema], True
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            uses_regex |= isinstance(node.get("pattern"), str) or isinstance(node.get("patternProperties"), dict)
+            pattern_properties |= isinstance(node.get("patternProperties"), dict)
+            unevaluated |= "unevaluatedProperties" in node
+            other_dialect |= not root and isinstance(node.get("$schema"), str)
+            other_dialect |= any("json-schema.org" in str(node.get(ref, "")) for ref in ("$ref", "$dynamicRef"))
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+        root = False
+    if pattern_properties and unevaluated:
+        return "patternProperties together with unevaluatedProperties cannot be checked within a time bound"
+    if uses_regex and other_dialect:
+        return "regex keywords next to a nested $schema or a metaschema $ref cannot be checked within a time bound"
+    return None
+
+
+def check_json(completion: str, *, schema: Any = None, timeout: float = 1.0) -> Verdict:
     """1.0 if the completion is JSON (the whole text or a fenced ```json block) and, when a JSON
     Schema is given (a dict, or the same as a JSON string), valid against it; otherwise 0.0 with
     ``info["error"]``. An invalid schema is undecided (``None``). Formats (``"format": "email"``)
-    are annotations only, as the JSON Schema specification's default says."""
+    are annotations only, as the JSON Schema specification's default says.
+
+    The schema's ``pattern`` / ``patternProperties`` regexes run in the ``regex`` module with
+    ``timeout`` seconds for all of them together (like rule:regex's pattern, they may backtrack
+    exponentially); running over is undecided, as is a schema whose regexes could not be bounded.
+    """
     if isinstance(schema, str):
         try:
             schema = _loads(schema)
@@ -86,20 +201,35 @@ def check_json(completion: str, *, schema: Any = None) -> Verdict:
     if schema is not None:
         if not isinstance(schema, (dict, bool)):
             return Verdict(None, f"schema must be a JSON Schema object, got {type(schema).__name__}")
+        limit, problem = _positive("timeout", timeout)
+        if problem:
+            return Verdict(None, problem)
         cls = jsonschema.validators.validator_for(schema)
         try:
             cls.check_schema(schema)
         except jsonschema.exceptions.SchemaError as err:
             return Verdict(None, f"invalid JSON Schema: {err.message}")
-        validator = cls(schema)
+        unbounded = _unbounded_regex(schema)
+        if unbounded:
+            return Verdict(None, f"unsupported JSON Schema: {unbounded}")
+        if isinstance(schema, dict):  # its dialect is chosen; a "$ref": "#" must not choose it again
+            schema = {k: v for k, v in schema.items() if k != "$schema"}
+        validator = _bounded_validator(cls)(schema)
     value, error = extract_json(completion)
     if error is not None:
         return Verdict(0.0, None, {"error": error})
     if validator is not None:
+        token = _DEADLINE.set(time.monotonic() + limit)
         try:
             best = jsonschema.exceptions.best_match(validator.iter_errors(value))
+        except _RegexTimeout as err:
+            return Verdict(None, f"schema regex {err.args[0]!r} timed out after {timeout:g}s (catastrophic backtracking?)")
+        except _RegexUnsupported as err:
+            return Verdict(None, str(err))
         except Exception as err:  # e.g. an unresolvable $ref: the schema, not the completion, is at fault
             return Verdict(None, f"the schema could not be applied: {type(err).__name__}: {err}")
+        finally:
+            _DEADLINE.reset(token)
         if best is not None:
             where = "/".join(str(p) for p in best.absolute_path) or "(root)"
             return Verdict(0.0, None, {"error": f"schema violation at {where}: {best.message}"})
