@@ -51,11 +51,10 @@ MAX_DEPTH = 64
 
 
 def _encoder(refs):
-    """Candidate side: a value as tagged JSON. Exact builtin types (and the stdlib's dict/int/tuple
-    relatives) become plain values; anything else an opaque handle ``["r", id, type name]``."""
-    import collections
-    import decimal
-    import fractions
+    """Candidate side: a value as tagged JSON. Builtin scalars, containers (and their subclasses,
+    e.g. ``Counter``, ``defaultdict``, named tuples), ``Fraction`` and ``Decimal`` become plain values;
+    anything else an opaque handle ``["r", id, type name]``. Whatever the candidate makes of this
+    function, the harness only ever receives data."""
 
     def ref(v):
         refs.append(v)
@@ -73,23 +72,26 @@ def _encoder(refs):
         if isinstance(v, float):
             return ["f", float.__repr__(v)]
         if type(v) is complex:
-            return ["c", v.real, v.imag] if v == v else ref(v)
+            return ["c", v.real, v.imag]
         if isinstance(v, str):
             return ["s", str.__str__(v)]
         if isinstance(v, bytes):
             return ["y", bytes.hex(v)]
         if isinstance(v, bytearray):
             return ["Y", bytearray.hex(v)]
-        if type(v) is fractions.Fraction:
-            return ["q", str(v.numerator), str(v.denominator)]
-        if type(v) is decimal.Decimal:
-            return ["D", str(v)]
-        if type(v) in (list, tuple) or (isinstance(v, tuple) and hasattr(type(v), "_fields")):
-            return ["l" if type(v) is list else "t", [enc(x, depth + 1) for x in v]]
-        if type(v) in (dict, collections.OrderedDict, collections.defaultdict, collections.Counter):
-            return ["d", [[enc(k, depth + 1), enc(x, depth + 1)] for k, x in v.items()]]
-        if type(v) in (set, frozenset):
-            return ["e" if type(v) is set else "z", [enc(x, depth + 1) for x in v]]
+        kind = (type(v).__module__, type(v).__name__)
+        if kind == ("fractions", "Fraction"):
+            return ["q", int.__repr__(int.__index__(v.numerator)), int.__repr__(int.__index__(v.denominator))]
+        if kind == ("decimal", "Decimal"):
+            return ["D", str.__str__(str(v))]
+        if isinstance(v, list):
+            return ["l", [enc(x, depth + 1) for x in list.__iter__(v)]]
+        if isinstance(v, tuple):
+            return ["t", [enc(x, depth + 1) for x in tuple.__iter__(v)]]
+        if isinstance(v, dict):
+            return ["d", [[enc(k, depth + 1), enc(x, depth + 1)] for k, x in dict.items(v)]]
+        if isinstance(v, (set, frozenset)):
+            return ["e" if isinstance(v, set) else "z", [enc(x, depth + 1) for x in (set.__iter__(v) if isinstance(v, set) else frozenset.__iter__(v))]]
         return ref(v)
 
     return enc
@@ -97,8 +99,6 @@ def _encoder(refs):
 
 def _decoder(make_ref):
     """Harness side: tagged JSON back to plain values; a handle becomes ``make_ref(id, type name)``."""
-    import decimal
-    import fractions
 
     def dec(x, depth=0):
         if depth > MAX_DEPTH + 1 or type(x) is not list or not x or type(x[0]) is not str:
@@ -122,9 +122,11 @@ def _decoder(make_ref):
             raw = bytes.fromhex(x[1])
             return raw if tag == "y" else bytearray(raw)
         if tag == "q":
+            import fractions
             return fractions.Fraction(int(x[1]), int(x[2]))
         if tag == "D":
-            return decimal.Decimal(x[1])
+            import decimal
+            return decimal.Decimal(str(x[1]))
         if tag in ("l", "t", "e", "z"):
             items = [dec(i, depth + 1) for i in x[1]]
             return {"l": list, "t": tuple, "e": set, "z": frozenset}[tag](items)
@@ -267,17 +269,23 @@ def _limits(job):
     return failed
 
 
+_PRCTL = []  # libc's prctl, bound once by _prctl_and_seccomp (ctypes is then dropped from sys.modules)
+
+
 def _prctl_and_seccomp(program_hex):
     """No new privileges, then the seccomp filter (a classic BPF program built by the parent).
-    Returns whether the filter is in force. ctypes is dropped again before any untrusted code."""
+    Returns whether the filter is in force. ctypes leaves ``sys.modules`` again before any
+    untrusted code runs (the audit hook refuses to import it anew and to call foreign functions)."""
     try:
         import ctypes
     except ImportError:
         return False
     try:
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p, ctypes.c_ulong, ctypes.c_ulong]
-        libc.prctl(38, 1, None, 0, 0)  # PR_SET_NO_NEW_PRIVS
+        prctl = libc.prctl
+        prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p, ctypes.c_ulong, ctypes.c_ulong]
+        _PRCTL.append(prctl)
+        prctl(38, 1, None, 0, 0)  # PR_SET_NO_NEW_PRIVS
         if not program_hex:
             return False
 
@@ -287,7 +295,7 @@ def _prctl_and_seccomp(program_hex):
         raw = bytes.fromhex(program_hex)
         buf = ctypes.create_string_buffer(raw, len(raw))
         prog = Prog(len(raw) // 8, ctypes.addressof(buf))
-        return libc.prctl(22, 2, ctypes.byref(prog), 0, 0) == 0  # PR_SET_SECCOMP, SECCOMP_MODE_FILTER
+        return prctl(22, 2, ctypes.byref(prog), 0, 0) == 0  # PR_SET_SECCOMP, SECCOMP_MODE_FILTER
     finally:
         for name in [m for m in sys.modules if m == "ctypes" or m.startswith(("ctypes.", "_ctypes"))]:
             del sys.modules[name]
@@ -295,12 +303,8 @@ def _prctl_and_seccomp(program_hex):
 
 def _prctl(option, value):
     """A prctl call for the harness / candidate split (PR_SET_DUMPABLE, PR_SET_PDEATHSIG)."""
-    import ctypes
-    try:
-        ctypes.CDLL(None).prctl(option, value, 0, 0, 0)
-    finally:
-        for name in [m for m in sys.modules if m == "ctypes" or m.startswith(("ctypes.", "_ctypes"))]:
-            del sys.modules[name]
+    if _PRCTL:
+        _PRCTL[0](option, value, None, 0, 0)
 
 
 def _fmt(err, debug):
@@ -832,6 +836,8 @@ def _main(out_fd):
     seccomp_on = _prctl_and_seccomp(job.get("seccomp"))
     if job.get("seccomp") and not seccomp_on:
         os._exit(5)  # the filter was asked for and could not be installed: refuse to run
+    if not _PRCTL:
+        os._exit(5)  # without prctl the harness could not be made undumpable: refuse to run
     job["failed_limits"], job["seccomp_on"] = failed, seccomp_on
     _harness(job, out_fd, life)
 
