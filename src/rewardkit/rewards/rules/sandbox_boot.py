@@ -327,12 +327,16 @@ def _fmt(err, debug):
 # --------------------------------------------------------------------------- the candidate process
 
 
-def _flush_and_exit():
+def _flush():
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
         except BaseException:
             pass
+
+
+def _flush_and_exit():
+    _flush()
     os._exit(0)
 
 
@@ -380,11 +384,7 @@ def _candidate(job, req_r, resp_w, as_main):
         send(["load", False, "memory" if isinstance(err, MemoryError) else "exception", _fmt(err, debug)])
         _flush_and_exit()
     if as_main:
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except BaseException:
-                pass
+        _flush()
         send(["load", True, None, None])
         os._exit(0)
     restore()
@@ -585,11 +585,7 @@ def _harness(job, out_fd, life):
         sys.addaudithook(_guard(root, lambda what: emit({"ev": "blocked", "what": what})))
 
     def finish():
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except BaseException:
-                pass
+        _flush()
         emit({"ev": "done"})
         try:  # let the candidate flush its output: it exits at EOF on its request pipe
             os.close(req_w)
