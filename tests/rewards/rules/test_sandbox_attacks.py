@@ -483,3 +483,56 @@ def test_stdin_stdout_cases_are_compared_in_the_harness():
     assert v.score == 0.0
     assert check_code(md("def broken(:\n    pass"), tests=cases).info["status"] == "syntax_error"
     assert check_code(md("raise SystemExit(3)"), tests=cases).score == 0.0
+
+
+# --------------------------------------------------------------------------- competitive-programming form
+
+
+def test_one_hanging_case_of_twelve_scores_eleven_with_per_test_timeouts():
+    cases = [{"input": f"{i}\n", "output": f"{2 * i}\n"} for i in range(12)]
+    program = md("""
+        n = int(input())
+        if n == 5:
+            while True:
+                pass
+        print(2 * n)
+    """)
+    start = time.perf_counter()
+    v = check_code(program, tests=cases, test_timeout=1.0)
+    assert v.score == pytest.approx(11 / 12) and v.info["test_timeouts"] == 1 and v.info["per_test"][5] is False
+    assert time.perf_counter() - start < 8
+    # without per-test limits the whole-sample timeout forfeits every case after the hanging one
+    assert check_code(program, tests=cases, timeout=2.0).score == pytest.approx(5 / 12)
+
+
+def test_function_tests_time_out_one_by_one_and_the_solution_restarts():
+    program = md("""
+        calls = []
+        def f(x):
+            calls.append(x)
+            if x == 2:
+                while True:
+                    pass
+            return x * 10
+        def seen():
+            return len(calls)
+    """)
+    tests = ["assert f(1) == 10", "assert f(2) == 20", "assert f(3) == 30", "assert seen() == 1"]
+    v = check_code(program, tests=tests, test_timeout=0.5)
+    assert v.info["per_test"] == [True, False, True, True] and v.info["test_timeouts"] == 1  # restarted: a fresh `calls`
+    v = check_code(program, tests=tests, test_timeout=0.5, early_stop=True)
+    assert v.info["per_test"] == [True, False, False, False] and v.info["stopped_early"]
+
+
+def test_apps_call_based_tests_and_json_strings():
+    tests = {"fn_name": "two_sum", "inputs": [[[2, 7, 11], 9], [[3, 3], 6]], "outputs": [[[0, 1]], [0, 1]]}
+    plain = md("def two_sum(nums, target):\n    seen = {}\n    for i, x in enumerate(nums):\n        if target - x in seen:\n            return (seen[target - x], i)\n        seen[x] = i")
+    leetcode = md("class Solution:\n    def two_sum(self, nums, target):\n        for i in range(len(nums)):\n            for j in range(i + 1, len(nums)):\n                if nums[i] + nums[j] == target:\n                    return [i, j]")
+    wrong = md("def two_sum(nums, target):\n    return [1, 0]")
+    assert check_code(plain, tests=tests).score == 1.0
+    assert check_code(leetcode, tests=tests).score == 1.0
+    assert check_code(wrong, tests=tests).score == 0.0
+    assert check_code(plain, tests=json.dumps(tests)).score == 1.0
+    stdio = json.dumps({"inputs": ["1 2\n"], "outputs": ["3\n"]})
+    assert check_code(md("print(sum(map(int, input().split())))"), tests=stdio).score == 1.0
+    assert check_code(md("print(4)"), tests=stdio).score == 0.0

@@ -3,6 +3,7 @@ run in the sandbox of :mod:`.sandbox` (see there for the isolation layers and wh
 from __future__ import annotations
 
 import ast
+import json
 import os
 from typing import Any
 
@@ -83,9 +84,20 @@ def prepare_tests(tests: Any, entry_point: str | None = None) -> tuple[str, Any,
     ``def check(candidate)`` is called with ``entry_point`` when it is given and not already called).
     A string holding a Python list of strings is read as that list. Input/output cases (a list of
     ``{"input": ..., "output": ...}``, or ``{"inputs": [...], "outputs": [...]}`` as in APPS) run the
-    program once per case with the input on stdin and compare stdout token by token."""
+    program once per case with the input on stdin and compare stdout token by token; with
+    ``fn_name`` (APPS' call-based form) each case calls that function with the listed arguments."""
     if tests is None:
         raise ValueError("no tests given")
+    if isinstance(tests, str) and tests.lstrip()[:1] in ("{", "[") and len(tests) <= MAX_TESTS_CHARS * 4:
+        try:  # APPS and CodeContests store their cases as a JSON string
+            decoded = json.loads(tests)
+        except ValueError:
+            decoded = None
+        if isinstance(decoded, dict) or (isinstance(decoded, list) and decoded and all(isinstance(t, dict) for t in decoded)):
+            return prepare_tests(decoded, entry_point)
+    calls = _call_cases(tests)
+    if calls is not None:
+        return "list", calls, len(calls)
     stdio = _stdio_cases(tests)
     if stdio is not None:
         return "stdio", stdio, len(stdio)
@@ -130,11 +142,40 @@ def prepare_tests(tests: Any, entry_point: str | None = None) -> tuple[str, Any,
     raise ValueError(f"unsupported tests format: {type(tests).__name__} (want a list of test snippets or a string of test code)")
 
 
+def _call_cases(tests: Any) -> list[str] | None:
+    """APPS' call-based form ``{"fn_name", "inputs": [[args...]...], "outputs": [...]}`` as test
+    snippets (``None`` for any other form). The function is the solution's top-level ``fn_name`` or,
+    LeetCode-style, a method of its ``Solution`` class; a tuple result compares as a list, and an
+    expected value wrapped in a one-element list also matches unwrapped (APPS stores both)."""
+    if not (isinstance(tests, dict) and tests.get("fn_name")):
+        return None
+    name, inputs, outputs = tests["fn_name"], tests.get("inputs"), tests.get("outputs")
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ValueError(f"fn_name {name!r} is not an identifier")
+    if not isinstance(inputs, list) or not isinstance(outputs, list) or len(inputs) != len(outputs) or not inputs:
+        raise ValueError("call-based tests need 'inputs' and 'outputs' lists of the same, non-zero length")
+    snippets = []
+    for i, (args, want) in enumerate(zip(inputs, outputs)):
+        args = args if isinstance(args, list) else [args]
+        try:
+            args_src, want_src = repr(args), repr(want)
+            ast.literal_eval(args_src)
+            ast.literal_eval(want_src)
+        except (ValueError, SyntaxError, RecursionError):
+            raise ValueError(f"test {i}: inputs and outputs must be plain JSON values") from None
+        snippets.append(
+            f"_f = globals()[{name!r}] if {name!r} in globals() else Solution().{name}\n"
+            f"_got = _f(*{args_src})\n"
+            "_got = list(_got) if isinstance(_got, tuple) else _got\n"
+            f"_want = {want_src}\n"
+            "assert _got == _want or (isinstance(_want, list) and len(_want) == 1 and _got == _want[0])"
+        )
+    return snippets
+
+
 def _stdio_cases(tests: Any) -> list[dict[str, str]] | None:
     """Input/output cases as ``[{"input", "output"}]``, or ``None`` when ``tests`` is not of that form."""
     if isinstance(tests, dict) and "inputs" in tests and "outputs" in tests:
-        if tests.get("fn_name"):
-            raise ValueError("call-based tests (fn_name) are not supported yet; give test code or stdin/stdout cases")
         inputs, outputs = tests["inputs"], tests["outputs"]
         if not isinstance(inputs, list) or not isinstance(outputs, list) or len(inputs) != len(outputs):
             raise ValueError("'inputs' and 'outputs' must be lists of the same length")
@@ -156,11 +197,14 @@ def _stdio_cases(tests: Any) -> list[dict[str, str]] | None:
 # --------------------------------------------------------------------------- the check
 
 
-def check_code(completion: str, *, tests: Any, entry_point: str | None = None, timeout: float = 5.0, memory_mb: int = 512, blocks: str = "last", debug: bool = False) -> Verdict:
+def check_code(completion: str, *, tests: Any, entry_point: str | None = None, timeout: float = 5.0, memory_mb: int = 512, blocks: str = "last", debug: bool = False,
+               test_timeout: float | None = None, early_stop: bool = False) -> Verdict:
     """Fraction of ``tests`` passed by the completion's code. ``None`` only when undecidable (no
     code, no usable tests, a completion over :data:`MAX_COMPLETION_CHARS`, the sandbox refusing or
     failing); code that runs and fails scores 0. ``timeout`` / ``memory_mb`` are clamped to
-    :func:`limits`. Errors name the exception type only; ``debug=True`` adds messages (which can
+    :func:`limits`. ``test_timeout`` limits each test on its own (competitive-programming style: a
+    hanging case fails alone and the rest still count; the whole run then gets at least
+    ``test_timeout`` per test); ``early_stop`` stops at the first failing test (cheaper in RL). Errors name the exception type only; ``debug=True`` adds messages (which can
     carry file contents or the tests, so never turn it on for a server)."""
     if len(completion) > MAX_COMPLETION_CHARS:
         return Verdict(None, f"completion too long for the code check ({len(completion)} characters > {MAX_COMPLETION_CHARS})", {"status": "too_long"})
@@ -172,6 +216,11 @@ def check_code(completion: str, *, tests: Any, entry_point: str | None = None, t
     if code is None:
         return Verdict(None, "no code found", {"status": "no_code", "total": total})
     max_timeout, max_memory = limits()
+    if test_timeout is not None:
+        if not test_timeout > 0:
+            return Verdict(None, f"test_timeout must be positive, got {test_timeout}")
+        test_timeout = min(float(test_timeout), max_timeout)
+        timeout = max(float(timeout), test_timeout * total + 2.0)
     timeout, memory_mb = min(float(timeout), max_timeout), min(int(memory_mb), max_memory)
     left = time_left()  # a work deadline (the server's, per request) caps the run
     cut = left is not None and left < timeout
@@ -179,8 +228,12 @@ def check_code(completion: str, *, tests: Any, entry_point: str | None = None, t
         if left < 0.05:
             return Verdict(None, "deadline reached before this sample was checked", {"status": "deadline", "total": total})
         timeout = left
-    res = run_program(code, mode, payload, total, timeout, memory_mb, audit=True, max_output=4096, debug=debug)
+    res = run_program(code, mode, payload, total, timeout, memory_mb, audit=True, max_output=4096, debug=debug, test_timeout=test_timeout, early_stop=early_stop)
     info = {"passed": res.passed, "total": total, "status": res.status, "error": res.error, "per_test": res.per_test, "code_from": source}
+    if test_timeout is not None:
+        info["test_timeouts"] = res.test_timeouts
+    if early_stop:
+        info["stopped_early"] = res.stopped_early
     if cut and res.status == "timeout":  # stopped by the deadline, not by its own timeout: undecided
         return Verdict(None, f"deadline reached after {res.passed} of {total} tests", {**info, "status": "deadline", "passed": None})
     if res.status == "syntax_error" and source == "text":  # unfenced prose that only looked like code
@@ -190,15 +243,16 @@ def check_code(completion: str, *, tests: Any, entry_point: str | None = None, t
     return Verdict(res.passed / total, res.reason if res.status != "ok" else None, info)
 
 
-check_code.option_only = ("timeout", "memory_mb", "blocks", "debug")  # never read from data columns
+check_code.option_only = ("timeout", "memory_mb", "blocks", "debug", "test_timeout", "early_stop")  # never read from data columns
 check_code.concurrency = lambda: max(2, os.cpu_count() or 2)  # samples wait on subprocesses: run them side by side
 
 
-def run_sandboxed(code: str, timeout: float = 5.0, memory_mb: int = 512, *, tests: Any = None, entry_point: str | None = None, audit: bool = True, max_output: int = MAX_OUTPUT, debug: bool = True) -> SandboxResult:
+def run_sandboxed(code: str, timeout: float = 5.0, memory_mb: int = 512, *, tests: Any = None, entry_point: str | None = None, audit: bool = True, max_output: int = MAX_OUTPUT, debug: bool = True,
+                  test_timeout: float | None = None, early_stop: bool = False) -> SandboxResult:
     """Run ``code`` (then ``tests``, if given) in the sandbox; time this for the per-call overhead.
     ``audit=False`` drops the audit hook, to test what the OS-level layers alone contain."""
     if tests is None:
         mode, payload, total = "list", [], 0
     else:
         mode, payload, total = prepare_tests(tests, entry_point)
-    return run_program(code, mode, payload, total, timeout, memory_mb, audit=audit, max_output=max_output, debug=debug)
+    return run_program(code, mode, payload, total, timeout, memory_mb, audit=audit, max_output=max_output, debug=debug, test_timeout=test_timeout, early_stop=early_stop)

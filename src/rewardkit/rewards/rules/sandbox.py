@@ -67,6 +67,8 @@ class SandboxResult:
     returncode: int | None = None
     elapsed: float = 0.0
     blocked: list[str] = field(default_factory=list)  # operations the audit hook refused
+    test_timeouts: int = 0  # tests that ran past test_timeout
+    stopped_early: bool = False  # early_stop ended the run at a failing test
     uid: int | None = None  # the sandbox uid (None: same uid as this process)
     seccomp: bool = False  # the seccomp filter was in force
     pid: int | None = None  # pid of the session leader (its session id)
@@ -331,7 +333,11 @@ WEAK_HINT = ("install bubblewrap (Debian/Ubuntu: apt install bubblewrap; Fedora:
              "sandbox, or set REWARDKIT_ALLOW_WEAK_SANDBOX=1 to accept this tier")
 
 
-def run_program(code: str, mode: str, payload: Any, total: int, timeout: float, memory_mb: int, *, audit: bool, max_output: int, debug: bool = False) -> SandboxResult:
+def run_program(code: str, mode: str, payload: Any, total: int, timeout: float, memory_mb: int, *, audit: bool, max_output: int, debug: bool = False,
+                test_timeout: float | None = None, early_stop: bool = False) -> SandboxResult:
+    """Run ``code`` against the tests (``mode``/``payload``/``total`` from ``prepare_tests``) within
+    ``timeout`` s in all; ``test_timeout`` also limits each test (a test over it fails, the solution
+    restarts for the next); ``early_stop`` ends the run at the first failing test."""
     if not timeout > 0:
         raise ValueError(f"timeout must be positive, got {timeout}")
     if memory_mb < 64:
@@ -345,7 +351,8 @@ def run_program(code: str, mode: str, payload: Any, total: int, timeout: float, 
                   f"the host's files ({'; '.join(info['notes']) or 'no isolating tier available'}); {WEAK_HINT}")
         return SandboxResult("sandbox_error", total=total, per_test=[False] * total, reason=reason, tier=info["tier"])
     tier = next(t for t in _tiers() if t.name == info["tier"])
-    return _execute(tier, info["python"], code, mode, payload, total, timeout, memory_mb, audit=audit, max_output=max_output, debug=debug)
+    return _execute(tier, info["python"], code, mode, payload, total, timeout, memory_mb, audit=audit, max_output=max_output, debug=debug,
+                    test_timeout=test_timeout, early_stop=early_stop)
 
 
 class _Capped:
@@ -376,7 +383,8 @@ def _tasks_of(uid: int) -> int:
     return count
 
 
-def _execute(tier: _Tier, python: str, code: str, mode: str, payload: Any, total: int, timeout: float, memory_mb: int, *, audit: bool, max_output: int, debug: bool = False) -> SandboxResult:
+def _execute(tier: _Tier, python: str, code: str, mode: str, payload: Any, total: int, timeout: float, memory_mb: int, *, audit: bool, max_output: int, debug: bool = False,
+             test_timeout: float | None = None, early_stop: bool = False) -> SandboxResult:
     uid = secrets.SystemRandom().randrange(*UID_RANGE) if tier.uid else None
     host_dir = None if tier.private_tmp else tempfile.mkdtemp(prefix="rewardkit-code-")
     workdir = "/tmp/rewardkit-sandbox" if tier.private_tmp else host_dir
@@ -396,7 +404,7 @@ def _execute(tier: _Tier, python: str, code: str, mode: str, payload: Any, total
     nonce = secrets.token_hex(8)
     first = json.dumps({"code": code, "mode": mode, "audit": audit, "debug": debug, "limits": limits, "workdir": workdir,
                         "make_workdir": tier.private_tmp, "hard_timeout": timeout + 5, "seccomp": program.hex() if program else None}).encode()
-    second = json.dumps({"nonce": nonce, "tests": payload}).encode()
+    second = json.dumps({"nonce": nonce, "tests": payload, "test_timeout": test_timeout, "early_stop": early_stop}).encode()
     job_bytes = b"%016d" % len(first) + first + second + b"\n"
     env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "HOME": workdir, "TMPDIR": workdir, "MALLOC_ARENA_MAX": "2"}
     result_r, result_w = os.pipe()
@@ -579,6 +587,7 @@ def _interpret(out: SandboxResult, events: list[dict[str, Any]], total: int, tim
         kind = e.get("ev")
         if kind == "test" and isinstance(e.get("i"), int) and 0 <= e["i"] < total and e["i"] not in results:
             results[e["i"]] = e.get("ok") is True
+            out.test_timeouts += e.get("timeout") is True
             if not results[e["i"]]:
                 errors[e["i"]] = str(e.get("error"))
             memory |= e.get("memory") is True
@@ -593,6 +602,8 @@ def _interpret(out: SandboxResult, events: list[dict[str, Any]], total: int, tim
             done = True
         elif kind == "candidate_exit":
             gone = True
+        elif kind == "early_stop":
+            out.stopped_early = True
     out.per_test = [results.get(i, False) for i in range(total)]
     out.passed = sum(out.per_test)
     first = min(errors) if errors else None

@@ -447,79 +447,159 @@ class _Gone(BaseException):
     """The candidate process ended (or broke the protocol): stop running tests."""
 
 
-def _fork_helper(job, keep, target):
-    """Fork the process that will run candidate code, before the harness holds any test: it gets a
-    request and a reply pipe, stdin from /dev/null and none of the harness's other descriptors."""
-    req_r, req_w = os.pipe()
-    resp_r, resp_w = os.pipe()
+def _recv_by(fd, loads, cap, deadline):
+    """``_recv`` that gives up at ``deadline`` (``time.monotonic()``; ``None``: waits): ``TimeoutError``."""
+    import select
+    import time
+    if deadline is None:
+        return _recv(fd, loads, cap)
+
+    def read_exact(n):
+        chunks, left = [], n
+        while left:
+            wait = deadline - time.monotonic()
+            if wait <= 0 or not select.select([fd], [], [], wait)[0]:
+                raise TimeoutError
+            chunk = os.read(fd, min(left, 1 << 20))
+            if not chunk:
+                raise EOFError
+            chunks.append(chunk)
+            left -= len(chunk)
+        return b"".join(chunks)
+
+    size = int.from_bytes(read_exact(8), "little")
+    if size > cap:
+        raise ValueError("message too large")
+    return loads(read_exact(size))
+
+
+def _start_zygote(job, keep):
+    """Fork the zygote before the harness holds any test: every process that runs candidate code is
+    forked by it, so none inherits a test or an expected output. Returns the harness's end of the
+    socket pair (requests and replies, and the descriptors of new candidates)."""
+    import socket
+    harness_end, zygote_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     pid = os.fork()
     if pid == 0:
         try:
             nul = os.open(os.devnull, os.O_RDWR)
             os.dup2(nul, 0)
             os.close(nul)
-            for fd in (*keep, req_w, resp_r):
+            for fd in keep:
                 os.close(fd)
+            harness_end.close()
             _prctl(1, 9)  # PR_SET_PDEATHSIG SIGKILL: dies with the harness
-            target(job, req_r, resp_w)
+            _zygote(job, zygote_end)
         finally:
             os._exit(0)
-    os.close(req_r)
-    os.close(resp_w)
-    return pid, req_w, resp_r
+    zygote_end.close()
+    return harness_end
 
 
-def _zygote(job, req_r, resp_w):
-    """stdio mode: forks one fresh candidate per request, feeds it the case's input and returns its
-    output and load status. It never sees an expected output."""
+def _zygote(job, sock):
+    """Serves the harness: ``spawn`` forks a function-mode candidate and passes its pipes back,
+    ``kill`` ends one, ``run`` forks a program for one stdin/stdout case (fed its input, read within
+    the case's time limit) and returns its output and load status. It never sees an expected output."""
     import json
     import select
+    import signal
+    import socket
     import threading
-    dumps, loads = json.dumps, json.loads
+    import time
+    dumps, loads, fd = json.dumps, json.loads, sock.fileno()
+
+    def reap():
+        try:
+            while os.waitpid(-1, os.WNOHANG)[0]:
+                pass
+        except ChildProcessError:
+            pass
+
     while True:
         try:
-            msg = _recv(req_r, loads, 1 << 30)
+            msg = _recv(fd, loads, 1 << 30)
         except BaseException:
             os._exit(0)
+        reap()
+        if msg[0] == "kill":
+            try:
+                os.kill(int(msg[1]), signal.SIGKILL)
+                os.waitpid(int(msg[1]), 0)
+            except (OSError, ChildProcessError, ValueError):
+                pass
+            _send(fd, ["killed"], dumps)
+            continue
+        if msg[0] == "spawn":
+            req_r, req_w = os.pipe()
+            resp_r, resp_w = os.pipe()
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    sock.close()
+                    os.close(req_w)
+                    os.close(resp_r)
+                    _prctl(1, 9)
+                    _candidate_served(job, req_r, resp_w)
+                finally:
+                    os._exit(0)
+            os.close(req_r)
+            os.close(resp_w)
+            socket.send_fds(sock, [b"F"], [req_w, resp_r])
+            os.close(req_w)
+            os.close(resp_r)
+            _send(fd, ["spawned", pid], dumps)
+            continue
         data = msg[1].encode("utf-8", "surrogateescape")
+        limit = msg[2] if len(msg) > 2 and type(msg[2]) in (int, float) else None
         in_r, in_w = os.pipe()
         out_r, out_w = os.pipe()
         st_r, st_w = os.pipe()
         pid = os.fork()
         if pid == 0:
             try:
+                sock.close()
                 os.dup2(in_r, 0)
                 os.dup2(out_w, 1)
-                for fd in (in_r, in_w, out_r, out_w, st_r, req_r, resp_w):
-                    os.close(fd)
+                for f in (in_r, in_w, out_r, out_w, st_r):
+                    os.close(f)
+                _prctl(1, 9)
                 _candidate(job, -1, st_w, True)
             finally:
                 os._exit(0)
-        for fd in (in_r, out_w, st_w):
-            os.close(fd)
+        for f in (in_r, out_w, st_w):
+            os.close(f)
 
-        def feed(fd=in_w, view=memoryview(data)):
+        def feed(f=in_w, view=memoryview(data)):
             try:
                 while view:
-                    view = view[os.write(fd, view):]
+                    view = view[os.write(f, view):]
             except OSError:
                 pass
             finally:
-                os.close(fd)
+                os.close(f)
 
         threading.Thread(target=feed, daemon=True).start()
-        chunks, size, cap = [], 0, 16 << 20
+        chunks, size, cap, timed_out = [], 0, 16 << 20, False
+        end = None if limit is None else time.monotonic() + limit
         while True:
-            select.select([out_r], [], [])
+            wait = None if end is None else end - time.monotonic()
+            if wait is not None and (wait <= 0 or not select.select([out_r], [], [], wait)[0]):
+                timed_out = True
+                break
             chunk = os.read(out_r, 1 << 16)
             if not chunk:
                 break
             size += len(chunk)
             if size <= cap:
                 chunks.append(chunk)
+        if timed_out:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
         os.close(out_r)
         statuses = []
-        while True:
+        while not timed_out:
             try:
                 statuses.append(_recv(st_r, loads, 1 << 20))
             except BaseException:
@@ -529,28 +609,33 @@ def _zygote(job, req_r, resp_w):
             os.waitpid(pid, 0)
         except ChildProcessError:
             pass
-        load = next((m for m in statuses if type(m) is list and m and m[0] == "load"), ["load", False, "crash", None])
+        load = next((m for m in statuses if type(m) is list and m and m[0] == "load"), ["load", False, "timeout" if timed_out else "crash", None])
         blocked = [m[1] for m in statuses if type(m) is list and len(m) > 1 and m[0] == "blocked"]
         output = b"".join(chunks).decode("utf-8", "replace") if size <= cap else None
         try:
-            _send(resp_w, ["ran", load, output, blocked], dumps)
+            _send(fd, ["ran", load, output, blocked], dumps)
         except BaseException:
             os._exit(0)
+
+
+class _TestTimeout(BaseException):
+    """A test ran past its own time limit (``test_timeout``)."""
 
 
 def _harness(job, out_fd, life):
     import builtins
     import json
     import select
+    import socket
     import threading
     import time
     dumps, loads, debug = json.dumps, json.loads, job["debug"]
     root = os.path.realpath(job["workdir"])
     mode = job["mode"]
-    stdio = mode == "stdio"
-    pid, req_w, resp_r = _fork_helper(job, (out_fd, life), _zygote if stdio else _candidate_served)
+    zsock = _start_zygote(job, (out_fd, life))
+    zfd = zsock.fileno()
     hard_timeout, audit, failed, seccomp_on = job["hard_timeout"], job["audit"], job["failed_limits"], job["seccomp_on"]
-    _prctl(4, 0)  # PR_SET_DUMPABLE 0: the candidate cannot open /proc/<harness>/mem or /fd
+    _prctl(4, 0)  # PR_SET_DUMPABLE 0: no candidate can open /proc/<harness>/mem or /fd
     rest = []
     while not rest or not rest[-1].endswith(b"\n"):
         chunk = os.read(0, 1 << 16)
@@ -559,6 +644,7 @@ def _harness(job, out_fd, life):
         rest.append(chunk)
     tests_job = loads(b"".join(rest))
     nonce = tests_job["nonce"].encode()
+    test_timeout, early_stop = tests_job.get("test_timeout"), tests_job.get("early_stop") is True
     job = None
 
     def emit(obj):
@@ -583,54 +669,86 @@ def _harness(job, out_fd, life):
     emit({"ev": "ready", "failed_limits": failed, "seccomp": seccomp_on})
     if audit:
         sys.addaudithook(_guard(root, lambda what: emit({"ev": "blocked", "what": what})))
+    lock = threading.Lock()
+    state = {"cand": None, "gen": 0, "deadline": None}  # the live candidate: [pid, request fd, reply fd]
+
+    def zygote(msg, deadline=None):
+        try:
+            _send(zfd, msg, dumps)
+            return _recv_by(zfd, loads, 64 << 20, deadline)
+        except TimeoutError:
+            raise
+        except BaseException:
+            raise _Gone() from None
+
+    def spawn():
+        try:
+            _send(zfd, ["spawn"], dumps)
+            _, fds, _, _ = socket.recv_fds(zsock, 1, 2)
+            reply = _recv(zfd, loads, 1 << 20)
+        except BaseException:
+            raise _Gone() from None
+        if len(fds) != 2 or type(reply) is not list or reply[0] != "spawned":
+            raise _Gone()
+        state["cand"], state["gen"] = [reply[1], fds[0], fds[1]], state["gen"] + 1
+
+    def retire(flush):
+        """End the live candidate: at EOF on its request pipe it flushes and exits (``flush``), or
+        the zygote kills it."""
+        cand, state["cand"] = state["cand"], None
+        if cand is None:
+            return
+        os.close(cand[1])
+        if flush:
+            select.select([cand[2]], [], [], 0.5)
+        os.close(cand[2])
+        if not flush:
+            try:
+                zygote(["kill", cand[0]], time.monotonic() + 5)
+            except BaseException:
+                pass
 
     def finish():
         _flush()
         emit({"ev": "done"})
-        try:  # let the candidate flush its output: it exits at EOF on its request pipe
-            os.close(req_w)
-            for _ in range(100):
-                if os.waitpid(pid, os.WNOHANG)[0]:
-                    break
-                time.sleep(0.005)
+        try:
+            retire(True)
         except BaseException:
             pass
         os._exit(0)
 
-    lock = threading.Lock()
-
     def exchange(msg):
-        """One request and its reply; operations the candidate's hook blocked are reported."""
+        """One request to the live candidate and its reply, within the test's time limit (then
+        ``_TestTimeout``); operations the candidate's hook blocked are reported."""
         with lock:
+            cand = state["cand"]
+            if cand is None:
+                raise _Gone()
             try:
-                _send(req_w, msg, dumps)
+                _send(cand[1], msg, dumps)
                 while True:
-                    reply = _recv(resp_r, loads, 64 << 20)
+                    reply = _recv_by(cand[2], loads, 64 << 20, state["deadline"])
                     if type(reply) is list and len(reply) > 1 and reply[0] == "blocked":
                         emit({"ev": "blocked", "what": str(reply[1])[:200]})
                         continue
                     if type(reply) is not list or not reply:
                         raise ValueError
                     return reply
+            except TimeoutError:
+                raise _TestTimeout() from None
             except BaseException:
                 raise _Gone() from None
 
-    if stdio:
-        _stdio_tests(tests_job["tests"], exchange, emit)
-        finish()
-    try:
-        load = exchange(["load"])
-    except _Gone:
-        emit({"ev": "candidate_exit"})
-        finish()
-    emit({"ev": "load", "ok": load[1] is True, "kind": load[2], "error": load[3] if type(load[3]) is str else None})
-    if load[1] is not True:
+    if mode == "stdio":
+        _stdio_tests(tests_job["tests"], zygote, emit, test_timeout, early_stop)
         finish()
 
     class SolutionError(Exception):
         """An exception the solution raised that is not a builtin exception type."""
 
-    def rpc(*msg):
+    def rpc(gen, *msg):
+        if gen != state["gen"]:
+            raise RuntimeError("this object belonged to a run of the solution that was stopped after a timeout")
         reply = exchange(list(msg))
         if reply[0] == "x":
             name = reply[1] if type(reply[1]) is str else ""
@@ -647,17 +765,18 @@ def _harness(job, out_fd, life):
 
     class Remote:
         """An object that lives in the candidate process."""
-        __slots__ = ("_h", "_t")
+        __slots__ = ("_h", "_t", "_g")
 
         def __init__(self, handle, type_name):
             object.__setattr__(self, "_h", handle)
             object.__setattr__(self, "_t", type_name)
+            object.__setattr__(self, "_g", state["gen"])
 
         def __getattr__(self, name):
-            return value_of(rpc("getattr", self._h, name))
+            return value_of(rpc(self._g, "getattr", self._h, name))
 
         def __call__(self, *args, **kwargs):
-            reply = rpc("call", self._h, [enc_arg(a) for a in args], [[k, enc_arg(v)] for k, v in kwargs.items()])
+            reply = rpc(self._g, "call", self._h, [enc_arg(a) for a in args], [[k, enc_arg(v)] for k, v in kwargs.items()])
             changed = reply[2] if len(reply) > 2 and type(reply[2]) is list else ()
             for arg, new in zip(args, changed):
                 if new is not None:  # the solution mutated a list/dict/set argument in place
@@ -670,33 +789,33 @@ def _harness(job, out_fd, life):
             return value_of(reply)
 
         def __getitem__(self, key):
-            return value_of(rpc("getitem", self._h, enc_arg(key)))
+            return value_of(rpc(self._g, "getitem", self._h, enc_arg(key)))
 
         def __setitem__(self, key, value):
-            rpc("setitem", self._h, enc_arg(key), enc_arg(value))
+            rpc(self._g, "setitem", self._h, enc_arg(key), enc_arg(value))
 
         def __len__(self):
-            return value_of(rpc("len", self._h))
+            return value_of(rpc(self._g, "len", self._h))
 
         def __iter__(self):
-            it = value_of(rpc("iter", self._h))
+            it = value_of(rpc(self._g, "iter", self._h))
             while True:
                 try:
-                    yield value_of(rpc("next", it._h))
+                    yield value_of(rpc(self._g, "next", it._h))
                 except StopIteration:
                     return
 
         def __contains__(self, item):
-            return value_of(rpc("contains", self._h, enc_arg(item))) is True
+            return value_of(rpc(self._g, "contains", self._h, enc_arg(item))) is True
 
         def __bool__(self):
-            return value_of(rpc("bool", self._h)) is True
+            return value_of(rpc(self._g, "bool", self._h)) is True
 
         def __eq__(self, other):  # identity only: the candidate's own __eq__ is never trusted
-            return type(other) is Remote and other._h == self._h
+            return type(other) is Remote and other._h == self._h and other._g == self._g
 
         def __hash__(self):
-            return hash(self._h)
+            return hash((self._g, self._h))
 
         def __repr__(self):
             return "<solution object of type %s>" % self._t
@@ -706,6 +825,8 @@ def _harness(job, out_fd, life):
 
     def enc_arg(value):
         if type(value) is Remote:
+            if value._g != state["gen"]:
+                raise RuntimeError("this object belonged to a run of the solution that was stopped after a timeout")
             return ["r", value._h, value._t]
         out = plain(value)
         if '["r", ' in dumps(out):
@@ -718,14 +839,34 @@ def _harness(job, out_fd, life):
         except (ValueError, TypeError, KeyError, IndexError, OverflowError, RecursionError):
             raise _Gone() from None
 
-    names = {}
-    for item in load[3] if type(load[3]) is list else ():
-        try:
-            if type(item[0]) is str and item[0].isidentifier():
-                names[item[0]] = dec(item[1])
-        except (ValueError, TypeError, KeyError, IndexError, OverflowError, RecursionError):
-            continue
-    _function_tests(mode, tests_job["tests"], names, emit, debug)
+    def start():
+        """A fresh candidate, loaded: (load reply, the names it defines)."""
+        spawn()
+        load = exchange(["load"])
+        names = {}
+        for item in load[3] if load[1] is True and type(load[3]) is list else ():
+            try:
+                if type(item[0]) is str and item[0].isidentifier():
+                    names[item[0]] = dec(item[1])
+            except (ValueError, TypeError, KeyError, IndexError, OverflowError, RecursionError):
+                continue
+        return load, names
+
+    def restart():
+        retire(False)
+        state["deadline"] = None if test_timeout is None else time.monotonic() + test_timeout
+        load, names = start()
+        state["deadline"] = None
+        return names if load[1] is True else None
+
+    try:
+        load, names = start()
+    except (_Gone, _TestTimeout):
+        emit({"ev": "candidate_exit"})
+        finish()
+    emit({"ev": "load", "ok": load[1] is True, "kind": load[2], "error": load[3] if type(load[3]) is str else None})
+    if load[1] is True:
+        _function_tests(mode, tests_job["tests"], names, emit, debug, state, test_timeout, early_stop, restart)
     finish()
 
 
@@ -739,9 +880,12 @@ def _candidate_served(job, req_r, resp_w):
     _candidate(job, req_r, resp_w, False)
 
 
-def _function_tests(mode, payload, names, emit, debug):
+def _function_tests(mode, payload, names, emit, debug, state, test_timeout, early_stop, restart):
+    """Each test runs here, in the harness, against the candidate's proxies. A test over its own
+    time limit fails (``timeout``) and the solution is restarted for the next one."""
     import ast
     import builtins
+    import time
     try:
         if mode == "script":
             tree = ast.parse(payload, "<tests>")
@@ -760,27 +904,46 @@ def _function_tests(mode, payload, names, emit, debug):
             shared = dict(names)
             shared["__builtins__"] = dict(builtins.__dict__)
             shared["__name__"] = "tests"
+        state["deadline"] = None if test_timeout is None else time.monotonic() + test_timeout
+        timed_out = False
         try:
             exec(test, shared)
             ok, error, memory = True, None, False
         except _Gone:
             emit({"ev": "candidate_exit"})
             return
+        except _TestTimeout:
+            ok, error, memory, timed_out = False, "timeout", False, True
         except BaseException as err:
             ok, error, memory = False, _fmt(err, debug), isinstance(err, MemoryError) or getattr(err, "_remote_type", None) == "MemoryError"
+        state["deadline"] = None
         if is_test:
-            emit({"ev": "test", "i": index, "ok": ok, "error": error, "memory": memory})
+            emit({"ev": "test", "i": index, "ok": ok, "error": error, "memory": memory, "timeout": timed_out})
             index += 1
         elif not ok:
             emit({"ev": "setup_error", "error": error, "memory": memory})
+        if not ok and early_stop:
+            emit({"ev": "early_stop"})
+            return
+        if timed_out:
+            try:
+                names = restart()
+            except (_Gone, _TestTimeout):
+                names = None
+            if names is None:
+                emit({"ev": "candidate_exit"})
+                return
+            if mode == "script":  # objects made by the stopped run are dead; the rest of the setup stays
+                shared.update(names)
 
 
-def _stdio_tests(cases, exchange, emit):
-    """One fresh candidate per case (forked by the zygote); its stdout is compared here."""
+def _stdio_tests(cases, zygote, emit, test_timeout, early_stop):
+    """One fresh program per case (forked by the zygote, killed at the case's time limit); its
+    stdout is compared here."""
     for i, case in enumerate(cases):
         try:
-            reply = exchange(["run", case["input"]])
-        except _Gone:
+            reply = zygote(["run", case["input"], test_timeout])
+        except (_Gone, TimeoutError):
             emit({"ev": "candidate_exit"})
             return
         load, output = reply[1], reply[2]
@@ -794,11 +957,16 @@ def _stdio_tests(cases, exchange, emit):
         if i == 0:
             emit({"ev": "load", "ok": True})
         if load[1] is not True:
-            error = load[3] if type(load[3]) is str else "the program ended abnormally"
-            emit({"ev": "test", "i": i, "ok": False, "error": error, "memory": load[2] == "memory"})
-            continue
-        ok = type(output) is str and _same_output(output, case["output"])
-        emit({"ev": "test", "i": i, "ok": ok, "error": None if ok else ("output too long" if output is None else "wrong answer"), "memory": False})
+            error = "timeout" if load[2] == "timeout" else load[3] if type(load[3]) is str else "the program ended abnormally"
+            emit({"ev": "test", "i": i, "ok": False, "error": error, "memory": load[2] == "memory", "timeout": load[2] == "timeout"})
+        else:
+            ok = type(output) is str and _same_output(output, case["output"])
+            emit({"ev": "test", "i": i, "ok": ok, "error": None if ok else ("output too long" if output is None else "wrong answer"), "memory": False})
+            if ok:
+                continue
+        if early_stop:
+            emit({"ev": "early_stop"})
+            return
 
 
 def _same_output(got, want):
