@@ -295,10 +295,41 @@ FORGERIES = {
 }
 
 
+FORGERIES.update({
+    "own_builtins_and_patched_modules": """
+        import math
+        math.isclose = lambda *a, **k: True
+        def set(*a):
+            return 0
+        def sorted(*a):
+            return 0
+        def f(x):
+            return "garbage"
+    """,
+    "stop_iteration_ends_map": """
+        def f(x):
+            raise StopIteration
+    """,
+    "lying_contains": """
+        class Bag:
+            def __contains__(self, item):
+                return True
+            def __iter__(self):
+                return iter(())
+            def __len__(self):
+                return 3
+        def f(x):
+            return Bag()
+    """,
+})
+FORGERY_TESTS = ["assert f(1) == 2", "assert sorted(f(1)) == [2]", "assert len(f(1)) == 3 and 2 in f(1)", "assert f(1) == 'SECRET_424242'",
+                 "assert set(f(1)) == set((4, 5))", "import math\nassert math.isclose(f(1), 1.5)", "assert all(x == 2 for x in map(f, [1, 1]))"]
+
+
 @pytest.mark.parametrize("audit", [True, False], ids=["hook", "no-hook"])
 @pytest.mark.parametrize("name", sorted(FORGERIES))
 def test_verdict_forgeries_score_zero(name, audit):
-    tests = ["assert f(1) == 2", "assert sorted(f(1)) == [2]", "assert len(f(1)) == 3", "assert f(1) == 'SECRET_424242'"]
+    tests = FORGERY_TESTS
     mode, payload, total = "list", tests, len(tests)
     res = sandbox_mod.run_program(textwrap.dedent(FORGERIES[name]), mode, payload, total, 10.0, 512, audit=audit, max_output=4096)
     assert res.passed == 0, (name, res.status, res.per_test, res.error, res.stderr[-300:])
@@ -329,6 +360,20 @@ def test_honest_solutions_still_pass_through_the_proxies():
             if x < 0:
                 raise ValueError("negative")
             return x
+        import datetime
+        import math
+        class MyError(Exception):
+            pass
+        def fail():
+            raise MyError("no")
+        def span(n):
+            return range(n)
+        def tally(s):
+            return Counter(s)
+        def day():
+            return datetime.date(2020, 1, 2)
+        def root(x):
+            return math.sqrt(x)
         class Stack:
             def __init__(self):
                 self.items = []
@@ -350,6 +395,11 @@ def test_honest_solutions_still_pass_through_the_proxies():
         "s = Stack()\ns.push(1)\ns.push(2)\nassert s.pop() == 2 and len(s) == 1",
         "assert LIMIT == 10 and isinstance(add(1.5, 1), float) and add(2**70, 1) == 2**70 + 1",
         "assert abs(add(0.1, 0.2) - 0.3) < 1e-9 and add(float('inf'), 1) == float('inf')",
+        "assert next(gen(3)) == 0 and add(10**5000, 0) == 10**5000",
+        "try:\n    fail()\n    raise AssertionError('no error')\nexcept MyError:\n    pass",
+        "assert span(3) == range(3) and tally('aab')['z'] == 0 and tally('aab').most_common(1) == [('a', 2)]",
+        "import datetime\nassert day() == datetime.date(2020, 1, 2)",
+        "assert math.isclose(root(4), 2.0)",  # the solution's `import math`, as the tests' own math
     ]
     v = check_code(code, tests=tests)
     assert v.info["per_test"] == [True] * len(tests), v.info
@@ -536,3 +586,79 @@ def test_apps_call_based_tests_and_json_strings():
     stdio = json.dumps({"inputs": ["1 2\n"], "outputs": ["3\n"]})
     assert check_code(md("print(sum(map(int, input().split())))"), tests=stdio).score == 1.0
     assert check_code(md("print(4)"), tests=stdio).score == 0.0
+
+
+def world_readable_venv() -> Path:
+    """A virtual environment any user can read (a venv under /root is not, and as root the sandbox
+    runs as a fresh uid), holding one installed package of its own."""
+    python = nobody_python() or sys.executable
+    base = Path(tempfile.mkdtemp(prefix="rk-venv-"))
+    os.chmod(base, 0o755)
+    subprocess.run([python, "-m", "venv", "--without-pip", str(base / "venv")], check=True, timeout=120)
+    site = next((base / "venv" / "lib").glob("python3*/site-packages"))
+    (site / "rk_installed_pkg.py").write_text("def answer():\n    return 42\n")
+    for root, dirs, names in os.walk(base):
+        for n in dirs + names:
+            os.chmod(os.path.join(root, n), 0o755)
+    return base
+
+
+def test_a_chosen_interpreter_brings_its_packages_and_keeps_the_walls():
+    if not shutil.which("bwrap"):
+        pytest.skip("needs bubblewrap")
+    base = world_readable_venv()
+    python = str(base / "venv" / "bin" / "python")
+    home = Path(tempfile.mkdtemp(prefix="rk-home-"))
+    files = plant(home)
+    try:
+        program = md("import rk_installed_pkg\ndef f():\n    return rk_installed_pkg.answer()")
+        assert check_code(program, tests=["assert f() == 42"]).info["error"] == "ModuleNotFoundError"  # the bare stdlib by default
+        v = check_code(program, tests=["assert f() == 42"], python=python)
+        assert v.score == 1.0, v.info
+        res = run_sandboxed(HOST_ATTACK.replace("HOME", repr(str(home))), timeout=10, audit=False, python=python)
+        assert res.status == "ok", (res.reason, res.stderr[-500:])
+        check_host_attack(json.loads(res.stdout.strip().splitlines()[-1]), home, files)
+        leak = run_sandboxed("import os\nprint(os.path.exists('/root/.bashrc'), os.path.exists(%r))" % str(SRC), python=python)
+        assert leak.stdout.split() == ["False", "False"], leak.stdout
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_an_interpreter_the_sandbox_uid_cannot_read_is_a_clear_error():
+    if os.geteuid() != 0 or not shutil.which("bwrap"):
+        pytest.skip("as root: the sandbox runs as a fresh uid that must read the interpreter")
+    base = world_readable_venv()
+    os.chmod(base, 0o700)  # like a venv under /root
+    try:
+        v = check_code(md("def f():\n    return 1"), tests=["assert f() == 1"], python=str(base / "venv" / "bin" / "python"))
+        assert v.score is None and "readable by any user" in v.reason
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_no_files_can_be_made_outside_the_private_tmp():
+    """/dev, the hidden site-packages and / are read-only: the private 64 MB /tmp is the only place
+    a candidate can write (a dir_fd open slips past the audit hook, so the OS has to hold)."""
+    if sandbox_info()["tier"] != "bwrap":
+        pytest.skip("bubblewrap tier")
+    code = textwrap.dedent("""
+        import os
+        made = []
+        for d in ("/dev/shm", "/dev", "/", "/usr", os.path.dirname(os.__file__) + "/site-packages"):
+            try:
+                fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+                os.close(os.open("rk_probe", os.O_CREAT | os.O_WRONLY, dir_fd=fd))
+                made.append(d)
+            except OSError:
+                pass
+        print(made)
+    """)
+    for audit in (True, False):
+        res = run_sandboxed(code, audit=audit)
+        assert res.stdout.strip() == "[]", (audit, res.stdout, res.stderr[-300:])
+
+
+def test_exit_and_quit_work_as_in_a_normal_interpreter():
+    assert check_code(md("print(sum(map(int, input().split())))\nexit()"), tests=[{"input": "3 4", "output": "7"}]).score == 1.0
+    assert check_code(md("print(1)\nquit(0)"), tests=[{"input": "", "output": "1"}]).score == 1.0

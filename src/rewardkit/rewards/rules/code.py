@@ -15,7 +15,7 @@ __all__ = ["MAX_OUTPUT", "SandboxResult", "check_code", "extract_code", "limits"
 
 PYTHON_LANGS = {"python", "py", "python3", "py3"}
 MAX_COMPLETION_CHARS = 1 << 20  # longer completions are not looked at (None): nothing parses them in this process
-MAX_TESTS_CHARS = 4 << 20  # the tests are parsed here (to count them), so they are capped too
+MAX_TESTS_CHARS = 1 << 20  # the tests are parsed here (to count them), so they are capped too
 
 
 def limits() -> tuple[float, int]:
@@ -198,13 +198,15 @@ def _stdio_cases(tests: Any) -> list[dict[str, str]] | None:
 
 
 def check_code(completion: str, *, tests: Any, entry_point: str | None = None, timeout: float = 5.0, memory_mb: int = 512, blocks: str = "last", debug: bool = False,
-               test_timeout: float | None = None, early_stop: bool = False) -> Verdict:
+               test_timeout: float | None = None, early_stop: bool = False, python: str | None = None) -> Verdict:
     """Fraction of ``tests`` passed by the completion's code. ``None`` only when undecidable (no
     code, no usable tests, a completion over :data:`MAX_COMPLETION_CHARS`, the sandbox refusing or
     failing); code that runs and fails scores 0. ``timeout`` / ``memory_mb`` are clamped to
     :func:`limits`. ``test_timeout`` limits each test on its own (competitive-programming style: a
     hanging case fails alone and the rest still count; the whole run then gets at least
-    ``test_timeout`` per test); ``early_stop`` stops at the first failing test (cheaper in RL). Errors name the exception type only; ``debug=True`` adds messages (which can
+    ``test_timeout`` per test); ``early_stop`` stops at the first failing test (cheaper in RL).
+    ``python`` (``"venv"`` or a path) runs the code with that interpreter's installed packages
+    (bubblewrap only; see :func:`~.sandbox.sandbox_info`). Errors name the exception type only; ``debug=True`` adds messages (which can
     carry file contents or the tests, so never turn it on for a server)."""
     if len(completion) > MAX_COMPLETION_CHARS:
         return Verdict(None, f"completion too long for the code check ({len(completion)} characters > {MAX_COMPLETION_CHARS})", {"status": "too_long"})
@@ -228,7 +230,7 @@ def check_code(completion: str, *, tests: Any, entry_point: str | None = None, t
         if left < 0.05:
             return Verdict(None, "deadline reached before this sample was checked", {"status": "deadline", "total": total})
         timeout = left
-    res = run_program(code, mode, payload, total, timeout, memory_mb, audit=True, max_output=4096, debug=debug, test_timeout=test_timeout, early_stop=early_stop)
+    res = run_program(code, mode, payload, total, timeout, memory_mb, audit=True, max_output=4096, debug=debug, test_timeout=test_timeout, early_stop=early_stop, python=python)
     info = {"passed": res.passed, "total": total, "status": res.status, "error": res.error, "per_test": res.per_test, "code_from": source}
     if test_timeout is not None:
         info["test_timeouts"] = res.test_timeouts
@@ -243,16 +245,16 @@ def check_code(completion: str, *, tests: Any, entry_point: str | None = None, t
     return Verdict(res.passed / total, res.reason if res.status != "ok" else None, info)
 
 
-check_code.option_only = ("timeout", "memory_mb", "blocks", "debug", "test_timeout", "early_stop")  # never read from data columns
+check_code.option_only = ("timeout", "memory_mb", "blocks", "debug", "test_timeout", "early_stop", "python")  # never read from data columns
 check_code.concurrency = lambda: max(2, os.cpu_count() or 2)  # samples wait on subprocesses: run them side by side
 
 
 def run_sandboxed(code: str, timeout: float = 5.0, memory_mb: int = 512, *, tests: Any = None, entry_point: str | None = None, audit: bool = True, max_output: int = MAX_OUTPUT, debug: bool = True,
-                  test_timeout: float | None = None, early_stop: bool = False) -> SandboxResult:
+                  test_timeout: float | None = None, early_stop: bool = False, python: str | None = None) -> SandboxResult:
     """Run ``code`` (then ``tests``, if given) in the sandbox; time this for the per-call overhead.
     ``audit=False`` drops the audit hook, to test what the OS-level layers alone contain."""
     if tests is None:
         mode, payload, total = "list", [], 0
     else:
         mode, payload, total = prepare_tests(tests, entry_point)
-    return run_program(code, mode, payload, total, timeout, memory_mb, audit=audit, max_output=max_output, debug=debug, test_timeout=test_timeout, early_stop=early_stop)
+    return run_program(code, mode, payload, total, timeout, memory_mb, audit=audit, max_output=max_output, debug=debug, test_timeout=test_timeout, early_stop=early_stop, python=python)

@@ -3,22 +3,23 @@
 Isolation is layered, and each layer is used only where it works on this machine (probed once per
 process; :func:`sandbox_info` says what was chosen and why the rest fell back):
 
-* a fresh unprivileged uid per run (root only), so the candidate cannot touch host files, signal other
-  sandboxes, and ``RLIMIT_NPROC`` (which root ignores) caps its processes and threads;
-* ``unshare``: a network namespace with only loopback, a PID namespace (every process dies with the
-  sandbox's init), a mount namespace with private tmpfs over the world-writable dirs (``/tmp`` ...)
-  and a fresh ``/proc``;
-* rlimits set by the trusted bootstrap before the candidate runs (CPU, address space, file size,
-  open files, core dumps, processes);
-* an audit hook (PEP 578) that refuses sockets, process creation, ``ctypes``, signals to others and
-  writes outside the work dir; it is a tripwire, not a boundary (the layers above are);
-* ``python -I -S -B``, an empty environment, a new session killed as a whole, a wall-clock deadline,
-  a watchdog that ends the sandbox if this process dies, and output read through bounded buffers.
+* bubblewrap where installed (root or not): every namespace, an empty read-only root with only the
+  system's program dirs and the interpreter, a private ``/tmp``, no nested user namespaces; without
+  it, as root, ``unshare`` namespaces and private tmpfs over the world-writable dirs. Tiers that cannot
+  hide the invoking user's files are refused unless the operator opts in (:data:`ISOLATING`);
+* a fresh unprivileged uid per run (root only), so ``RLIMIT_NPROC`` (which root ignores) caps the
+  sandbox's processes and threads; for other users the cap is their current count plus :data:`NPROC`;
+* a seccomp filter in every tier (:func:`seccomp_program`), and rlimits (CPU, address space, file
+  size, open files, core dumps, processes) set by the trusted bootstrap before any candidate code;
+* the tests run in a harness process the candidate cannot reach (:mod:`.sandbox_boot`): values
+  cross between them as plain data and are compared there, so verdicts cannot be forged from inside;
+* an audit hook (PEP 578) that reports writes outside the work dir, sockets, process creation and
+  ``ctypes`` as clear errors; it is a tripwire, not a boundary (the layers above are);
+* ``python -I -S -B``, an empty environment, a wall-clock deadline, teardown of the whole process
+  tree, and output read through bounded buffers.
 
-Results come back over a dedicated pipe, one JSON line per test as it finishes, so garbage on
-stdout cannot confuse them and tests finished before a timeout still count. The candidate runs in the
-same interpreter as the test harness, so a determined adversary can forge its own results; the
-sandbox protects the host and other samples, not the verdict against such code.
+What a sample can still take: CPU up to its timeout, and memory up to (processes x ``memory_mb``)
+plus the 64 MB ``/tmp`` (there is no cgroup limit); the kernel is shared.
 """
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ from typing import Any
 FILE_MB = 16  # RLIMIT_FSIZE: largest file the candidate may write
 TMPFS_MB = 64  # size of the private /tmp (the work dir lives in it); other private dirs get 4 MB
 NOFILE = 64
-NPROC = 32  # processes + threads of the sandbox uid
+NPROC = 16  # processes + threads of the sandbox uid (the harness and zygote use about 5): bounds memory at NPROC x memory_mb
 MAX_OUTPUT = 64 * 1024  # bytes kept of each of stdout / stderr
 UID_RANGE = (1_500_000_000, 1_900_000_000)  # fresh uids, far from any real account
 
@@ -94,7 +95,7 @@ def _boot_source() -> str:
 # Syscalls refused with EPERM in every tier: namespaces, mounts, tracing other processes, kernel
 # keyrings, BPF, io_uring, module and kexec loading, and the like. ``clone`` is refused only with a
 # namespace flag; ``clone3`` answers ENOSYS so that libc falls back to ``clone``, whose flags the
-# filter can read. Foreign syscall ABIs (i386 or x32 on x86_64) end the process.
+# filter can read. A foreign ABI (i386 on x86_64) ends the process; x32 syscalls fail with EPERM.
 _DENIED = ("mount umount2 pivot_root chroot unshare setns ptrace process_vm_readv process_vm_writev bpf keyctl add_key "
            "request_key perf_event_open userfaultfd kexec_load kexec_file_load init_module finit_module delete_module "
            "open_by_handle_at name_to_handle_at fsopen fsconfig fsmount fspick move_mount open_tree mount_setattr "
@@ -157,7 +158,7 @@ except OSError:
 exe = os.path.realpath(sys.executable or "")
 home = %r
 print(json.dumps({"uid": os.getuid(), "groups": os.getgroups(), "pids": sum(p.isdigit() for p in os.listdir("/proc")),
-                  "ifaces": ifaces, "version": list(sys.version_info[:2]), "home": os.access(home, os.R_OK) if home else False,
+                  "ifaces": ifaces, "version": list(sys.version_info[:2]), "home": sorted(os.listdir(home)) if home and os.access(home, os.R_OK) else None,
                   "own_stdlib": exe.startswith(sys.base_prefix.rstrip("/") + "/")}))
 """
 
@@ -191,12 +192,13 @@ class _Tier:
     pidns: bool = False
     private_tmp: bool = False  # private /tmp etc.
     private_fs: bool = False  # only the interpreter's files are visible, read-only (no $HOME, no /etc)
+    packages: bool = False  # a chosen interpreter with its installed packages (bwrap only, as the invoking user)
 
     def command(self, python: list[str], uid: int | None) -> tuple[list[str], dict[str, Any]]:
         unshare = shutil.which("unshare") or "unshare"
         if self.name == "bwrap":
             drop = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--nnp", "--"] if uid is not None else []
-            return [*drop, *_bwrap_args(python[0]), *python[1:]], {}
+            return [*drop, *_bwrap_args(python[0], self.packages), *python[1:]], {}
         if self.name == "root+mountns":
             sh = ["/bin/sh", "-c", _MOUNT_SH, "sh", str(uid), str(TMPFS_MB), "4"]
             return [unshare, "--net", "--pid", "--fork", "--kill-child", "--mount-proc", "--", *sh, *python], {}
@@ -209,28 +211,51 @@ class _Tier:
         return python, {}
 
 
-def _bwrap_args(python: str) -> list[str]:
+def _bwrap_args(python: str, packages: bool = False) -> list[str]:
     """bubblewrap: every namespace, an empty read-only root with only the system's program dirs and
-    the interpreter's prefix mounted read-only (site-packages hidden), a private /tmp, no further
-    user namespaces, killed with its parent. The harness is the PID namespace's init (``--as-pid-1``),
-    so bubblewrap exits only once every process in the sandbox is gone."""
-    python = os.path.realpath(python)
+    the interpreter's prefix mounted read-only (site-packages hidden unless ``packages``: then a
+    virtual environment's own folder is mounted too and its packages import), a private /tmp, no
+    further user namespaces, killed with its parent. The harness is the PID namespace's init
+    (``--as-pid-1``), so bubblewrap exits only once every process in the sandbox is gone."""
+    real = os.path.realpath(python)
     args = [shutil.which("bwrap") or "bwrap", "--unshare-all", "--unshare-user", "--disable-userns", "--as-pid-1", "--die-with-parent", "--new-session",
-            "--uid", str(BWRAP_UID), "--gid", str(BWRAP_UID), "--hostname", "sandbox"]
+            "--uid", str(BWRAP_UID), "--gid", str(BWRAP_UID), "--hostname", "sandbox",
+            "--proc", "/proc", "--dev", "/dev", "--size", str(TMPFS_MB << 20), "--tmpfs", "/tmp"]  # before the binds: one may lie under /tmp
+    args += ["--remount-ro", "/dev"]  # device nodes still work; no files can be created in /dev (e.g. /dev/shm)
     for d in ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
         if os.path.islink(d):
             args += ["--symlink", os.readlink(d), d]
         elif os.path.isdir(d):
             args += ["--ro-bind", d, d]
-    prefix = os.path.dirname(os.path.dirname(python))
+    prefix = os.path.dirname(os.path.dirname(real))
     if not (prefix + "/").startswith("/usr/"):
         args += ["--ro-bind", prefix, prefix]
+    venv = os.path.dirname(os.path.dirname(os.path.abspath(python)))
+    if packages and os.path.exists(os.path.join(venv, "pyvenv.cfg")) and venv != prefix:
+        args += ["--ro-bind", venv, venv]
     version = f"python{sys.version_info[0]}.{sys.version_info[1]}"
-    for site in (f"{prefix}/lib/{version}/site-packages", f"{prefix}/local/lib/{version}/dist-packages", f"{prefix}/lib/python3/dist-packages"):
-        if os.path.isdir(site):
-            args += ["--tmpfs", site]
-    args += ["--proc", "/proc", "--dev", "/dev", "--size", str(TMPFS_MB << 20), "--tmpfs", "/tmp", "--remount-ro", "/", "--"]
-    return args + [python]
+    if not packages:
+        for site in (f"{prefix}/lib/{version}/site-packages", f"{prefix}/local/lib/{version}/dist-packages", f"{prefix}/lib/python3/dist-packages"):
+            if os.path.isdir(site):
+                args += ["--tmpfs", site, "--remount-ro", site]
+    args += ["--remount-ro", "/", "--"]
+    return args + [python if packages else real]
+
+
+def _packages_tier() -> _Tier:
+    """bubblewrap with a chosen interpreter's packages; as root, still a fresh uid per run (root is
+    exempt from RLIMIT_NPROC), so that interpreter must be readable by an unprivileged user."""
+    return _Tier("bwrap", uid=os.geteuid() == 0, netns=True, pidns=True, private_tmp=True, private_fs=True, packages=True)
+
+
+def _mount_parents(home: str, tier: _Tier, python: str) -> set[str]:
+    """Names in ``home`` that exist in the sandbox only as the path to a mounted folder (e.g.
+    ``.pyenv`` for an interpreter under it): they hold nothing but that folder."""
+    names, args = set(), _bwrap_args(python, tier.packages)
+    for i, arg in enumerate(args[:-1]):
+        if arg == "--ro-bind" and args[i + 2].startswith(home.rstrip("/") + "/"):
+            names.add(args[i + 2][len(home.rstrip("/")) + 1:].split("/")[0])
+    return names
 
 
 def _tiers() -> list[_Tier]:
@@ -264,6 +289,7 @@ def _interpreters() -> list[str]:
 
 _LOCK = threading.Lock()
 _SANDBOX: dict[str, Any] | None = None
+_CHOSEN: dict[str, dict[str, Any]] = {}  # an operator's interpreter -> its probed sandbox
 
 
 def _reset_after_fork() -> None:  # a pool worker forked while another thread probed must not inherit a held lock
@@ -274,26 +300,42 @@ def _reset_after_fork() -> None:  # a pool worker forked while another thread pr
 os.register_at_fork(after_in_child=_reset_after_fork)
 
 
-def sandbox_info() -> dict[str, Any]:
+def sandbox_info(python: str | None = None) -> dict[str, Any]:
     """The isolation chosen on this machine: tier, interpreter, which layers are active, whether it
     isolates (else it runs only with ``REWARDKIT_ALLOW_WEAK_SANDBOX=1``), and notes on the layers
-    that fell back (probed once per process by running a probe program through each tier)."""
+    that fell back (probed once per process by running a probe program through each tier).
+
+    ``python``: run candidates with this interpreter and its installed packages (``"venv"``: this
+    process's own, e.g. the project's virtual environment) instead of the bare standard library.
+    That needs bubblewrap, run as the invoking user (the interpreter must be readable by it)."""
     global _SANDBOX
     with _LOCK:
+        if python is not None:
+            path = sys.executable if python == "venv" else python
+            if path not in _CHOSEN:
+                _CHOSEN[path] = _probe(path)
+            return _CHOSEN[path]
         if _SANDBOX is None:
             _SANDBOX = _probe()
         return _SANDBOX
 
 
-def _probe() -> dict[str, Any]:
+def _probe(chosen: str | None = None) -> dict[str, Any]:
     notes: list[str] = []
     home = os.path.expanduser("~")
     home = home if home not in ("", "/") else None
     program = seccomp_program()
     if program is None:
         notes.append("no seccomp filter: the syscall table of this architecture is not known")
-    for tier in _tiers():
-        for python in _interpreters() if tier.uid else [sys.executable]:
+    tiers = _tiers()
+    if chosen is not None:
+        if not os.access(chosen, os.X_OK):
+            raise RuntimeError(f"the sandbox interpreter {chosen} is not an executable file")
+        tiers = [_packages_tier()] if any(t.name == "bwrap" for t in tiers) else []
+        if not tiers:
+            raise RuntimeError(f"running candidates with {chosen} and its packages needs bubblewrap; {WEAK_HINT.split(' or set')[0]}")
+    for tier in tiers:
+        for python in [chosen] if chosen else _interpreters() if tier.uid else [sys.executable]:
             res = _execute(tier, python, _PROBE % home, "list", [], 0, 10.0, 256, audit=False, max_output=MAX_OUTPUT)
             problem = None
             try:
@@ -302,7 +344,9 @@ def _probe() -> dict[str, Any]:
                 seen = None
             if seen is None:
                 problem = f"{res.status}: {res.reason or ''} {res.stderr.strip()[-200:]}".strip()
-            elif seen["version"] != list(sys.version_info[:2]):
+                if chosen and tier.uid:
+                    problem += f" (as root the sandbox runs as a fresh unprivileged uid: {chosen} and its environment must be readable by any user)"
+            elif seen["version"] != list(sys.version_info[:2]) and chosen is None:
                 problem = f"Python {seen['version']} is not this Python"
             elif not seen["own_stdlib"]:
                 problem = "the interpreter cannot read its own standard library as the sandbox uid"
@@ -314,7 +358,7 @@ def _probe() -> dict[str, Any]:
                 problem = f"network namespace shows interfaces {seen['ifaces']}"
             elif tier.pidns and seen["pids"] > 8:
                 problem = f"PID namespace not in effect ({seen['pids']} processes visible)"
-            elif tier.private_fs and seen["home"]:
+            elif tier.private_fs and seen["home"] is not None and set(seen["home"]) - _mount_parents(home, tier, python):
                 problem = f"the home directory {home} is visible"
             elif program is not None and not res.seccomp:
                 problem = "the seccomp filter could not be installed"
@@ -322,7 +366,9 @@ def _probe() -> dict[str, Any]:
                 features = {"uid": tier.uid, "netns": tier.netns, "pidns": tier.pidns, "private_tmp": tier.private_tmp,
                             "private_fs": tier.private_fs, "nproc": True, "rlimits": True, "seccomp": res.seccomp,
                             "audit_hook": True, "separate_harness": True}
-                return {"tier": tier.name, "python": python, "features": features, "isolating": tier.name in ISOLATING, "notes": notes}
+                features["packages"] = tier.packages
+                return {"tier": tier.name, "python": python, "features": features, "isolating": tier.name in ISOLATING, "notes": notes,
+                        "packages": tier.packages}
             notes.append(f"{tier.name} with {python}: {problem}")
     raise RuntimeError("no way to run the sandbox: " + "; ".join(notes))
 
@@ -334,7 +380,7 @@ WEAK_HINT = ("install bubblewrap (Debian/Ubuntu: apt install bubblewrap; Fedora:
 
 
 def run_program(code: str, mode: str, payload: Any, total: int, timeout: float, memory_mb: int, *, audit: bool, max_output: int, debug: bool = False,
-                test_timeout: float | None = None, early_stop: bool = False) -> SandboxResult:
+                test_timeout: float | None = None, early_stop: bool = False, python: str | None = None) -> SandboxResult:
     """Run ``code`` against the tests (``mode``/``payload``/``total`` from ``prepare_tests``) within
     ``timeout`` s in all; ``test_timeout`` also limits each test (a test over it fails, the solution
     restarts for the next); ``early_stop`` ends the run at the first failing test."""
@@ -343,7 +389,7 @@ def run_program(code: str, mode: str, payload: Any, total: int, timeout: float, 
     if memory_mb < 64:
         raise ValueError(f"memory_mb must be at least 64 (the interpreter needs it), got {memory_mb}")
     try:
-        info = sandbox_info()
+        info = sandbox_info(python)
     except RuntimeError as err:
         return SandboxResult("sandbox_error", total=total, per_test=[False] * total, reason=str(err))
     if not info["isolating"] and os.environ.get("REWARDKIT_ALLOW_WEAK_SANDBOX") != "1":
@@ -351,6 +397,8 @@ def run_program(code: str, mode: str, payload: Any, total: int, timeout: float, 
                   f"the host's files ({'; '.join(info['notes']) or 'no isolating tier available'}); {WEAK_HINT}")
         return SandboxResult("sandbox_error", total=total, per_test=[False] * total, reason=reason, tier=info["tier"])
     tier = next(t for t in _tiers() if t.name == info["tier"])
+    if info.get("packages"):
+        tier = _packages_tier()
     return _execute(tier, info["python"], code, mode, payload, total, timeout, memory_mb, audit=audit, max_output=max_output, debug=debug,
                     test_timeout=test_timeout, early_stop=early_stop)
 
@@ -403,12 +451,13 @@ def _execute(tier: _Tier, python: str, code: str, mode: str, payload: Any, total
     program = seccomp_program()
     nonce = secrets.token_hex(8)
     first = json.dumps({"code": code, "mode": mode, "audit": audit, "debug": debug, "limits": limits, "workdir": workdir,
-                        "make_workdir": tier.private_tmp, "hard_timeout": timeout + 5, "seccomp": program.hex() if program else None}).encode()
+                        "make_workdir": tier.private_tmp, "hard_timeout": timeout + 5, "packages": tier.packages, "seccomp": program.hex() if program else None}).encode()
     second = json.dumps({"nonce": nonce, "tests": payload, "test_timeout": test_timeout, "early_stop": early_stop}).encode()
     job_bytes = b"%016d" % len(first) + first + second + b"\n"
     env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "HOME": workdir, "TMPDIR": workdir, "MALLOC_ARENA_MAX": "2"}
     result_r, result_w = os.pipe()
-    argv, extra = tier.command([python, "-I", "-S", "-B", "-c", _boot_source(), str(result_w)], uid)
+    flags = ["-I", "-B"] if tier.packages else ["-I", "-S", "-B"]  # -S hides site-packages
+    argv, extra = tier.command([python, *flags, "-c", _boot_source(), str(result_w)], uid)
     out = SandboxResult("sandbox_error", total=total, uid=uid, tier=tier.name)
     start = time.monotonic()
     try:

@@ -68,7 +68,7 @@ def _encoder(refs):
         if v is True or v is False:
             return ["b", v]
         if isinstance(v, int):
-            return ["i", int.__repr__(int.__index__(v))]
+            return ["i", format(int.__index__(v), "x")]  # hex: no digit limit
         if isinstance(v, float):
             return ["f", float.__repr__(v)]
         if type(v) is complex:
@@ -80,10 +80,24 @@ def _encoder(refs):
         if isinstance(v, bytearray):
             return ["Y", bytearray.hex(v)]
         kind = (type(v).__module__, type(v).__name__)
+        if type(v) is range:
+            return ["R", format(v.start, "x"), format(v.stop, "x"), format(v.step, "x")]
+        if kind == ("collections", "deque"):
+            return ["Q", [enc(x, depth + 1) for x in list(v)]]
+        if kind == ("collections", "Counter"):
+            return ["C", [[enc(k, depth + 1), enc(x, depth + 1)] for k, x in dict.items(v)]]
+        if kind in (("datetime", "date"), ("datetime", "datetime"), ("datetime", "time"), ("datetime", "timedelta")):
+            return ["T", kind[1], [v.days, v.seconds, v.microseconds] if kind[1] == "timedelta" else v.isoformat()]
+        if kind == ("builtins", "module"):
+            return ["m", str.__str__(str(v.__name__))]
+        if isinstance(v, type) and issubclass(v, BaseException):
+            return ["x", str.__str__(type.__getattribute__(v, "__name__"))[:60]]
         if kind == ("fractions", "Fraction"):
             return ["q", int.__repr__(int.__index__(v.numerator)), int.__repr__(int.__index__(v.denominator))]
         if kind == ("decimal", "Decimal"):
             return ["D", str.__str__(str(v))]
+        if kind[0] == "numpy" and hasattr(v, "item") and getattr(v, "ndim", None) == 0:  # a NumPy scalar: its Python value
+            return enc(v.item(), depth + 1)
         if isinstance(v, list):
             return ["l", [enc(x, depth + 1) for x in list.__iter__(v)]]
         if isinstance(v, tuple):
@@ -97,8 +111,9 @@ def _encoder(refs):
     return enc
 
 
-def _decoder(make_ref):
-    """Harness side: tagged JSON back to plain values; a handle becomes ``make_ref(id, type name)``."""
+def _decoder(make_ref, make_module=None, make_error=None):
+    """Harness side: tagged JSON back to plain values; a handle becomes ``make_ref(id, type name)``,
+    a module ``make_module(name)``, an exception class ``make_error(name)``."""
 
     def dec(x, depth=0):
         if depth > MAX_DEPTH + 1 or type(x) is not list or not x or type(x[0]) is not str:
@@ -109,7 +124,7 @@ def _decoder(make_ref):
         if tag == "b":
             return x[1] is True
         if tag == "i":
-            return int(x[1])
+            return int(x[1], 16)
         if tag == "f":
             return float(x[1])
         if tag == "c":
@@ -134,6 +149,23 @@ def _decoder(make_ref):
             return {dec(k, depth + 1): dec(v, depth + 1) for k, v in x[1]}
         if tag == "r":
             return make_ref(int(x[1]), str(x[2]))
+        if tag == "R":
+            return range(int(x[1], 16), int(x[2], 16), int(x[3], 16))
+        if tag == "Q":
+            import collections
+            return collections.deque(dec(i, depth + 1) for i in x[1])
+        if tag == "C":
+            import collections
+            return collections.Counter({dec(k, depth + 1): dec(v, depth + 1) for k, v in x[1]})
+        if tag == "T":
+            import datetime
+            if x[1] == "timedelta":
+                return datetime.timedelta(days=int(x[2][0]), seconds=int(x[2][1]), microseconds=int(x[2][2]))
+            return getattr(datetime, {"date": "date", "datetime": "datetime", "time": "time"}[x[1]]).fromisoformat(str(x[2]))
+        if tag == "m":
+            return make_module(str(x[1]))
+        if tag == "x":
+            return make_error(str(x[1]))
         raise ValueError("malformed value")
 
     return dec
@@ -142,10 +174,11 @@ def _decoder(make_ref):
 # --------------------------------------------------------------------------- the audit hook (a tripwire)
 
 
-def _guard(root, on_block, allow_fork=None):
+def _guard(root, on_block, allow_fork=None, native=False):
     """The audit hook. It calls nothing the sandboxed code wrote: arguments of any type but exact
     ``str`` / ``bytes`` / ``int`` are refused, so no method of a subclass runs inside it. It is a
-    convenience that reports clear errors; the OS layers hold without it."""
+    convenience that reports clear errors; the OS layers hold without it. ``native`` (an
+    interpreter with its installed packages, e.g. numpy) lets ctypes load libraries."""
     import stat
     lstat, readlink, getcwd, getpid = os.lstat, os.readlink, os.getcwd, os.getpid
     islnk, type_, str_, bytes_, int_, len_ = stat.S_ISLNK, type, str, bytes, int, len
@@ -159,6 +192,9 @@ def _guard(root, on_block, allow_fork=None):
         "sys.setprofile", "sys.settrace", "cpython._PySys_ClearAuditHooks",
     })
     deny_imports = frozenset({"ctypes", "_ctypes", "_posixsubprocess", "_xxsubinterpreters", "_testcapi", "_testinternalcapi"})
+    if native:
+        deny_events = frozenset(e for e in deny_events if not e.startswith("ctypes."))
+        deny_imports = deny_imports - {"ctypes", "_ctypes"}
     frame_attrs = frozenset({"tb_frame", "gi_frame", "cr_frame", "ag_frame"})
     path_events = {  # event -> ((path index, dir_fd index or None, follow the last symlink), ...)
         "os.remove": ((0, 1, False),), "os.rmdir": ((0, 1, False),), "os.mkdir": ((0, 2, False),),
@@ -359,7 +395,11 @@ def _candidate(job, req_r, resp_w, as_main):
         def blocked_spawn(*args, **kwargs):
             raise PermissionError("sandbox: process creation is not allowed")
         _posixsubprocess.fork_exec = blocked_spawn  # it raises no audit event of its own
-        sys.addaudithook(_guard(root, lambda what: send(["blocked", what])))
+        sys.addaudithook(_guard(root, lambda what: send(["blocked", what]), native=job.get("packages") is True))
+    if not hasattr(builtins, "exit"):  # python -S leaves out site's exit() and quit(), which programs call
+        def exit(code=None):
+            raise SystemExit(code)
+        builtins.exit = builtins.quit = exit
     ns = {"__name__": "__main__" if as_main else "solution", "__builtins__": builtins}
     try:
         code = compile(job["code"], "<solution>", "exec")  # parsed here, never in the trusted parent
@@ -433,7 +473,8 @@ def _candidate(job, req_r, resp_w, as_main):
         except BaseException as err:
             restore()
             cls = type(err)
-            reply = ["x", cls.__name__ if getattr(builtins, cls.__name__, None) is cls else "", str(err)[:300] if debug else ""]
+            builtin = getattr(builtins, cls.__name__, None) is cls
+            reply = ["x", str(cls.__name__)[:60], str(err)[:300] if debug else "", builtin]
         try:
             send(reply)
         except BaseException:
@@ -507,6 +548,7 @@ def _zygote(job, sock):
     import threading
     import time
     dumps, loads, fd = json.dumps, json.loads, sock.fileno()
+    _prctl(4, 0)  # not dumpable: a candidate cannot open /proc/<zygote>/mem or /fd
 
     def reap():
         try:
@@ -746,6 +788,26 @@ def _harness(job, out_fd, life):
     class SolutionError(Exception):
         """An exception the solution raised that is not a builtin exception type."""
 
+    errors = {}  # the solution's own exception classes, by name: stand-ins the tests can catch
+
+    def make_error(name):
+        if name not in errors:
+            errors[name] = type(name, (SolutionError,), {"__module__": "solution"})
+        return errors[name]
+
+    def make_module(name):
+        """A module the solution imported: the tests get the harness's own copy (never a proxy)."""
+        import importlib
+        try:
+            return importlib.import_module(name)
+        except BaseException:
+            import types
+            return types.ModuleType(name)  # not importable here (e.g. not in the standard library): an empty stand-in
+
+    # Exceptions that steer the harness's own control flow are never raised as themselves: a
+    # StopIteration from a solution's function would end map()/filter() in a test early.
+    control = (StopIteration, StopAsyncIteration, GeneratorExit)
+
     def rpc(gen, *msg):
         if gen != state["gen"]:
             raise RuntimeError("this object belonged to a run of the solution that was stopped after a timeout")
@@ -753,11 +815,14 @@ def _harness(job, out_fd, life):
         if reply[0] == "x":
             name = reply[1] if type(reply[1]) is str else ""
             text = reply[2] if type(reply[2]) is str else ""
-            cls = getattr(builtins, name, None) if name else None
-            if isinstance(cls, type) and issubclass(cls, Exception):
+            builtin = len(reply) > 3 and reply[3] is True
+            cls = getattr(builtins, name, None) if builtin else None
+            if builtin and name == "StopIteration" and msg[0] == "next":
+                raise StopIteration
+            if isinstance(cls, type) and issubclass(cls, Exception) and not issubclass(cls, control):
                 raise cls(text) if text else cls()
-            err = SolutionError(text)
-            err._remote_type = name or None
+            err = (errors[name] if not builtin and name in errors else SolutionError)(text)
+            err._remote_type = name if builtin else None  # a builtin name only: the solution's own names stay out of reports
             raise err
         if reply[0] != "ok" or len(reply) < 2:
             raise _Gone()
@@ -805,8 +870,11 @@ def _harness(job, out_fd, life):
                 except StopIteration:
                     return
 
-        def __contains__(self, item):
-            return value_of(rpc(self._g, "contains", self._h, enc_arg(item))) is True
+        def __next__(self):
+            return value_of(rpc(self._g, "next", self._h))
+
+        def __contains__(self, item):  # compared here, item by item: the solution's __contains__ is never asked
+            return any(x is item or x == item for x in self)
 
         def __bool__(self):
             return value_of(rpc(self._g, "bool", self._h)) is True
@@ -820,7 +888,7 @@ def _harness(job, out_fd, life):
         def __repr__(self):
             return "<solution object of type %s>" % self._t
 
-    dec = _decoder(Remote)
+    dec = _decoder(Remote, make_module, make_error)
     plain = _encoder([])
 
     def enc_arg(value):
@@ -829,7 +897,8 @@ def _harness(job, out_fd, life):
                 raise RuntimeError("this object belonged to a run of the solution that was stopped after a timeout")
             return ["r", value._h, value._t]
         out = plain(value)
-        if '["r", ' in dumps(out):
+        text = dumps(out)
+        if '["r", ' in text or '["m", ' in text or '["x", ' in text:
             raise TypeError("a %s cannot be passed to the solution (only plain values and its own objects)" % type(value).__name__)
         return out
 
@@ -846,7 +915,8 @@ def _harness(job, out_fd, life):
         names = {}
         for item in load[3] if load[1] is True and type(load[3]) is list else ():
             try:
-                if type(item[0]) is str and item[0].isidentifier():
+                # a name the solution gives to a builtin (its own `set`, `sorted` ...) never shadows the builtin in the tests
+                if type(item[0]) is str and item[0].isidentifier() and not hasattr(builtins, item[0]):
                     names[item[0]] = dec(item[1])
             except (ValueError, TypeError, KeyError, IndexError, OverflowError, RecursionError):
                 continue
