@@ -361,3 +361,33 @@ def test_shared_data_ifeval_smoke(shared_data):
             continue
         assert 0.0 <= out.score <= 1.0 and len(out.info["followed"]) == len(row["instruction_id_list"])
     assert unknown < len(rows)
+
+
+def test_ifevals_patterns_are_reproduced_exactly():
+    """The linear-time counters give re.findall's counts for IFEval's own patterns (a fuzz over the
+    characters that matter)."""
+    import random
+    import re
+
+    from rewardkit.rewards.rules.ifeval import has_title, placeholder_count
+
+    star, dash = re.compile(r"^\s*\*[^\*].*$", re.M), re.compile(r"^\s*-.*$", re.M)
+    rng = random.Random(0)
+    alphabet = ["[", "]", "\n", " ", "*", "-", "<", ">", "a", "\t", ".", "\n\n"]
+    for _ in range(3000):
+        t = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30)))
+        assert placeholder_count(t) == len(re.findall(r"\[.*?\]", t)), t
+        assert bullet_count(t) == len(star.findall(t)) + len(dash.findall(t)), t
+        assert has_title(t) == any(x.lstrip("<").rstrip(">").strip() for x in re.findall(r"<<[^\n]+>>", t)), t
+
+
+@pytest.mark.parametrize("text", ["[" * 200_000, "\n" * 200_000 + "* x", " \n" * 100_000, "<<" * 100_000,
+                                  "a" + "." * 200_000 + "b", ".*" * 100_000, "*" * 200_000])
+def test_pathological_responses_take_linear_time(text):
+    import time
+
+    start = time.perf_counter()
+    out = check_ifeval(text, instruction_id_list=[i for i in KWARGS if not i.startswith(("language", "change_case:english"))],
+                       kwargs=[v for i, v in KWARGS.items() if not i.startswith(("language", "change_case:english"))], mode="loose")
+    assert out.score is not None
+    assert time.perf_counter() - start < 10

@@ -60,7 +60,9 @@ sentences end at ``.``, ``!``, ``?`` (and ``。！？``) followed by whitespace,
 ``Ph.D.`` unless a capitalised word follows), initials (``J. K.``), list numbers (``1.`` at a line
 start) or the ``P.S.`` / ``P. S.`` postscript marker. Capital words are counted with a tokenizer
 that, like NLTK's ``word_tokenize``, keeps hyphenated words whole and splits clitics (``DON'T`` ->
-``DO`` + ``N'T``).
+``DO`` + ``N'T``). Every check runs in linear time in the response's length (IFEval's bullet,
+placeholder and title patterns backtrack quadratically on crafted text; their counts are reproduced
+without that).
 """
 from __future__ import annotations
 
@@ -141,7 +143,8 @@ p.s p.p.s
 """.split())
 #: abbreviations that end a sentence only when a capitalised word follows
 _MAY_END = frozenset("etc inc ltd co corp jr sr bros plc llc a.m p.m ph.d b.a m.a b.sc m.sc d.c u.s u.k u.s.a".split())
-_TERMINAL = re.compile(r"(?:[.!?]+|…)[\"'”’)\]*_]*(?=\s|$)|[。！？]+[\"'”’)\]」』]*")
+# possessive quantifiers and a run start only (no match begins inside "....."): linear time
+_TERMINAL = re.compile(r"(?<![.!?…])(?:[.!?…]++)[\"'”’)\]*_]*+(?=\s|$)|(?<![。！？])[。！？]++[\"'”’)\]」』]*+")
 _LEADING_PUNCT = "\"'“‘([{*_<"
 _POSTSCRIPT_END = re.compile(r"(?<!\w)[pP]\.\s?(?:[pP]\.\s?)?[sS]\.$")
 _NUMBER_NEXT = re.compile(r"\s*\d")
@@ -388,12 +391,24 @@ def _nth_paragraph_first_word(a: _Args) -> Predicate:
     return holds
 
 
-_PLACEHOLDER = re.compile(r"\[.*?\]")
+def placeholder_count(text: str) -> int:
+    """IFEval's placeholders (non-overlapping ``[...]`` within a line, as ``re.findall(r"\\[.*?\\]")``
+    counts them), in linear time: a "[" with no "]" after it on its line rules out the rest of the line."""
+    count, pos = 0, 0
+    while (start := text.find("[", pos)) >= 0:
+        close, newline = text.find("]", start + 1), text.find("\n", start + 1)
+        if close >= 0 and (newline < 0 or close < newline):
+            count, pos = count + 1, close + 1
+        elif newline >= 0:
+            pos = newline + 1
+        else:
+            break
+    return count
 
 
 def _number_placeholders(a: _Args) -> Predicate:
     n = a.int("num_placeholders")
-    return lambda text: len(_PLACEHOLDER.findall(text)) >= n
+    return lambda text: placeholder_count(text) >= n
 
 
 def _postscript(a: _Args) -> Predicate:
@@ -411,8 +426,15 @@ _STAR_BULLET = re.compile(r"^\s*\*[^*].*$", re.MULTILINE)
 _DASH_BULLET = re.compile(r"^\s*-.*$", re.MULTILINE)
 
 
+_BLANK_LINES = re.compile(r"\n(?:[^\S\n]*+\n)++")
+
+
 def bullet_count(text: str) -> int:
-    """IFEval's bullets: lines starting (after whitespace) with "*" not followed by another "*", or with "-"."""
+    """IFEval's bullets: lines starting (after whitespace) with "*" not followed by another "*", or with "-".
+
+    The patterns' leading ``\\s*`` spans blank lines, which makes them quadratic on many blank lines;
+    runs of blank lines are first shortened to one (same matches, linear time)."""
+    text = _BLANK_LINES.sub("\n\n", text)
     return len(_STAR_BULLET.findall(text)) + len(_DASH_BULLET.findall(text))
 
 
@@ -457,18 +479,25 @@ def _json_format(a: _Args) -> Predicate:
         body = body.removesuffix("```").strip()
         try:
             json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested beyond the parser's depth
             return False
         return True
 
     return holds
 
 
-_TITLE = re.compile(r"<<[^\n]+>>")
+def has_title(text: str) -> bool:
+    """IFEval's title: ``<<[^\\n]+>>`` matched greedily, so per line from the first "<<" to the last
+    ">>", non-empty once the brackets and spaces are stripped (computed per line: linear time)."""
+    for line in text.split("\n"):
+        start, end = line.find("<<"), line.rfind(">>")
+        if start >= 0 and end >= start + 3 and line[start:end + 2].lstrip("<").rstrip(">").strip():
+            return True
+    return False
 
 
 def _title(a: _Args) -> Predicate:
-    return lambda text: any(t.lstrip("<").rstrip(">").strip() for t in _TITLE.findall(text))
+    return lambda text: has_title(text)
 
 
 def _two_responses(a: _Args) -> Predicate:
