@@ -1,8 +1,9 @@
 """IFEval's verifiable instructions in IFEval's own data format: ``rule:ifeval``.
 
 Rows carry ``instruction_id_list`` (e.g. ``["punctuation:no_comma", "length_constraints:number_words"]``)
-and ``kwargs``, a list of dicts aligned with it (``None`` values are ignored: the Hugging Face copies of
-IFEval, RLVR-IFeval and IFBench fill every key of every dict and set the unused ones to ``None``).
+and ``kwargs``, a list of dicts aligned with it (``None`` values are ignored: the Hugging Face copy of
+IFEval fills every key of every dict and sets the unused ones to ``None``; other data in this format,
+e.g. IFBench's, is read the same way, its own instruction ids being unknown here).
 The score is the fraction of instructions followed (IFEval's instruction-level accuracy for that
 row); ``extras`` gives the breakdown: ``instructions`` (a ``{"id", "followed"}`` per instruction),
 ``followed`` (the booleans alone), ``prompt_level`` (all followed) and ``mode``.
