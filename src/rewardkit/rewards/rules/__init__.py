@@ -15,6 +15,8 @@ RULES: dict[str, tuple[str, str]] = {
              "fraction of the `tests` column passed by the completion's code, in a sandboxed subprocess"),
     "constraints": ("rewardkit.rewards.rules.constraints:check_constraints",
                     "IFEval-style instruction constraints from the `constraint` column (word counts, keywords, case, JSON, bullets, phrases)"),
+    "ifeval": ("rewardkit.rewards.rules.ifeval:check_ifeval",
+               "IFEval's 25 instruction types from the `instruction_id_list` + `kwargs` columns (IFEval's row format); fraction followed, mode='strict' or 'loose'"),
     "regex": ("rewardkit.rewards.rules.text:check_regex",
               "1 if the completion matches the `pattern` column (or option), else 0"),
     "json": ("rewardkit.rewards.rules.text:check_json",
