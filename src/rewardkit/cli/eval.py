@@ -38,6 +38,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--threshold", type=finite_float, default=None, help="fixed step threshold (default: chosen on a dev split of the questions)")
     g.add_argument("--dev-fraction", type=open_fraction, default=0.3, help="share of questions for choosing the threshold (default 0.3)")
     g.add_argument("--skip-invalid", action="store_true", help="leave out rows that fail validation (listed in results.json) instead of stopping")
+    g = p.add_argument_group("verifier data (single completions with an `expected` verdict column): agreement, false-positive and "
+                             "false-negative rates")
+    g.add_argument("--verdict-threshold", type=finite_float, default=0.5, metavar="X",
+                   help="a score >= X counts as a pass (default 0.5; 1.0 for all-tests-pass on partial-credit rules)")
     p.set_defaults(func=run)
 
 
@@ -73,6 +77,9 @@ def run(args: argparse.Namespace) -> int:
     data = resolve_data(args.data, format=args.format, limit=args.limit, seed=args.seed, skip_invalid=args.skip_invalid)
     if data.kind == "steps":
         return _run_process(args, data, out)
+    from ..evals.verdicts import has_verdicts
+    if data.kind == "samples" and has_verdicts(data.records):
+        return _run_verdicts(args, data, out)
     print(f"data: {data.source} ({len(data)} {data.kind} records, format {data.format})", file=sys.stderr)
     several = len(args.reward) > 1
 
@@ -92,6 +99,29 @@ def run(args: argparse.Namespace) -> int:
     if results:
         title = f"{next(iter(results))} on {data.source}" if len(results) == 1 else f"Lineup on {data.source}"
         _finish(out, results, title, command_line(args.argv), per_reward_written=True)
+    return _failed(failures)
+
+
+def _run_verdicts(args: argparse.Namespace, data: Any, out: Path) -> int:
+    """Verifier data: agreement with the labelled verdicts per reward (:mod:`rewardkit.evals.verdicts`)."""
+    from ..evals.report import clean_nan, write_json
+    from ..evals.verdicts import evaluate_verdicts, verdict_table
+
+    print(f"data: {data.source} ({len(data)} completions with labelled verdicts)", file=sys.stderr)
+
+    def one(spec: str, reward: Any, folder: Path) -> dict:
+        result, rows = evaluate_verdicts(reward, data.records, threshold=args.verdict_threshold, n_boot=args.bootstrap, seed=args.seed)
+        result = clean_nan({"spec": spec, **result, "data": data.source, "seed": args.seed, "command": command_line(args.argv)})
+        writer = JsonlWriter(folder / "scores.jsonl")
+        writer(rows)
+        writer.close()
+        write_json(folder / "results.json", result)
+        print(verdict_table(result, title=f"\n== {spec}"))
+        return result
+
+    results, failures = _lineup(args, out, one)
+    if len(args.reward) > 1 and results:
+        write_json(out / "lineup.json", {spec: r["overall"] for spec, r in results.items()})
     return _failed(failures)
 
 
