@@ -15,6 +15,11 @@ Sections (each a function returning a dict for the JSON report; ``main`` runs th
          (else exit 1). The share of the CPU used by other processes during each timed run is printed:
          on a shared machine the ratio means little.
 
+  ifeval ``load_rule("ifeval")`` on --n responses cycled from a fixed set of IFEval-format rows (a
+         spread of instruction types, including a language check), strict and loose mode, one process.
+
+  code   the sandbox's cost per call (see section_code).
+
 Why: rule rewards sit in the RL loop; this shows what one process sustains and what a pool buys.
 
 Run: .venv/bin/python bench/rules_throughput.py  (under a minute on an idle 2-core CPU)
@@ -192,7 +197,43 @@ def section_code(args: argparse.Namespace) -> dict:
     return {"median_seconds": rows, "overhead_seconds": rows["run_sandboxed('pass')"] - base, "tier": sandbox_info().get("tier")}
 
 
-SECTIONS = {"code": section_code, "math": section_math}
+_IFEVAL_ROWS = [
+    ("Write a short poem about the sea. Do not use any commas.", "The sea is wide and blue\nIt sings all night to you\n\nP.S. I love the waves.",
+     ["punctuation:no_comma", "detectable_content:postscript"], [{}, {"postscript_marker": "P.S."}]),
+    ("Answer in at most 30 words, all lowercase.", "the answer is simple: water boils at one hundred degrees celsius at sea level.",
+     ["length_constraints:number_words", "change_case:english_lowercase"], [{"relation": "less than", "num_words": 30}, {}]),
+    ("Give three bullet points and a title.", "<<My Title>>\n* first point\n* second point\n* third point",
+     ["detectable_format:number_bullet_lists", "detectable_format:title"], [{"num_bullets": 3}, {}]),
+    ("Respond in JSON.", '```json\n{"name": "rewardkit", "ok": true}\n```', ["detectable_format:json_format"], [{}]),
+    ("Reply in German with two paragraphs.", "Das ist der erste Absatz.\n\n***\n\nDas ist der zweite Absatz mit mehr Worten.",
+     ["language:response_language", "length_constraints:number_paragraphs"], [{"language": "de"}, {"num_paragraphs": 2}]),
+    ("Mention 'reward' at least twice and end with 'Done.'", "A reward model ranks samples. The reward is a number. Done.",
+     ["keywords:frequency", "startend:end_checker"], [{"keyword": "reward", "frequency": 2, "relation": "at least"}, {"end_phrase": "Done."}]),
+]
+
+
+def section_ifeval(args: argparse.Namespace) -> dict:
+    """rule:ifeval checks/s in one process, strict and loose, on a cycled set of IFEval-format rows."""
+    rows = [_IFEVAL_ROWS[i % len(_IFEVAL_ROWS)] for i in range(args.n)]
+    prompts, completions = [r[0] for r in rows], [r[1] for r in rows]
+    out = {}
+    for mode in ("strict", "loose"):
+        reward = load_rule("ifeval", mode=mode)
+        reward.score(prompts[:10], completions[:10], instruction_id_list=[r[2] for r in rows[:10]], kwargs=[r[3] for r in rows[:10]])  # warm-up
+        best = float("inf")
+        for _ in range(args.repeats):
+            start = time.perf_counter()
+            scored = reward.score(prompts, completions, instruction_id_list=[r[2] for r in rows], kwargs=[r[3] for r in rows])
+            best = min(best, time.perf_counter() - start)
+        undecided = sum(s is None for s in scored.scores)
+        out[mode] = {"seconds": best, "checks_per_s": args.n / best, "undecided": undecided,
+                     "mean_score": sum(s for s in scored.scores if s is not None) / max(1, args.n - undecided)}
+        print(f"rule:ifeval ({mode}) on {args.n} rows: {args.n / best:,.0f} checks/s (best of {args.repeats}; undecided {undecided}; "
+              f"mean score {out[mode]['mean_score']:.3f})")
+    return out
+
+
+SECTIONS = {"code": section_code, "ifeval": section_ifeval, "math": section_math}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
