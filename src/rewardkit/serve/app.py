@@ -26,7 +26,7 @@ from ..types import RewardOutput
 from .settings import ServeSettings
 from .batching import BadRewardOutput, MicroBatcher, NotReady, QueueFull
 from .metrics import CONTENT_TYPE_LATEST, ServerMetrics
-from .openrlhf import SplitError, expand_output, split_queries, to_openrlhf
+from .openrlhf import SplitError, expand_output, reward_strip_tokens, split_queries, to_openrlhf
 from .schemas import (
     ErrorResponse,
     GetRewardRequest,
@@ -227,18 +227,6 @@ def _plain(value: Any) -> Any:
     if isinstance(value, list):
         return [m.model_dump() if hasattr(m, "model_dump") else m for m in value]
     return value
-
-
-def _reward_strip_tokens(reward: Any) -> list[str]:
-    """Padding tokens of the reward's tokenizers (stripped from the end of OpenRLHF queries); a pad
-    token equal to EOS is kept, since it may be the real end of the response."""
-    out: list[str] = []
-    for node in walk(reward):
-        tok = getattr(node, "tokenizer", None)
-        pad, eos = getattr(tok, "pad_token", None), getattr(tok, "eos_token", None)
-        if isinstance(pad, str) and pad and pad != eos and pad not in out:
-            out.append(pad)
-    return out
 
 
 def _unscored_message(count: int, n: int, first: int, reason: str | None) -> str:
@@ -447,7 +435,7 @@ def create_app(reward: Any, settings: ServeSettings | None = None, *, on_load_er
 
     def strip_tokens() -> list[str]:
         if not strip_cache and batcher.reward is not None:
-            strip_cache.append(list(settings.strip) + [t for t in _reward_strip_tokens(batcher.reward) if t not in settings.strip])
+            strip_cache.append(list(settings.strip) + [t for t in reward_strip_tokens(batcher.reward) if t not in settings.strip])
         return strip_cache[0] if strip_cache else list(settings.strip)
 
     # --------------------------------------------------------------------------- operations

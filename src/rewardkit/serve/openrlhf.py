@@ -15,6 +15,7 @@ import math
 import re
 from typing import Any, Sequence
 
+from ..protocol import walk
 from ..types import RewardOutput
 
 
@@ -128,6 +129,18 @@ def expand_output(out: RewardOutput, rows: Sequence[int], n: int, reasons: dict[
         for k, i in enumerate(rows):
             steps[i] = out.steps[k]
     return RewardOutput(scores=scores, steps=steps, vector=vector, dims=out.dims, extras=extras)
+
+
+def reward_strip_tokens(reward: Any) -> list[str]:
+    """Padding tokens of the reward's tokenizers (stripped from the end of OpenRLHF queries); a pad
+    token equal to EOS is kept, since it may be the real end of the response."""
+    out: list[str] = []
+    for node in walk(reward):
+        tok = getattr(node, "tokenizer", None)
+        pad, eos = getattr(tok, "pad_token", None), getattr(tok, "eos_token", None)
+        if isinstance(pad, str) and pad and pad != eos and pad not in out:
+            out.append(pad)
+    return out
 
 
 def to_openrlhf(out: RewardOutput, unscored: float | None) -> dict[str, Any]:
