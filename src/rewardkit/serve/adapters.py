@@ -29,7 +29,6 @@ samples through the same micro-batched ``run(...)`` as ``/v1/score`` (deadlines,
 """
 from __future__ import annotations
 
-import math
 import time
 import uuid
 from typing import Any, Union
@@ -38,7 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..protocol import message_text
 from ..types import RewardOutput
-from .schemas import COLUMN_NAME, RESERVED_COLUMNS, _jsonable
+from .schemas import COLUMN_NAME, RESERVED_COLUMNS, _finite, _jsonable
 
 
 class AdapterError(ValueError):
@@ -63,13 +62,6 @@ def plain_chat(messages: list[dict[str, Any]], field: str) -> list[dict[str, str
 
 def _sample_extras(out: RewardOutput, i: int) -> dict[str, Any]:
     return {str(k): _jsonable(v[i]) for k, v in out.extras.items() if i < len(v)}
-
-
-def _finite(value: Any) -> float | None:
-    if value is None:
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None
 
 
 # --------------------------------------------------------------------------------------------- slime
