@@ -1,4 +1,5 @@
-"""rewardkit serve: any reward over HTTP for RL trainers (rewardkit /v1/score, OpenRLHF /get_reward)."""
+"""rewardkit serve: any reward over HTTP for RL trainers (rewardkit /v1/score, OpenRLHF /get_reward, slime /slime,
+NeMo Gym /verify, vLLM /classify)."""
 from __future__ import annotations
 
 import argparse
@@ -13,11 +14,14 @@ from ..serve.settings import ServeSettings
 from .common import add_reward_options, quiet_libraries, reward_options
 from .flags import Flag, add_flags, non_negative_float, port, positive_float, positive_int, values
 
-HELP = "serve a reward over HTTP (micro-batched; rewardkit /v1/score and OpenRLHF /get_reward)"
+HELP = "serve a reward over HTTP (micro-batched; rewardkit /v1/score, OpenRLHF /get_reward, slime, NeMo Gym, vLLM /classify)"
 EPILOG = """endpoints:
   POST /v1/score        {"prompts": [...], "completions": [...], <column>: [...]} -> RewardOutput JSON
   POST /v1/score_steps  same, completions are lists of steps -> one score per step (process rewards)
   POST /get_reward      OpenRLHF: {"query": [...], "prompts": [...], "labels": [...]} -> {"rewards", "scores", "extra_logs"}
+  POST /slime           slime (--rm-type remote_rm --rm-url http://HOST:PORT/slime): {"prompt", "response", "label"} -> a number
+  POST /verify          NeMo Gym resources server (with /seed_session): the task row + "response" -> the row + "reward"
+  POST /classify        vLLM's classify API, as verl's reward loop calls it: {"model", "input"} -> data[i].probs[-1] = the reward
   GET  /health /ready /metrics /v1/info /openapi.json /docs
 
 examples:
@@ -28,7 +32,8 @@ examples:
 Binding to a non-loopback address requires a bearer token (REWARDKIT_API_TOKEN or --token-file); it then guards every
 endpoint but /health and /ready, the docs too. Without one, only loopback Host names are answered (see --allowed-hosts).
 OpenRLHF: --reward.remote_url (before 0.10.2: --remote_rm_url) http://HOST:PORT/get_reward; labels reach the reward as the column
---labels-column (default `answer`, what rule:math reads)."""
+--labels-column (default `answer`, what rule:math reads); slime's `label` and NeMo Gym's `expected_answer` go there too.
+slime, NeMo Gym and verl send no token: serve them on loopback, or behind a proxy that adds it."""
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -65,12 +70,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
              help="without a token only Host headers naming loopback (localhost, 127.0.0.1, [::1]) are answered (DNS rebinding): "
                   "comma-separated further names to answer, e.g. the name a local proxy forwards; * for any"),
     ])
-    g = p.add_argument_group("OpenRLHF /get_reward")
+    g = p.add_argument_group("OpenRLHF /get_reward (labels and unscored samples: also /slime, /verify, /classify)")
     add_flags(g, ServeSettings, [
         Flag("labels_column", metavar="NAME", help="column that receives `labels`"),
         Flag("unscored_reward", metavar="X", help="value sent for samples the reward cannot score, e.g. your reward's minimum; they are flagged "
                                                   "in extra_logs.unscored. Default: none, and then a batch with an unscored sample is refused "
-                                                  "(HTTP 422 naming it and the reason), since OpenRLHF cannot train on a missing reward"),
+                                                  "(HTTP 422 naming it and the reason), since OpenRLHF (and slime, NeMo Gym, verl) cannot train on "
+                                                  "a missing reward"),
     ])
     g.add_argument("--strip", action="append", default=[], metavar="TEXT",
                    help="remove TEXT (e.g. the policy's pad token) from the end of each response; repeatable "

@@ -1,5 +1,6 @@
 """The reward server: any rewardkit reward over HTTP, micro-batched, authenticated, with OpenRLHF's
-``/get_reward`` beside rewardkit's own ``/v1/score``.
+``/get_reward``, slime's ``/slime``, NeMo Gym's ``/verify`` and vLLM's ``/classify`` (``serve/adapters.py``)
+beside rewardkit's own ``/v1/score``.
 
 ``create_app(reward, ServeSettings(...))`` builds the ASGI app; ``make_server`` wraps it in a
 uvicorn server (graceful shutdown: on SIGTERM/SIGINT uvicorn stops accepting connections, the requests
@@ -15,7 +16,7 @@ import time
 from contextlib import asynccontextmanager
 from typing import Any, Callable
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Body, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPBearer
@@ -24,6 +25,19 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ..protocol import MissingColumnError, completion_text, walk
 from ..types import RewardOutput
 from .settings import ServeSettings
+from .adapters import (
+    AdapterError,
+    ClassifyRequest,
+    NemoVerifyRequest,
+    SlimeRequest,
+    classify_samples,
+    nemo_columns,
+    nemo_completion,
+    nemo_prompt,
+    slime_sample,
+    to_classify,
+    to_nemo_verify,
+)
 from .batching import BadRewardOutput, MicroBatcher, NotReady, QueueFull
 from .metrics import CONTENT_TYPE_LATEST, ServerMetrics
 from .openrlhf import SplitError, expand_output, reward_strip_tokens, split_queries, to_openrlhf
@@ -235,6 +249,11 @@ def _unscored_message(count: int, n: int, first: int, reason: str | None) -> str
             "then flagged in extra_logs.unscored")
 
 
+def _needs_number(client: str, count: int, n: int, where: str, reason: str | None) -> str:
+    return (f"{count} of {n} samples could not be scored ({where}: {reason or 'the reward returned no score'}); {client} needs a "
+            "number for every sample: start the server with --unscored-reward X (e.g. your reward's minimum)")
+
+
 def create_app(reward: Any, settings: ServeSettings | None = None, *, on_load_error: Callable[[BaseException], None] | None = None,
                is_draining: Callable[[], bool] | None = None) -> FastAPI:
     """The ASGI app serving ``reward`` (a Reward, or a zero-argument function that loads one on the
@@ -267,7 +286,8 @@ def create_app(reward: Any, settings: ServeSettings | None = None, *, on_load_er
     app = FastAPI(
         title="rewardkit reward server",
         version=__version__,
-        summary="Any rewardkit reward over HTTP: rewardkit's /v1/score and OpenRLHF's /get_reward, micro-batched.",
+        summary="Any rewardkit reward over HTTP: rewardkit's /v1/score, OpenRLHF's /get_reward, slime's /slime, NeMo Gym's /verify "
+                "and vLLM's /classify, micro-batched.",
         lifespan=lifespan,
         responses={"default": {"model": ErrorResponse, "description": "an error (structured JSON; `field` names the offending field)"}},
     )
@@ -430,6 +450,72 @@ def create_app(reward: Any, settings: ServeSettings | None = None, *, on_load_er
         body = to_openrlhf(out, settings.unscored_reward)
         body["extra_logs"]["prompt_truncated"] = [1.0 if split[i][1] else 0.0 for i in range(n)]
         return JSONResponse(body)
+
+    # --------------------------------------------------------------------------- other RL stacks (serve/adapters.py)
+    def refuse_unscored(out: RewardOutput, client: str, where: Callable[[int], str]) -> None:
+        """A client that needs a number for every sample gets a 422 naming the first unscored one,
+        unless the server has ``--unscored-reward``."""
+        unscored = [i for i, s in enumerate(out.scores) if s is None]
+        if unscored and settings.unscored_reward is None:
+            first = unscored[0]
+            reason = (out.extras.get("reason") or [None] * len(out.scores))[first]
+            raise ApiError(422, "unscored_sample", _needs_number(client, len(unscored), len(out.scores), where(first), reason),
+                           field=where(first))
+
+    def adapter_error(err: AdapterError) -> ApiError:
+        return ApiError(422, "validation_error", str(err), field=err.field)
+
+    @app.post("/slime", dependencies=protected, tags=["slime"], response_model=float,
+              summary="slime's remote reward (--rm-type remote_rm --rm-url http://HOST:8000/slime): one sample in, its reward as a bare number")
+    async def slime(req: SlimeRequest) -> Any:
+        try:
+            prompt, response, columns = slime_sample(req, settings.labels_column)
+        except AdapterError as err:
+            raise adapter_error(err) from None
+        out = await run([prompt], [response], columns)
+        refuse_unscored(out, "slime", lambda i: "response")
+        score = out.scores[0]
+        return JSONResponse(score if score is not None else settings.unscored_reward)
+
+    async def nemo_verify(req: NemoVerifyRequest) -> Any:
+        try:
+            prompt = nemo_prompt(req.responses_create_params)
+        except AdapterError as err:
+            raise adapter_error(err) from None
+        columns = nemo_columns(req, settings.labels_column)
+        check_columns(1, columns)
+        out = await run([prompt], [nemo_completion(req.response)], columns)
+        refuse_unscored(out, "NeMo Gym", lambda i: "response")
+        return JSONResponse(to_nemo_verify(req, out, settings.unscored_reward))
+
+    verify_summary = "NeMo Gym resources server /verify: the task row + the policy's response in, the row + reward out"
+    app.post("/verify", dependencies=protected, tags=["nemo-gym"], summary=verify_summary)(nemo_verify)
+
+    # with observability on, NeMo Gym's server client puts /ng-rollout/<rollout id> before every resources-server path
+    @app.post("/ng-rollout/{rollout_id}/verify", dependencies=protected, tags=["nemo-gym"], include_in_schema=False)
+    async def nemo_verify_traced(rollout_id: str, req: NemoVerifyRequest) -> Any:
+        return await nemo_verify(req)
+
+    @app.post("/seed_session", dependencies=protected, tags=["nemo-gym"],
+              summary="NeMo Gym's /seed_session, which its agents call before each rollout: a reward keeps no session, so {}")
+    @app.post("/ng-rollout/{rollout_id}/seed_session", dependencies=protected, tags=["nemo-gym"], include_in_schema=False)
+    async def nemo_seed_session(row: dict[str, Any] | None = Body(default=None)) -> dict[str, Any]:  # the task row, unused
+        return {}
+
+    @app.post("/classify", dependencies=protected, tags=["vllm"],
+              summary="vLLM's /classify (verl's discriminative reward model call): probs[-1] is the reward")
+    async def classify(req: ClassifyRequest) -> Any:
+        try:
+            prompts, completions = classify_samples(req)
+        except AdapterError as err:
+            raise adapter_error(err) from None
+        n = len(completions)
+        if n > settings.max_samples_per_request:
+            raise ApiError(413, "too_many_samples", f"{n} inputs in one request; the limit is {settings.max_samples_per_request} "
+                           "(--max-samples-per-request)", field="input")
+        out = await run(prompts, completions, {}) if n else RewardOutput(scores=[])
+        refuse_unscored(out, "the /classify client", lambda i: "messages" if req.messages is not None else f"input[{i}]")
+        return JSONResponse(to_classify(out, req.model or batcher.name or "rewardkit", settings.unscored_reward))
 
     strip_cache: list[list[str]] = []
 

@@ -6,7 +6,8 @@ from prometheus_client import CONTENT_TYPE_LATEST  # noqa: F401  (re-exported fo
 
 #: paths that get their own label; anything else is "other" (fuzzers and scanners must not blow up
 #: the label cardinality)
-ENDPOINTS = ("/v1/score", "/v1/score_steps", "/get_reward", "/health", "/ready", "/metrics", "/v1/info", "/openapi.json", "/docs")
+ENDPOINTS = ("/v1/score", "/v1/score_steps", "/get_reward", "/slime", "/seed_session", "/verify", "/classify",
+             "/health", "/ready", "/metrics", "/v1/info", "/openapi.json", "/docs")
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
@@ -37,4 +38,6 @@ class ServerMetrics:
 
     @staticmethod
     def endpoint(path: str) -> str:
+        if path.startswith("/ng-rollout/"):  # NeMo Gym's per-rollout prefix
+            path = "/" + path.rpartition("/")[2]
         return path if path in ENDPOINTS else "other"
