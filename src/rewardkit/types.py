@@ -17,6 +17,15 @@ Prompt = Union[str, list[Message]]
 Completion = Union[str, list[str]]
 
 
+class RenderedPrompt(str):
+    """A prompt already rendered with the chat template, as RL trainers send it (OpenRLHF's
+    ``prompts``). A model reward with a chat template reads it as the conversation so far and puts
+    the completion after it as the template's assistant turn (end-of-turn tokens included), so it
+    scores the text it would score from the messages; everything else treats it as plain text."""
+
+    __slots__ = ()
+
+
 def _finite(value: Any) -> bool:
     """False for NaN and +-inf (of any float-like type); other values are left to their consumers."""
     try:

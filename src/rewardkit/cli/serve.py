@@ -78,6 +78,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                                   "(HTTP 422 naming it and the reason), since OpenRLHF (and slime, NeMo Gym, verl) cannot train on "
                                                   "a missing reward"),
     ])
+    add_flags(g, ServeSettings, [
+        Flag("keep_end_of_turn", help="keep the end-of-turn text (EOS, <|im_end|> ...) that ends a decoded response; by default it "
+                                      "is removed, and a model reward with a chat template adds its own end of turn, so "
+                                      "/get_reward scores the text /v1/score scores for the same conversation"),
+    ])
     g.add_argument("--strip", action="append", default=[], metavar="TEXT",
                    help="remove TEXT (e.g. the policy's pad token) from the end of each response; repeatable "
                         "(the reward tokenizer's pad token is always removed)")

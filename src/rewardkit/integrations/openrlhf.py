@@ -24,7 +24,7 @@ the convention requires, and what this does about each (the same rules as ``rewa
 
 Environment: ``REWARDKIT_REWARD`` (required), ``REWARDKIT_UNSCORED_REWARD``, ``REWARDKIT_LABELS_COLUMN``
 (default ``answer``: what ``rule:math`` reads), ``REWARDKIT_STRIP`` (comma-separated padding strings),
-``REWARDKIT_CHAT_TEMPLATE`` (default ``off``: OpenRLHF's prompts are already templated).
+``REWARDKIT_CHAT_TEMPLATE`` (default ``auto``: OpenRLHF's prompts arrive rendered and are read as such).
 """
 from __future__ import annotations
 
@@ -33,8 +33,8 @@ import os
 import threading
 from typing import Any, Sequence
 
-from rewardkit.serve.openrlhf import expand_output, reward_strip_tokens, split_queries, to_openrlhf
-from rewardkit.types import RewardOutput
+from rewardkit.serve.openrlhf import end_tokens, expand_output, reward_strip_tokens, split_queries, strip_end, to_openrlhf
+from rewardkit.types import RenderedPrompt, RewardOutput
 
 _state: dict[str, Any] = {}
 _load_lock = threading.Lock()
@@ -53,7 +53,7 @@ def _settings() -> dict[str, Any]:
             raise ValueError(f"REWARDKIT_UNSCORED_REWARD must be a finite number, got {raw!r}")
     strip = [t for t in os.environ.get("REWARDKIT_STRIP", "").split(",") if t]
     return {"spec": spec, "unscored": unscored, "labels": os.environ.get("REWARDKIT_LABELS_COLUMN", "answer"),
-            "strip": strip, "chat_template": os.environ.get("REWARDKIT_CHAT_TEMPLATE", "off")}
+            "strip": strip, "chat_template": os.environ.get("REWARDKIT_CHAT_TEMPLATE", "auto")}
 
 
 def _reward(settings: dict[str, Any]) -> Any:
@@ -80,9 +80,10 @@ def score_queries(queries: Sequence[str], prompts: Sequence[str], labels: Sequen
             raise ValueError(f"got {len(labels)} labels for {n} queries")
         columns[settings["labels"]] = [labels[i] for i in found]
     scored = RewardOutput(scores=[])
+    ends = end_tokens(reward)  # as /get_reward: the reward adds its own end of turn (see rewardkit serve)
     if found:
         with _score_lock:
-            scored = reward.score([prompts[i] for i in found], [split[i][0] for i in found], **columns)
+            scored = reward.score([RenderedPrompt(prompts[i]) for i in found], [strip_end(split[i][0], _state["strip"], ends) for i in found], **columns)
     out = expand_output(scored, found, n, reasons={i: split[i][2] for i in range(n) if split[i][0] is None})
     missing = [i for i, s in enumerate(out.scores) if s is None or not math.isfinite(float(s))]
     if missing and settings["unscored"] is None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Sequence
 
 from ..protocol import completion_text, message_text
-from ..types import Completion, Prompt
+from ..types import Completion, Prompt, RenderedPrompt
 
 
 @dataclass
@@ -109,6 +109,8 @@ class Encoder:
     def render(self, prompt: Prompt, completion: Completion) -> tuple[str, str]:
         """(prompt text, completion text) exactly as they will be tokenized."""
         answer = completion_text(completion)
+        if isinstance(prompt, RenderedPrompt):
+            return str(prompt), (self.assistant_turn(answer) if self.use_chat else answer)
         if not self.use_chat:
             return (prompt if isinstance(prompt, str) else _plain_transcript(to_messages(prompt))), answer
         messages = to_messages(prompt)
@@ -118,6 +120,15 @@ class Encoder:
         head = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         full = tok.apply_chat_template(messages + [{"role": "assistant", "content": answer}], tokenize=False)
         return split_rendered(head, full)
+
+    def assistant_turn(self, answer: str) -> str:
+        """``answer`` as the template renders an assistant turn after a generation prompt (e.g.
+        ``answer<|im_end|>\n``): what follows a :class:`RenderedPrompt`."""
+        probe = [{"role": "user", "content": "\x00"}]
+        tok = self.tokenizer
+        head = tok.apply_chat_template(probe, tokenize=False, add_generation_prompt=True)
+        full = tok.apply_chat_template(probe + [{"role": "assistant", "content": answer}], tokenize=False)
+        return split_rendered(head, full)[1]
 
     def render_follow_up(self, prompt: Prompt, completion: Completion, follow_up: str) -> tuple[str, str]:
         """(conversation so far, the user's follow-up turn) as text, split exactly where the turn starts."""

@@ -23,7 +23,7 @@ from fastapi.security import HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..protocol import MissingColumnError, completion_text, walk
-from ..types import RewardOutput
+from ..types import RenderedPrompt, RewardOutput
 from .settings import ServeSettings
 from .adapters import (
     AdapterError,
@@ -40,7 +40,7 @@ from .adapters import (
 )
 from .batching import BadRewardOutput, MicroBatcher, NotReady, QueueFull
 from .metrics import CONTENT_TYPE_LATEST, ServerMetrics
-from .openrlhf import SplitError, expand_output, reward_strip_tokens, split_queries, to_openrlhf
+from .openrlhf import SplitError, end_tokens, expand_output, reward_strip_tokens, split_queries, strip_end, to_openrlhf
 from .schemas import (
     ErrorResponse,
     GetRewardRequest,
@@ -439,7 +439,12 @@ def create_app(reward: Any, settings: ServeSettings | None = None, *, on_load_er
         if n == 0:
             return JSONResponse({"rewards": [], "scores": [], "extra_logs": {}})
         prompts = list(req.prompts or [])
-        scored = await run([prompts[i] for i in found], [split[i][0] for i in found], {k: [v[i] for i in found] for k, v in columns.items()}) \
+        # The prompt is text the policy's chat template rendered; the response ends with its
+        # end-of-turn text. A model reward with a template then adds its own end of turn, and
+        # rules see the response alone: the text /v1/score scores for the same conversation.
+        ends = [] if settings.keep_end_of_turn else end_tokens(batcher.reward)
+        responses = [strip_end(split[i][0], strip_tokens(), ends) for i in found]
+        scored = await run([RenderedPrompt(prompts[i]) for i in found], responses, {k: [v[i] for i in found] for k, v in columns.items()}) \
             if found else RewardOutput(scores=[])
         out = expand_output(scored, found, n, reasons={i: split[i][2] for i in range(n) if split[i][0] is None})
         unscored = [i for i, s in enumerate(out.scores) if s is None]

@@ -5,9 +5,11 @@ decoded prompt + response (chat template tokens and possibly padding included) a
 prompt as the policy saw it; it reads ``rewards`` (used for the advantage), ``scores`` (used for
 dynamic filtering) and ``extra_logs`` (logged per step).
 
-The response is what follows the prompt in the query. The prompt is handed to the reward as the text
-OpenRLHF sent: when that text is already chat-templated, serve with ``--chat-template off`` so the
-reward scores exactly the text the policy saw (as OpenRLHF's own reward server does).
+The response is what follows the prompt in the query, without trailing padding and end-of-turn text
+(:func:`strip_end`). The prompt goes to the reward as a :class:`~rewardkit.types.RenderedPrompt`: a
+model reward with a chat template puts the response after it as its own assistant turn, so the text
+scored is the one ``/v1/score`` scores for the same conversation (when the policy shares the reward
+model's template).
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ import re
 from typing import Any, Sequence
 
 from ..protocol import walk
-from ..types import RewardOutput
+from ..types import RenderedPrompt, RewardOutput
 
 
 class SplitError(ValueError):
@@ -129,6 +131,26 @@ def expand_output(out: RewardOutput, rows: Sequence[int], n: int, reasons: dict[
         for k, i in enumerate(rows):
             steps[i] = out.steps[k]
     return RewardOutput(scores=scores, steps=steps, vector=vector, dims=out.dims, extras=extras)
+
+
+#: end-of-turn / end-of-sequence texts of common chat models, removed from the end of a decoded response
+END_OF_TURN = ("<|im_end|>", "<|endoftext|>", "</s>", "<|eot_id|>", "<|end_of_text|>", "<end_of_turn>", "<|end|>", "<eos>",
+               "<｜end▁of▁sentence｜>", "<|return|>")
+
+
+def end_tokens(reward: Any) -> list[str]:
+    """End-of-turn texts to remove from a response's end: the reward tokenizers' EOS and :data:`END_OF_TURN`."""
+    out: list[str] = []
+    for node in walk(reward):
+        eos = getattr(getattr(node, "tokenizer", None), "eos_token", None)
+        if isinstance(eos, str) and eos and eos not in out:
+            out.append(eos)
+    return out + [t for t in END_OF_TURN if t not in out]
+
+
+def strip_end(response: str, padding: Sequence[str], ends: Sequence[str]) -> str:
+    """``response`` without trailing padding and end-of-turn text (in any order, repeated)."""
+    return _strip(response, [*padding, *ends])
 
 
 def reward_strip_tokens(reward: Any) -> list[str]:

@@ -22,6 +22,7 @@ class ServeSettings:
     labels_column: str = "answer"
     unscored_reward: float | None = None
     strip: tuple[str, ...] = ()
+    keep_end_of_turn: bool = False  # /get_reward: keep the EOS / end-of-turn text that ends OpenRLHF's responses
     graceful_timeout: float = 30.0  # on SIGTERM, seconds to wait for requests in flight (the server, not the app)
     receive_timeout: float = 30.0  # seconds to receive a whole request, head and body (the server: serve/transport.py)
     max_connections: int = 1024  # open connections; beyond it a new one gets 503 (the server)
