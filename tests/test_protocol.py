@@ -145,3 +145,21 @@ def test_tool_calling_completions_read_as_the_assistant_text_and_trainer_context
     assert cols == {"answer": ["1", "2"], "ids": [[1], [2]]}
     with pytest.raises(ValueError, match="'answer' has 1 values for 2 samples"):
         sample_columns({"answer": ["1"]}, 2)
+
+
+def test_the_whole_turn_is_an_option_tool_calls_and_results_included():
+    from rewardkit.protocol import turn_text
+    from rewardkit.rewards.rules import load_rule
+    from rewardkit.specs import load_reward
+
+    turn = [{"role": "assistant", "content": None, "tool_calls": [{"type": "function", "function": {"name": "calc", "arguments": '{"x": "6*7"}'}}]},
+            {"role": "tool", "name": "calc", "content": "42"},
+            {"role": "assistant", "content": "The answer is 42."}]
+    assert turn_text(turn) == ('<tool_call>{"arguments": {"x": "6*7"}, "name": "calc"}</tool_call>\n'
+                               "<tool_response>42</tool_response>\nThe answer is 42.")
+    assert turn_text("plain") == "plain" and turn_text(["a", "b"]) == "a\nb"
+    # a rule that must see the tool was called: the assistant text alone has no tool call in it
+    rule = load_rule("regex", pattern=r'<tool_call>\{"arguments": .*"name": "calc"\}</tool_call>')
+    assert rule.score(["q"], [turn]).scores == [0.0]
+    whole = load_reward("transform:turn(rule:regex(pattern='<tool_call>.*calc'))")
+    assert whole.score(["q"], [turn]).scores == [1.0] and whole(prompts=["q"], completions=[turn]) == [1.0]

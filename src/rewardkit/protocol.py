@@ -66,7 +66,6 @@ def completion_text(completion: Any) -> str:
     raise TypeError(f"a completion must be str, list[str] (steps) or a list of messages, got {type(completion).__name__}")
 
 
-#: keywords that TRL's GRPOTrainer passes to every reward function as call context, not data
 _DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("rewardkit_deadline", default=None)
 
 
@@ -89,6 +88,34 @@ def time_left() -> float | None:
     return None if at is None else at - time.monotonic()
 
 
+def turn_text(completion: Any) -> str:
+    """The whole turn of a conversational completion as text (``transform:turn``): each message on
+    its own line: what the assistant wrote, each tool call as ``<tool_call>{"name": ..., "arguments": ...}</tool_call>``
+    and each tool result as ``<tool_response>...</tool_response>``. Other completions as :func:`completion_text`."""
+    if not (isinstance(completion, (list, tuple)) and completion and all(isinstance(c, dict) for c in completion)):
+        return completion_text(completion)
+    completion_text(completion)  # the same validation of roles
+    lines: list[str] = []
+    for m in completion:
+        if m.get("role", "assistant") == "tool":
+            lines.append(f"<tool_response>{message_text(m.get('content'))}</tool_response>")
+            continue
+        text = message_text(m.get("content"))
+        if text:
+            lines.append(text)
+        for call in m.get("tool_calls") or ():
+            fn = call.get("function", call) if isinstance(call, dict) else {}
+            args = fn.get("arguments")
+            if isinstance(args, str):
+                try:
+                    args = json.loads(args)
+                except ValueError:
+                    pass
+            lines.append("<tool_call>" + json.dumps({"name": fn.get("name"), "arguments": args}, ensure_ascii=False, sort_keys=True) + "</tool_call>")
+    return "\n".join(lines)
+
+
+#: keywords that TRL's GRPOTrainer passes to every reward function as call context, not data
 TRAINER_CONTEXT = ("trainer_state", "log_extra", "log_metric", "environments")
 
 

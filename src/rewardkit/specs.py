@@ -38,7 +38,7 @@ ALIASES: dict[str, tuple[str, str]] = {
     "ensemble": ("rewardkit.rewards.ensemble:EnsembleReward",
                  "ensemble:mean|min|max|lcb|weighted|and(spec, spec, ...; k=, weights=[..], centers=[..]); member scores in `vector`"),
     "transform": ("rewardkit.rewards.ensemble:TransformReward",
-                  "transform:zscore|group|clip|logsigmoid|par(spec, mean=, std=, min=, max=, center=)"),
+                  "transform:zscore|group|clip|logsigmoid|par|turn(spec, mean=, std=, min=, max=, center=)"),
     "gate": ("rewardkit.rewards.ensemble:GateReward",
              "gate(verifier, fallback): the verifier decides when it can, the fallback fills in (source in extras)"),
     "remote": ("rewardkit.rewards.remote:RemoteReward",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import Any, Literal, Sequence
 
-from ..protocol import BaseReward, Reward, eval_summary, groups_of
+from ..protocol import BaseReward, Reward, eval_summary, groups_of, turn_text
 from ..types import Completion, Prompt, RewardOutput
 
 EnsembleHow = Literal["mean", "min", "max", "lcb", "weighted", "and"]
@@ -137,7 +137,7 @@ class EnsembleReward(BaseReward):
         return RewardOutput(scores=scores, vector=vector, dims=self.dims, extras=extras)
 
 
-TransformKind = Literal["zscore", "group", "clip", "logsigmoid", "par"]
+TransformKind = Literal["zscore", "group", "clip", "logsigmoid", "par", "turn"]
 
 
 class TransformReward(BaseReward):
@@ -150,7 +150,10 @@ class TransformReward(BaseReward):
     logsigmoid  ``log sigmoid(r - c)`` ("Transforming and Combining Rewards");
     par         Preference-As-Reward: ``sigmoid(r - c)`` ("Reward Shaping to Mitigate Reward Hacking
                 in RLHF"). For logsigmoid/par the centre ``c`` is the inner reward's score of the
-                sample's ``reference`` response when that column is given, else ``center``.
+                sample's ``reference`` response when that column is given, else ``center``;
+    turn        scores unchanged, but a conversational completion reaches the inner reward as its whole
+                turn (tool calls and tool results included: :func:`~rewardkit.protocol.turn_text`)
+                instead of the assistant's text alone.
     The untransformed score is kept in ``extras["raw_score"]``.
     """
 
@@ -170,8 +173,8 @@ class TransformReward(BaseReward):
         eps: float = 1e-6,
         name: str | None = None,
     ):
-        if how not in ("zscore", "group", "clip", "logsigmoid", "par"):
-            raise ValueError(f"unknown transform {how!r}; choose zscore, group, clip, logsigmoid or par")
+        if how not in ("zscore", "group", "clip", "logsigmoid", "par", "turn"):
+            raise ValueError(f"unknown transform {how!r}; choose zscore, group, clip, logsigmoid, par or turn")
         if how == "zscore" and not std > 0:
             raise ValueError("zscore needs std > 0")
         if how == "clip" and min is None and max is None:
@@ -195,10 +198,14 @@ class TransformReward(BaseReward):
         return {**(inner(out) if callable(inner) else {}), **super().step_metrics(out)}
 
     def score(self, prompts: Sequence[Prompt], completions: Sequence[Completion], **columns: Any) -> RewardOutput:
+        if self.how == "turn":
+            completions = [turn_text(c) for c in completions]
         inner = self.inner.score(prompts, completions, **columns)
         raw = list(inner.scores)
         out: list[float | None]
-        if self.how == "zscore":
+        if self.how == "turn":
+            out = list(raw)
+        elif self.how == "zscore":
             out = [None if r is None else (r - self.mean) / self.std for r in raw]
         elif self.how == "clip":
             out = [None if r is None else min(self.high if self.high is not None else r, max(self.low if self.low is not None else r, r)) for r in raw]
