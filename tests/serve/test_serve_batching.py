@@ -106,7 +106,7 @@ def test_batch_dependent_rewards_are_never_merged():
     assert not merge_safe(EnsembleReward([LengthReward(), group]))
     assert merge_safe(EnsembleReward([LengthReward(), TransformReward(LengthReward(), "clip", max=3)]))
     batcher = MicroBatcher(group, merge=True)
-    assert batcher.merge is False
+    assert batcher.grouped is True
 
     async def body(b):
         return await asyncio.gather(b.submit(["same"] * 2, ["a", "a b c"], {}), b.submit(["same"] * 2, ["a b", "a b c d e"], {}))
@@ -241,7 +241,7 @@ def test_a_judge_behind_the_micro_batcher_scores_each_request_as_alone(kind):
     requests = [(["same prompt"] * 2, ["short", "a much longer answer"]), (["same prompt"] * 2, ["mid length", "longest answer of them all here"])]
     alone = [judge.score(p, c).scores for p, c in requests]
     batcher = MicroBatcher(judge, merge=True, max_wait_ms=100)
-    assert batcher.merge is False
+    assert batcher.grouped is True
 
     async def body(b):
         return await asyncio.gather(*[b.submit(p, c, {}) for p, c in requests])
@@ -251,3 +251,30 @@ def test_a_judge_behind_the_micro_batcher_scores_each_request_as_alone(kind):
     # merged, the four responses to one prompt would be judged against each other: scores change
     merged = judge.score(requests[0][0] + requests[1][0], requests[0][1] + requests[1][1]).scores
     assert merged[:2] != alone[0]
+
+
+@pytest.mark.parametrize("kind", ["pairwise", "listwise"])
+def test_a_judge_merges_requests_of_disjoint_groups_and_scores_them_as_alone(kind):
+    from rewardkit.rewards.judge import PairwiseJudge
+    from rewardkit.rewards.judge.listwise import ListwiseJudge
+
+    cls = PairwiseJudge if kind == "pairwise" else ListwiseJudge
+
+    class Counting(cls):
+        calls: list[int] = []
+
+        def score(self, prompts, completions, **columns):
+            Counting.calls.append(len(prompts))
+            return super().score(prompts, completions, **columns)
+
+    judge = Counting(client=_LongerWinsClient(), use_logprobs=False)
+    requests = [([f"prompt {k}"] * 2, ["short", "a much longer answer"][:: 1 if k % 2 else -1]) for k in range(4)]
+    alone = [judge.score(p, c).scores for p, c in requests]
+    Counting.calls.clear()
+
+    async def body(b):
+        return await asyncio.gather(*[b.submit(p, c, {}) for p, c in requests])
+
+    served = _run(_with(MicroBatcher(judge, merge=True, max_wait_ms=100), body))
+    assert [o.scores for o in served] == alone
+    assert len(Counting.calls) < len(requests) and sum(Counting.calls) == 8  # merged: fewer judge calls, same scores

@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from ..protocol import completion_text, group_by, message_text, work_deadline
+from ..protocol import completion_text, group_by, group_keys, message_text, work_deadline
 from ..types import RewardOutput
 from .schemas import slice_output
 
@@ -67,7 +67,9 @@ def estimate_tokens(prompt: Any, completion: Any) -> int:
 
 def merge_safe(reward: Any) -> bool:
     """False when the reward (or a reward inside it) scores a sample using its batch mates: its
-    declared ``group_by`` (a pairwise or listwise judge, ``transform:group``)."""
+    declared ``group_by`` (a pairwise or listwise judge, ``transform:group``). Such a reward's
+    requests are still merged, but only when they share no group (:func:`~rewardkit.protocol.group_keys`):
+    then no group changes and each request is scored as if alone."""
     return group_by(reward) is None
 
 
@@ -81,6 +83,7 @@ class Job:
     key: tuple[str, ...]
     enqueued: float = field(default_factory=time.monotonic)
     deadline: float | None = None  # time.monotonic() by which the reward should stop (work_deadline)
+    groups: frozenset[str] | None = None  # for a reward that compares samples: the groups this request holds
 
     @property
     def n(self) -> int:
@@ -128,8 +131,9 @@ class MicroBatcher:
         self._loop_task: asyncio.Task | None = None
         self._load_task: asyncio.Task | None = None
         self._arrived: asyncio.Event | None = None
+        self.grouped = False  # the reward compares the samples of a group: merge only requests of disjoint groups
         if self.reward is not None:
-            self.merge = self.merge_requested and merge_safe(self.reward)
+            self.merge, self.grouped = self.merge_requested, not merge_safe(self.reward)
 
     # ------------------------------------------------------------------ lifecycle
     @property
@@ -160,10 +164,11 @@ class MicroBatcher:
             if self.on_load_error is not None:
                 self.on_load_error(err)
             return
-        self.merge = self.merge_requested and merge_safe(reward)
+        self.merge, self.grouped = self.merge_requested, not merge_safe(reward)
         self.reward = reward
         log.info("reward %s loaded in %.1fs; ready (micro-batching %s)", self.name, time.monotonic() - start,
-                 "on" if self.merge else "off" if not self.merge_requested else "off: the reward compares samples within a batch")
+                 "off" if not self.merge else "on, for requests of disjoint groups (the reward compares samples within a group)"
+                 if self.grouped else "on")
         if self.metrics is not None:
             self.metrics.ready.set(1)
 
@@ -206,7 +211,8 @@ class MicroBatcher:
         loop = asyncio.get_running_loop()
         job = Job(prompts, completions, columns, loop.create_future(),
                   cost=sum(estimate_tokens(p, c) for p, c in zip(prompts, completions)),
-                  key=tuple(sorted(columns)), deadline=deadline)
+                  key=tuple(sorted(columns)), deadline=deadline,
+                  groups=frozenset(group_keys(prompts, columns.get("group_id"))) if self.grouped else None)
         self.pending.append(job)
         self._queued(n)
         assert self._arrived is not None
@@ -268,14 +274,18 @@ class MicroBatcher:
             return []
         first = self.pending.popleft()
         batch, tokens, samples = [first], first.cost, first.n
+        taken = set(first.groups or ())
         if self.merge:
             for job in list(self.pending):
                 if job.key != first.key or job.future.done():
                     continue
+                if job.groups is not None and not taken.isdisjoint(job.groups):
+                    continue  # a group split over two requests stays apart: each judged as if alone
                 if samples + job.n > self.max_batch_samples or tokens + job.cost > self.max_batch_tokens:
                     break
                 self.pending.remove(job)
                 batch.append(job)
+                taken |= job.groups or set()
                 tokens += job.cost
                 samples += job.n
         self._queued(-samples)
