@@ -102,6 +102,18 @@ def run(args: argparse.Namespace) -> int:
     return _failed(failures)
 
 
+def _write_one(folder: Path, result: dict, rows: list[dict], table: str) -> dict:
+    """One reward's files for step or verdict data: its scored rows, its results, and the table printed."""
+    from ..evals.report import write_json
+
+    writer = JsonlWriter(folder / "scores.jsonl")
+    writer(rows)
+    writer.close()
+    write_json(folder / "results.json", result)
+    print(table)
+    return result
+
+
 def _run_verdicts(args: argparse.Namespace, data: Any, out: Path) -> int:
     """Verifier data: agreement with the labelled verdicts per reward (:mod:`rewardkit.evals.verdicts`)."""
     from ..evals.report import clean_nan, write_json
@@ -112,12 +124,7 @@ def _run_verdicts(args: argparse.Namespace, data: Any, out: Path) -> int:
     def one(spec: str, reward: Any, folder: Path) -> dict:
         result, rows = evaluate_verdicts(reward, data.records, threshold=args.verdict_threshold, n_boot=args.bootstrap, seed=args.seed)
         result = clean_nan({"spec": spec, **result, "data": data.source, "seed": args.seed, "command": command_line(args.argv)})
-        writer = JsonlWriter(folder / "scores.jsonl")
-        writer(rows)
-        writer.close()
-        write_json(folder / "results.json", result)
-        print(verdict_table(result, title=f"\n== {spec}"))
-        return result
+        return _write_one(folder, result, rows, verdict_table(result, title=f"\n== {spec}"))
 
     results, failures = _lineup(args, out, one)
     if len(args.reward) > 1 and results:
@@ -136,12 +143,7 @@ def _run_process(args: argparse.Namespace, data: Any, out: Path) -> int:
     def one(spec: str, reward: Any, folder: Path) -> dict:
         result, rows = evaluate_process(reward, data, dev_fraction=args.dev_fraction, threshold=args.threshold, seed=args.seed)
         result = clean_nan({"spec": spec, **result, "seed": args.seed, "skipped_invalid_rows": skipped, "command": command_line(args.argv)})
-        writer = JsonlWriter(folder / "scores.jsonl")
-        writer(rows)
-        writer.close()
-        write_json(folder / "results.json", result)
-        print(process_table(result, title=f"\n== {spec}"))
-        return result
+        return _write_one(folder, result, rows, process_table(result, title=f"\n== {spec}"))
 
     results, failures = _lineup(args, out, one)
     if len(args.reward) > 1 and results:
