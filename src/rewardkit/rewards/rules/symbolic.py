@@ -53,7 +53,15 @@ def _symbolic_equal(gold: str, pred: str) -> tuple[bool | None, str | None]:
                 return approximates(dec[0], places, value) if dec else False, None
             if other.is_Rational and not terminates(Fraction(int(other.p), int(other.q))):
                 return approximates(dec[0], places, Fraction(int(other.p), int(other.q))) if dec else False, None
-    return bool(verify(g, p, timeout_seconds=None)), None
+    if verify(g, p, timeout_seconds=None):
+        return True, None
+    # math-verify reads an inequality answer against an interval gold but not the other way round:
+    # x >= 5 and [5, oo) are the same set either way
+    relations = [isinstance(side[0], sympy.core.relational.Relational) and not isinstance(side[0], sympy.Eq) for side in (g, p)]
+    sets = [isinstance(side[0], sympy.Set) for side in (g, p)]
+    if relations[0] and sets[1] or relations[1] and sets[0]:
+        return bool(verify(p, g, timeout_seconds=None)), None
+    return False, None
 
 
 def _helper_main() -> None:
