@@ -69,6 +69,8 @@ _WHITESPACE = re.compile(r"\s")
 MAX_BOXES = 12
 #: what may stand between two boxes of one answer: \boxed{1}, \boxed{2} and \boxed{3}
 _BOX_SEPARATORS = re.compile(r"(?:\s|[,;&$]|\\[,;:! ]|\\q?quad|\\\\|\\[()\[\]]|\band\b|\bor\b|\\text\{\s*(?:and|or|,)?\s*\})*")
+#: "\\boxed{4} or maybe \\boxed{5}": a short "or" between two boxes offers both (a hedge), not a correction
+_HEDGE = re.compile(r"[^.\n]{0,30}\bor\b[^.\n]{0,30}")
 _COPULA = re.compile(r"\s(?:is|are|was|be|equals|=)\s", re.IGNORECASE)
 _PROSE_SKIP = re.compile(r"\$[^$]*\$|\\[a-zA-Z]+(?:\s*\{[^{}]*\})?")
 _PROSE_WORD = re.compile(r"(?<![\\a-zA-Z])[a-zA-Z]{2,}")
@@ -143,8 +145,11 @@ def _boxed_group(text: str) -> tuple[int, str] | None:
         if prev < 0:
             break
         prev_box = _box_at(text, prev, prev_macro)
-        if prev_box is None or prev_box[1] > first or not _BOX_SEPARATORS.fullmatch(text, prev_box[1], first):
-            break  # nested in the next box, or prose between: an earlier, separate answer
+        if prev_box is None or prev_box[1] > first:
+            break  # nested in the next box
+        between = text[prev_box[1] : first]
+        if not _BOX_SEPARATORS.fullmatch(between) and not _HEDGE.fullmatch(between):
+            break  # prose between: an earlier, separate answer (a correction)
         parts.insert(0, prev_box[0].strip())
         first = prev
     unique = list(dict.fromkeys(p for p in parts if p))
@@ -155,8 +160,9 @@ def _after_marker(rest: str) -> str:
     """The answer that follows a marker like "the answer is": to the end of the line, the inside of
     a ``$...$`` span when it starts with one, cut at the end of the sentence. A sentence ("The
     largest $n$ is 34") is read from its last "is" / "=" on."""
-    rest = rest.split("\n", 1)[0].strip().strip("*").strip()
+    rest = rest.split("\n", 1)[0]
     for _ in range(3):
+        rest = rest.strip().strip("*").strip()
         if rest.startswith("$"):
             close = rest.find("$", 2 if rest.startswith("$$") else 1)
             if close > 0:
@@ -170,9 +176,10 @@ def _after_marker(rest: str) -> str:
         copula = None
         for copula in _COPULA.finditer(rest):
             pass
-        if copula is None:
-            return rest
-        rest = rest[copula.end() :].strip()
+        value = rest[copula.end() :].strip() if copula is not None else ""
+        if not re.search(r"[\d$\\]", value) or _is_prose(value):
+            return rest  # "yes, because 7 is prime": no value follows the last "is"; stays a sentence
+        rest = value
     return rest
 
 
@@ -325,6 +332,8 @@ _UNIT_WORD = re.compile(r"[a-zA-Z][a-zA-Z.'\-/]*(?:\^\{?[23]\}?)?")
 _THOUSANDS = re.compile(r"-?[1-9]\d{0,2}(?:,\d{3})+(?:\.\d+)?")
 _MATH_THOUSANDS = re.compile(r"(?<=\d),\\!\s*(?=\d{3}(?!\d))")  # MATH's 32,\!349
 _DECIMAL_COMMA = re.compile(r"-?\d+,\d+")
+_BRACED_COMMA = re.compile(r"\{,\}(\d{3}(?!\d))?")  # 1{,}000 is 1000; 1{,}5 is a decimal comma (German LaTeX)
+_CHAIN = re.compile(r"(.+?)\s*(<|\\leq|\\le|\\lt)\s*([a-zA-Z])\s*(<|\\leq|\\le|\\lt)\s*(.+)")
 _RELATION = re.compile(r"=|<|>|\\(?:le|ge|leq|geq|neq|ne|lt|gt|leqslant|geqslant)(?![a-zA-Z])|≤|≥|≠")
 _SCALE = {"thousand": 10**3, "million": 10**6, "billion": 10**9, "trillion": 10**12}
 #: unit abbreviations of two letters dropped even outside \text{} (a one-letter word outside \text{}
@@ -356,7 +365,8 @@ def _normalize(answer: str, percent: str = "unit") -> tuple[str, str]:
             break
     s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
     has_percent = "%" in s
-    s = s.replace("{,}", "").replace("\\%", "").replace("%", "").replace("\\$", "").replace("$", "")
+    s = _BRACED_COMMA.sub(lambda m: m.group(1) or ",", s).replace("\\varnothing", "\\emptyset")
+    s = s.replace("\\%", "").replace("%", "").replace("\\$", "").replace("$", "")
     s = re.sub(r"[£€¥]", "", s)
     s = _DEGREES.sub("", s)
     s = _MATH_THOUSANDS.sub(",", s)
@@ -414,7 +424,7 @@ def _is_unit(token: str, texted: set[str]) -> bool:
     if not _UNIT_WORD.fullmatch(token) or token in ("i", "e"):
         return False
     letters = re.match(r"[a-zA-Z]+", token).group(0)
-    return len(letters) >= 3 or token in texted or letters in _SHORT_UNITS
+    return len(letters) >= 3 or letters in texted or letters in _SHORT_UNITS
 
 
 def _fraction_text(value: Fraction) -> str:
@@ -532,6 +542,21 @@ def check_math(completion: str, *, answer: Any, timeout: float = 2.0, percent: s
     return Verdict(score, reason, info)
 
 
+_MARKERS = ("####", "answer-is", "A:")
+
+
+def _chain_to_interval(s: str) -> str:
+    """``-1 < x \\le 3`` -> ``(-1, 3]``: math-verify reads a chained inequality as no interval."""
+    if len(s) > 200 or len(_RELATION.findall(s)) != 2:
+        return s
+    m = _CHAIN.fullmatch(s)
+    if not m or _RELATION.search(m.group(1)) or _RELATION.search(m.group(5)):
+        return s
+    left = "(" if m.group(2) in ("<", "\\lt") else "["
+    right = ")" if m.group(4) in ("<", "\\lt") else "]"
+    return f"{left}{m.group(1).strip()}, {m.group(5).strip()}{right}"
+
+
 def _compare(gold_text: str, pred_text: str, percent: str, timeout: float, how: str) -> tuple[float | None, str | None]:
     gold_relation, gold = _normalize(gold_text, percent)
     pred_relation, pred = _normalize(pred_text, percent)
@@ -541,13 +566,13 @@ def _compare(gold_text: str, pred_text: str, percent: str, timeout: float, how: 
         return 1.0, None
     if _RELATION.search(gold) or _RELATION.search(pred):
         # an equation or inequality is compared whole: y = -x/2 + 3/4 against 2x + 4y - 3 = 0
-        gold, pred = gold_relation, pred_relation
+        gold, pred = _chain_to_interval(gold_relation), _chain_to_interval(pred_relation)
         if gold.replace(" ", "") == pred.replace(" ", ""):
             return 1.0, None
     gold_words, pred_words = _words(gold), _words(pred)
     if gold_words is not None and pred_words is not None:
         return float(gold_words == pred_words), None
-    if _is_prose(pred):
+    if _is_prose(pred) or how in _MARKERS and len(_PROSE_WORD.findall(pred)) >= 2 and not re.search(r"[\d\\]", pred):
         return None, f"the extracted answer is a sentence, not a value ({how}): {pred[:80]!r}"
     gold_number, pred_number = parse_number(gold), parse_number(pred)
     if gold_number is not None and pred_number is not None:

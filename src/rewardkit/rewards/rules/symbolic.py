@@ -35,7 +35,12 @@ def _symbolic_equal(gold: str, pred: str) -> tuple[bool | None, str | None]:
 
     from .numbers import approximates, parse_number, terminates
 
-    config = [LatexExtractionConfig(), ExprExtractionConfig()]
+    from latex2sympy2_extended.latex2sympy2 import NormalizationConfig
+
+    # units=False: the math rule has already dropped the units its policy knows (18 dollars, 5 cm);
+    # math-verify's own list would also drop a variable (7 t, 10 m, 8 ab -> 7, 10, 8)
+    normalization = NormalizationConfig(basic_latex=True, units=False, malformed_operators=True, nits=True, boxed="all", equations=False)
+    config = [LatexExtractionConfig(normalization_config=normalization), ExprExtractionConfig()]
     g = parse(f"${gold}$", extraction_config=config, parsing_timeout=None)
     if not g:
         return None, "gold answer could not be parsed"
