@@ -1,27 +1,53 @@
 """``rule:math``: does the completion's final answer equal the gold ``answer``?
 
-Extraction: the last ``\\boxed{...}`` (nested braces handled), else whichever comes last of GSM8K's
-``#### x``, "the answer is x" / "Answer: x" and a final ``A: x`` line, else the last number. Only the
-end of a completion is searched (its last ``MAX_SCAN_CHARS`` characters), in time linear in its
-length; a completion over ``MAX_COMPLETION_CHARS`` characters is not searched at all (``None``).
+Extraction, from the end of the completion (its last ``MAX_SCAN_CHARS`` characters, in time linear
+in its length; a completion over ``MAX_COMPLETION_CHARS`` characters is not searched: ``None``):
+  * whichever comes last of the last ``\\boxed{...}`` group, GSM8K's ``#### x``, "the answer is x" /
+    "Answer: x" and a final ``A: x`` line: an early boxed intermediate value does not beat a later
+    "The final answer is 14" (a marker whose answer holds a box is that box's);
+  * boxes parted only by separators (commas, "and", spacing, ``$``) or by a short "or" are one
+    answer: ``\\boxed{(2,2)}`` and ``\\boxed{(6,2)}`` is ``(2,2), (6,2)``; so ``\\boxed{1}, \\boxed{2}``
+    against gold ``2`` is a list against one value (0), not a winning hedge. Prose between two
+    boxes (a correction) leaves the last one alone;
+  * a sentence after a marker ("Final Answer: The largest $n$ is 34.") is read from its last
+    "is" / "=" when a value follows; a sentence left over is undecided (``None``), never 0;
+  * no marker: a one-line completion that is a formula is the answer; else the last math span
+    (``$...$``, ``$$...$$``, ``\\(...\\)``, ``\\[...\\]``; dollar amounts around prose are no span)
+    unless a number follows it; else the last number, which is undecided when it is a piece of a
+    formula (``\\frac{1+\\sqrt{5}}{2}``, ``x^2``, ``[0,1)``, ``(3, 4)``).
 
 Comparison, cheapest first, all decided in this process except the last step:
   1. the normalized strings are equal (LaTeX wrappers, ``\\text{}``, ``\\left``/``\\right``, spacing,
      ``\\dfrac``, ``$``/currency, units, ``%``, degrees, ``x = 3`` -> ``3``, thousands commas removed);
+     an equation or inequality on either side is compared whole (``y=-\\frac12x+\\frac34`` is
+     ``2x+4y-3=0``, ``5 \\geq x`` is ``x \\leq 5``, ``-1 < x < 3`` is ``(-1, 3)``);
   2. both sides are plain numbers (integers, decimals, ``a/b``, ``\\frac{a}{b}``, mixed numbers):
      compared exactly as fractions;
   3. anything else goes to math-verify (parse + verify, sympy underneath) in a helper subprocess
-     with a hard wall-clock bound; a helper that runs over is killed and replaced.
+     with a hard wall-clock bound; a helper that runs over is killed and replaced. math-verify's own
+     unit stripping is off there (it would turn ``7 t`` into ``7``): the units are this module's.
 
-Policies (pinned by tests/rewards/rules/test_math.py):
-  * percent is a unit and is dropped: ``50%`` == ``50``; ``0.5`` is *not* ``50%`` (math-verify
-    alone would accept both; dropping keeps gold ``50`` and gold ``50%`` giving the same verdict).
-    Units, currency and degrees are dropped the same way; ``5 million`` means 5000000.
+Policies (pinned by tests/rewards/rules/test_math.py and the corpus math_corpus.py):
+  * percent (``percent=``): "unit" (default) drops ``%`` like a unit: ``50%`` == ``50``; ``0.5`` is
+    *not* ``50%`` (gold ``50`` and gold ``50%`` give the same verdict). "value" reads ``50%`` as
+    ``1/2`` (and not ``50``); "either" accepts both readings (math-verify's behaviour).
+  * units: a trailing word is dropped as a unit (``18 dollars``, ``5 cm^2``, ``5 \\text{ m}``) only
+    when it has three letters or more, is a known two-letter unit (cm, kg, ft, ...) or was written
+    in ``\\text{}``: ``3 x``, ``2 n``, ``10 m``, ``8 ab`` are products, not 3, 2, 10, 8. Currency
+    and degrees are dropped, not converted; ``5 million`` means 5000000.
   * rounding: numbers compare exactly (``18.01`` != ``18``, ``0.33`` != ``1/3``). The one allowance:
     when one side has no finite decimal form (``1/3``, ``\\sqrt{2}/2``, ``\\pi``), a decimal with at
     least 3 places that is that value rounded or truncated to its places counts as equal
     (``0.333``, ``0.7071``, ``3.1416``).
-  * ``1,000`` (groups of three digits, no space) is one thousand; ``1, 000`` and ``(1,000)`` are pairs.
+  * ``1,000``, ``1{,}000`` and MATH's ``1,\\!000`` (groups of three digits) are one thousand;
+    ``1, 000`` and ``(1,000)`` are pairs. No thousands group starts with 0: ``0,111`` is the decimal
+    0.111; ``3,5`` against ``3.5`` is undecided (decimal comma or a pair), ``1{,}5`` is ``1,5``.
+  * lists: a bare comma list (and joined boxes) is a set of solutions, unordered; a parenthesized
+    tuple is ordered; ``\\{1,2\\}`` equals ``1, 2``.
+  * intervals and inequalities in one variable are the same set either way round
+    (``x \\geq 5`` == ``[5, \\infty)``); an open end is not a closed one.
+  * choices: ``(C)``, ``\\text{(C)}`` and ``C`` are the same; words compare case-insensitively.
+  * ``x = 3`` against ``3`` (and ``z = 2`` against ``x = 2``): the assigned variable is dropped.
 
 Why a subprocess: math-verify's own timeouts use ``signal.alarm``, which raises in threads and is
 silently wrong in worker processes; and CPU-bound sympy cannot be interrupted from another thread,
