@@ -97,6 +97,10 @@ MAX_BOXES = 12
 _BOX_SEPARATORS = re.compile(r"(?:\s|[,;&$]|\\[,;:! ]|\\q?quad|\\\\|\\[()\[\]]|\band\b|\bor\b|\\text\{\s*(?:and|or|,)?\s*\})*")
 #: "\\boxed{4} or maybe \\boxed{5}": a short "or" between two boxes offers both (a hedge), not a correction
 _HEDGE = re.compile(r"[^.\n]{0,30}\bor\b[^.\n]{0,30}")
+#: a plain number offered next to the box: "\\boxed{7} or 8", "3 or \\boxed{4}" (not "$AB=\\frac54$, or $\\boxed{1.25}$",
+#: a restatement of the value in another form)
+_OR_AFTER = re.compile(r"[\s$]*,?\s*or\s*\$?\s*-?\d+(?:\.\d+)?\s*\$?\s*(?:[.,;!?]|$)")
+_OR_BEFORE = re.compile(r"(?<![\w.$\\{}^_])-?\d+(?:\.\d+)?\s*,?\s*or[\s$]*$")
 _COPULA = re.compile(r"\s(?:is|are|was|be|equals|=)\s", re.IGNORECASE)
 _PROSE_SKIP = re.compile(r"\$[^$]*\$|\\[a-zA-Z]+(?:\s*\{[^{}]*\})?")
 _PROSE_WORD = re.compile(r"(?<![\\a-zA-Z])[a-zA-Z]{2,}")
@@ -179,6 +183,8 @@ def _boxed_group(text: str) -> tuple[int, str] | None:
         parts.insert(0, prev_box[0].strip())
         first = prev
     unique = list(dict.fromkeys(p for p in parts if p))
+    if _OR_AFTER.match(text, box[1]) or _OR_BEFORE.search(text[max(0, first - 40) : first]):
+        return first, None  # "\\boxed{7} or 8", "3 or \\boxed{4}": a hedge around the box
     return first, (", ".join(unique) if len(unique) > 1 else (unique[0] if unique else ""))
 
 
@@ -192,7 +198,8 @@ def _after_marker(rest: str) -> str:
         if rest.startswith("$"):
             close = rest.find("$", 2 if rest.startswith("$$") else 1)
             if close > 0:
-                return rest[: close + 1]
+                group = _last_math_span(rest)  # "$3$ or $4$" is both
+                return group[2] if group and group[0] == 0 and group[3] > 1 else rest[: close + 1]
         sentence_end = re.search(r"(?<!\d)\.(?!\d)|\.(?=\s|$)", rest)
         if sentence_end:
             rest = rest[: sentence_end.start()]
@@ -261,10 +268,12 @@ def _in_expression(text: str, start: int, end: int) -> bool:
     return before in _GLUED_BEFORE or after in _GLUED_AFTER
 
 
-def _last_math_span(text: str) -> tuple[int, int, str] | None:
-    """(start, end, content) of the last ``$...$`` / ``$$...$$`` / ``\\(...\\)`` / ``\\[...\\]`` span
-    whose content is math (not prose between two dollar amounts); linear time."""
-    best, opened = None, None
+def _last_math_span(text: str) -> tuple[int, int, str, int] | None:
+    """(start, end, content, parts) of the last ``$...$`` / ``$$...$$`` / ``\\(...\\)`` / ``\\[...\\]``
+    span whose content is math (not prose between two dollar amounts), joined like boxes with the
+    spans just before it that only separators or a short "or" part from it (``$x = 3$ or $x = 4$``
+    is both, a hedge); linear time."""
+    best, opened, parts = None, None, []
     for m in _SPAN_DELIMITER.finditer(text):
         token = m.group(0)
         if token == "\\$":
@@ -276,9 +285,15 @@ def _last_math_span(text: str) -> tuple[int, int, str] | None:
         if token == _SPAN_CLOSE[opened.group(0)]:
             content = text[opened.end() : m.start()].strip()
             if content and not _is_prose(content) and len(_PROSE_WORD.findall(_PROSE_SKIP.sub(" ", content))) < 2:
-                best = (opened.start(), m.end(), content)
+                joined = best is not None and len(parts) < MAX_BOXES and (
+                    _BOX_SEPARATORS.fullmatch(text, best[1], opened.start()) or _HEDGE.fullmatch(text, best[1], opened.start()))
+                parts = parts + [content] if joined else [content]
+                best = (best[0] if joined else opened.start(), m.end())
             opened = None
-    return best
+    if best is None:
+        return None
+    unique = list(dict.fromkeys(parts))
+    return best[0], best[1], ", ".join(unique), len(unique)
 
 
 def _bare_math(text: str) -> bool:
@@ -313,7 +328,7 @@ def extract_answer(text: str) -> tuple[str, str] | None:
         if group is None:
             return ("", "unclosed-boxed")
         boxed_at = group[0]
-        candidates.append((group[0], group[1], "boxed"))
+        candidates.append((group[0], group[1] if group[1] is not None else "", "boxed" if group[1] is not None else "hedged-boxed"))
     at = text.rfind("####")
     if at >= 0 and at > boxed_at:
         candidates.append((at, _after_marker(text[at + 4 :]), "####"))
@@ -326,11 +341,11 @@ def extract_answer(text: str) -> tuple[str, str] | None:
     last_line = lines[-1].strip()
     if last_line.startswith("A:"):
         candidates.append((len(text) - len(last_line), _after_marker(last_line[2:]), "A:"))
-    candidates = [c for c in candidates if c[1] or c[2] == "boxed"]
+    candidates = [c for c in candidates if c[1] or c[2] in ("boxed", "hedged-boxed")]
     if candidates:
         _, answer, how = max(candidates, key=lambda c: (c[0], c[2] != "boxed"))
-        if how != "boxed" and boxed_at >= 0 and not re.search(r"[\d$\\]", answer):
-            return next((c[1], c[2]) for c in candidates if c[2] == "boxed")  # "... so the answer is above"
+        if how not in ("boxed", "hedged-boxed") and boxed_at >= 0 and not re.search(r"[\d$\\]", answer):
+            return next((c[1], c[2]) for c in candidates if c[2] in ("boxed", "hedged-boxed"))  # "... so the answer is above"
         return (answer, how)
     text = _CALCULATOR.sub(" ", text)
     stripped = text.strip()
@@ -357,6 +372,7 @@ _ASSIGNMENT = re.compile(r"(?:[a-zA-Z]|\\[a-zA-Z]+)(?:_\{?\w+\}?)?\s*(?:=|\\in(?
 _UNIT_WORD = re.compile(r"[a-zA-Z][a-zA-Z.'\-/]*(?:\^\{?[23]\}?)?")
 _THOUSANDS = re.compile(r"-?[1-9]\d{0,2}(?:,\d{3})+(?:\.\d+)?")
 _MATH_THOUSANDS = re.compile(r"(?<=\d),\\!\s*(?=\d{3}(?!\d))")  # MATH's 32,\!349
+_LOGICAL_OR = re.compile(r"\\(?:lor|vee)(?![a-zA-Z])")
 _DECIMAL_COMMA = re.compile(r"-?\d+,\d+")
 _BRACED_COMMA = re.compile(r"\{,\}(\d{3}(?!\d))?")  # 1{,}000 is 1000; 1{,}5 is a decimal comma (German LaTeX)
 _CHAIN = re.compile(r"(.+?)\s*(<|\\leq|\\le|\\lt)\s*([a-zA-Z])\s*(<|\\leq|\\le|\\lt)\s*(.+)")
@@ -389,6 +405,7 @@ def _normalize(answer: str, percent: str = "unit") -> tuple[str, str]:
         s = s.rstrip(".").strip()
         if s == before:
             break
+    s = _LOGICAL_OR.sub(", ", s)  # 4 \\lor 5 offers two answers: a list
     s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
     has_percent = "%" in s
     s = _BRACED_COMMA.sub(lambda m: m.group(1) or ",", s).replace("\\varnothing", "\\emptyset")
@@ -551,6 +568,8 @@ def check_math(completion: str, *, answer: Any, timeout: float = 2.0, percent: s
     info = {"extracted": extracted}
     if how == "unclosed-boxed":
         return Verdict(None, "the last \\boxed{ is never closed (truncated completion?)", info)
+    if how == "hedged-boxed":
+        return Verdict(None, "the boxed answer is offered with an alternative ('... or ...'): a hedge", info)
     if how == "number-in-formula":
         return Verdict(None, "no final answer found: the last number is a piece of a formula, not a value of its own", info)
     if len(extracted) > MAX_ANSWER_CHARS:
