@@ -65,6 +65,9 @@ CORPUS: dict[str, list[tuple[str, str, float | None, str]]] = {
         (r"the value 5! counts them", "5", U, "5! is 120"),
         (r"So she makes 18 dollars every day.", "18", Y, "plain number in prose"),
         (r"In total 3 + 4 = 7", "7", Y, "the result of a sum"),
+        (r"12 + 5 = 17", "17", Y, "a one-line completion of worked arithmetic ends in its result"),
+        (r"y = 2x+1", "1", N, "a one-line formula is read whole, not its constant"),
+        (r"y = 2x+1", "2x+1", Y, "a one-line formula with an assignment"),
     ],
     "hedging": [
         (r"\boxed{1}, \boxed{2}", "2", N, "two candidate answers against one gold"),
@@ -185,6 +188,7 @@ CORPUS: dict[str, list[tuple[str, str, float | None, str]]] = {
         (r"Area \boxed{16}. Final Answer: The perimeter is 20.", "20", Y, "later sentence marker"),
         (r"Area \boxed{16}. Final Answer: The perimeter is 20.", "16", N, "the box was an intermediate"),
         (r"x = \boxed{2}" "\n" "A: 3", "3", Y, "a final A: line"),
+        (r"So \boxed{A}. On second thought, the answer is (D).", "D", Y, "a later choice letter wins over the box"),
     ],
     # ------------------------------------------------------------------------ math-span fallback
     "math-span": [
@@ -240,6 +244,13 @@ CORPUS: dict[str, list[tuple[str, str, float | None, str]]] = {
         (r"\boxed{5}", r"x \geq 5", N, "bound against an inequality"),
         (r"\boxed{-1 < x < 3}", "(-1, 3)", Y, "chained inequality as an interval"),
         (r"\boxed{y = x^2}", "y = x^{2}", Y, "braced exponent"),
+        (r"\boxed{0=0}", "2x+4y-3=0", N, "a tautology is no equation of the line (sympy makes it True)"),
+        (r"\boxed{x=x}", "2x+4y-3=0", N, "tautology"),
+        (r"\boxed{x \leq x}", r"x \leq 5", N, "tautological inequality"),
+        (r"\boxed{0 \cdot x = 0}", "2x+4y-3=0", N, "degenerate equation"),
+        (r"\boxed{3 = x}", "x = 3", Y, "sides swapped"),
+        (r"\boxed{-x \geq -5}", r"x \leq 5", Y, "multiplied by -1, direction flipped"),
+        (r"\boxed{x = 3}", "x^2 = 9", N, "one root is not the equation"),
         (r"\boxed{z = 2}", "x = 2", Y, "policy: the variable named in an assignment is dropped, the values compare"),
     ],
     # ------------------------------------------------------------------------ decimal comma

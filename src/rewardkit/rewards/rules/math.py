@@ -82,6 +82,8 @@ MAX_COMPLETION_CHARS = 1_000_000
 
 # ------------------------------------------------------------------------------------ extraction
 _ANSWER_IS = re.compile(r"answer\**\s*(?:is|:|=)\**\s*:?", re.IGNORECASE)
+#: a one-line completion "12 + 5 = 17" is worked arithmetic ending in its result, not a formula
+_ARITHMETIC_CHAIN = re.compile(r"[\d\s+\-*/×÷().,]+(?:=[\d\s+\-*/×÷().,]+)*=\s*-?\d[\d,]*(?:\.\d+)?\s*\.?")
 _CALCULATOR = re.compile(r"<<[^<>\n]*>>")  # GSM8K calculator annotations: <<3+4=7>>
 # The pieces of one number in running text, for _last_number.
 _NUMBER_START = re.compile(r"(?<![\w.])-?\d")
@@ -314,7 +316,7 @@ def _scanned_part(text: str) -> str:
 
 def extract_answer(text: str) -> tuple[str, str] | None:
     """(answer, how it was found) or None. ``how`` is boxed / #### / answer-is / A: / math-span /
-    formula / last-number, unclosed-boxed (answer "") when the last box never closes, or
+    formula / last-number, hedged-boxed (answer "") when a box is offered with "or 8", unclosed-boxed (answer "") when the last box never closes, or
     number-in-formula (answer: the formula's last stretch) when the last number is a piece of an
     expression. Only ``_scanned_part(text)``, the end of the text, is searched.
 
@@ -344,12 +346,13 @@ def extract_answer(text: str) -> tuple[str, str] | None:
     candidates = [c for c in candidates if c[1] or c[2] in ("boxed", "hedged-boxed")]
     if candidates:
         _, answer, how = max(candidates, key=lambda c: (c[0], c[2] != "boxed"))
-        if how not in ("boxed", "hedged-boxed") and boxed_at >= 0 and not re.search(r"[\d$\\]", answer):
+        if how not in ("boxed", "hedged-boxed") and boxed_at >= 0 and not re.search(r"[\d$\\]", answer) \
+                and not re.fullmatch(r"\(?[A-Za-z]\)?", answer):
             return next((c[1], c[2]) for c in candidates if c[2] in ("boxed", "hedged-boxed"))  # "... so the answer is above"
         return (answer, how)
     text = _CALCULATOR.sub(" ", text)
     stripped = text.strip()
-    if _bare_math(stripped) and not _PLAIN_NUMBER.fullmatch(stripped):
+    if _bare_math(stripped) and not _PLAIN_NUMBER.fullmatch(stripped) and not _ARITHMETIC_CHAIN.fullmatch(stripped):
         return (stripped, "formula")
     span = _last_math_span(text)
     number = _last_number(text[span[1] :] if span else text)
