@@ -35,7 +35,12 @@ def _symbolic_equal(gold: str, pred: str) -> tuple[bool | None, str | None]:
 
     from .numbers import approximates, parse_number, terminates
 
-    config = [LatexExtractionConfig(), ExprExtractionConfig()]
+    from latex2sympy2_extended.latex2sympy2 import NormalizationConfig
+
+    # units=False: the math rule has already dropped the units its policy knows (18 dollars, 5 cm);
+    # math-verify's own list would also drop a variable (7 t, 10 m, 8 ab -> 7, 10, 8)
+    normalization = NormalizationConfig(basic_latex=True, units=False, malformed_operators=True, nits=True, boxed="all", equations=False)
+    config = [LatexExtractionConfig(normalization_config=normalization), ExprExtractionConfig()]
     g = parse(f"${gold}$", extraction_config=config, parsing_timeout=None)
     if not g:
         return None, "gold answer could not be parsed"
@@ -53,7 +58,15 @@ def _symbolic_equal(gold: str, pred: str) -> tuple[bool | None, str | None]:
                 return approximates(dec[0], places, value) if dec else False, None
             if other.is_Rational and not terminates(Fraction(int(other.p), int(other.q))):
                 return approximates(dec[0], places, Fraction(int(other.p), int(other.q))) if dec else False, None
-    return bool(verify(g, p, timeout_seconds=None)), None
+    if verify(g, p, timeout_seconds=None):
+        return True, None
+    # math-verify reads an inequality answer against an interval gold but not the other way round:
+    # x >= 5 and [5, oo) are the same set either way
+    relations = [isinstance(side[0], sympy.core.relational.Relational) and not isinstance(side[0], sympy.Eq) for side in (g, p)]
+    sets = [isinstance(side[0], sympy.Set) for side in (g, p)]
+    if relations[0] and sets[1] or relations[1] and sets[0]:
+        return bool(verify(p, g, timeout_seconds=None)), None
+    return False, None
 
 
 def _helper_main() -> None:
