@@ -68,7 +68,10 @@ def test_get_reward_openrlhf(tiny_dirs):
         r = client.post("/get_reward", json={"query": queries, "prompts": prompts, "labels": ["4", "blue"]})
         assert r.status_code == 200, r.text
         body = r.json()
-        expected = reward.score(prompts, responses, answer=["4", "blue"]).scores
+        # the reward scores the conversation as /v1/score would: its own assistant turn after the
+        # rendered prompt, the end-of-turn text OpenRLHF decoded removed from the response
+        conversations = [[{"role": "user", "content": p}] for p in ["What is 2+2?", "Name a colour."]]
+        expected = reward.score(conversations, ["4", "Blue."], answer=["4", "blue"]).scores
         assert body["rewards"] == pytest.approx(expected, abs=TOL) and body["scores"] == body["rewards"]
         assert body["extra_logs"]["unscored"] == [0.0, 0.0]
         # a query that does not contain its prompt fails with the field named
