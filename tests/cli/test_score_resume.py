@@ -73,7 +73,7 @@ def test_rerun_after_a_torn_write_keeps_the_rows_and_scores_only_the_rest(tmp_pa
     assert _scored(log) == 53 and out.read_text() == clean.read_text()
 
 
-def test_rerun_keeps_only_rows_of_the_input(tmp_path, capsys):
+def test_rerun_keeps_rows_of_the_input_and_leaves_other_ids_alone(tmp_path, capsys):
     data = _write_samples(tmp_path / "samples.jsonl", 12)
     clean = tmp_path / "clean.jsonl"
     assert main(["score", "--reward", REWARD, "--data", str(data), "--out", str(clean)]) == 0
@@ -85,8 +85,9 @@ def test_rerun_keeps_only_rows_of_the_input(tmp_path, capsys):
     capsys.readouterr()
     assert main(["score", "--reward", REWARD, "--data", str(data), "--out", str(out)]) == 0
     err = capsys.readouterr().err
-    assert "resuming: 4 rows already in" in err and "dropped 2 lines" in err
-    assert out.read_text() == clean.read_text()
+    assert "resuming: 4 rows already in" in err and "dropped 1 lines" in err and "kept 1 rows" in err
+    # the row of an id this input does not hold is left alone (a run with a larger --limit wrote it)
+    assert sorted(out.read_text().splitlines()) == sorted(clean.read_text().splitlines() + [foreign.strip()])
 
 
 def test_an_out_holding_other_rows_is_refused_unless_overwritten(tmp_path, capsys):
@@ -149,3 +150,22 @@ def test_killed_score_run_resumes_to_the_rows_of_a_clean_run(tmp_path, capsys, m
     assert f"resuming: {written} rows already in" in capsys.readouterr().err
     assert _scored(log) == 1100 - written
     assert out.read_text() == clean.read_text()
+
+
+def test_a_changed_input_or_reward_never_reuses_old_scores(tmp_path, capsys):
+    """Rows without their own id are named by line number: a line inserted at the top must not hand
+    the old scores to other text; and a rerun with another reward must not mix the two."""
+    rows = [{"prompt": f"p{i}", "completion": "word " * (i + 1)} for i in range(4)]
+    data = tmp_path / "noids.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "out.jsonl"
+    assert main(["score", "--reward", "length", "--data", str(data), "--out", str(out), "--limit", "2"]) == 0
+    data.write_text("".join(json.dumps(r) + "\n" for r in [{"prompt": "new", "completion": "w " * 50}] + rows))
+    assert main(["score", "--reward", "length", "--data", str(data), "--out", str(out)]) == 0
+    fresh = tmp_path / "fresh.jsonl"
+    assert main(["score", "--reward", "length", "--data", str(data), "--out", str(fresh)]) == 0
+    by_id = lambda path: {r["id"]: r["score"] for r in _rows(path)}
+    assert by_id(out) == by_id(fresh)
+    capsys.readouterr()
+    assert main(["score", "--reward", "rule:length", "--data", str(data), "--out", str(out)]) == 2
+    assert "other settings" in capsys.readouterr().err

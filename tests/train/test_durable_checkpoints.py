@@ -168,3 +168,29 @@ def test_resume_with_another_mode_names_the_option_and_both_values(tiny_dirs, tm
     # options that only say how long or how often may change
     assert main(_train_cli(tiny_dirs, data, out, "--max-steps", "3", "--resume", "--eval-every", "50")) == 0
     assert json.loads((out / "train_results.json").read_text())["steps"] == 3
+
+
+def test_a_second_run_in_the_same_folder_is_refused(tmp_path):
+    import subprocess
+    import sys
+    import textwrap
+
+    out = tmp_path / "run"
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import sys, time
+        from pathlib import Path
+        from rewardkit.train.common import lock_run
+        lock_run(Path({str(out)!r}))
+        print("locked", flush=True)
+        time.sleep(30)
+    """)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        from rewardkit.train.common import lock_run
+
+        with pytest.raises(RuntimeError, match="in use by another training run"):
+            lock_run(out)
+    finally:
+        holder.kill()
+        holder.wait()
+    lock_run(out)  # free again once the other run is gone

@@ -49,6 +49,15 @@ def run(args: argparse.Namespace) -> int:
     if data.kind == "scores":
         print(f"error: {args.data} already holds scores", file=sys.stderr)
         return 2
+    meta = {"reward": args.reward, "options": {k: v for k, v in reward_options(args).items() if isinstance(v, (str, int, float, bool, type(None)))},
+            "format": args.format}
+    meta_path = out.with_name(out.name + ".meta.json")
+    if not args.overwrite and out.exists() and meta_path.exists():
+        before = json.loads(meta_path.read_text(encoding="utf-8"))
+        changed = [k for k in ("reward", "options", "format") if before.get(k) != meta[k]]
+        if changed:
+            raise ValueError(f"--out {out} holds scores made with other settings ({', '.join(f'{k}: {before.get(k)!r} then, {meta[k]!r} now' for k in changed)}); "
+                             "resuming would mix them: pass --overwrite, or choose another --out")
     kept, todo = (0, list(data.records)) if args.overwrite or not out.exists() else resume(out, data.records)
     if kept:
         print(f"resuming: {kept} rows already in {out}; scoring the other {len(todo)} of {len(data.records)} (--overwrite starts afresh)", file=sys.stderr)
@@ -56,9 +65,20 @@ def run(args: argparse.Namespace) -> int:
         print(f"nothing left to score: {out} holds a row for each of the {len(data.records)} input rows", file=sys.stderr)
         return 0
     reward = load_reward(args.reward, **reward_options(args))
+    meta_path.write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
     writer = JsonlWriter(out, append=bool(kept))
+    pending = iter(todo)
+
+    def write(rows: list[dict]) -> None:  # each row carries its input's fingerprint, so a resume never pairs it with other text
+        for row in rows:
+            record = next(pending)
+            if str(row.get("id")) != str(record.id):
+                raise RuntimeError(f"internal error: row {row.get('id')!r} for record {record.id!r}")
+            row["input_sha"] = fingerprint(record)
+        writer(rows)
+
     try:
-        run_ = score_dataset(reward, todo, on_rows=writer)
+        run_ = score_dataset(reward, todo, on_rows=write)
     finally:
         writer.close()
     none = sum(1 for r in run_.rows for s in (r.get("scores") or [r.get("score", 0), r.get("chosen_score", 0), r.get("rejected_score", 0)]) if s is None)
@@ -81,19 +101,33 @@ def check_out(out: Path, data: str) -> None:
 _SCORE_KEY = {"PairRecord": "chosen_score", "SampleRecord": "score", "BestOfNRecord": "scores"}
 
 
+def fingerprint(record: Any) -> str:
+    """A short hash of what a record scores (prompt, responses, columns): rows without their own id
+    are named by line number, so an id alone cannot tell that the input changed."""
+    import dataclasses
+    import hashlib
+
+    body = {k: v for k, v in dataclasses.asdict(record).items() if k not in ("id", "subset")}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
 def resume(out: Path, records: Sequence[Any]) -> tuple[int, list[Any]]:
-    """(rows of ``out`` kept, the records still to score). A row is kept when its id is an input
-    record's (as many rows per id as the input has records with it); a torn last line (a kill
-    mid-write) and rows of other ids are dropped, by rewriting ``out`` through a temporary file. A
-    line that is not a score row is an error: ``out`` is then some other file."""
-    wanted = Counter(r.id for r in records)
+    """(rows of ``out`` kept, the records still to score). A row is kept for an input record when it
+    has the record's id and :func:`fingerprint` (as many rows per id as the input has records with
+    it); rows for ids this input does not hold (a smaller ``--limit``) are kept too. A torn last line
+    (a kill mid-write), blank lines and rows whose input changed since (same id, other fingerprint)
+    are dropped, by rewriting ``out`` through a temporary file. A line that is not a score row is an
+    error: ``out`` is then some other file."""
+    prints = [(r.id, fingerprint(r)) for r in records]
+    wanted = Counter(prints)  # (id, fingerprint) -> records still without a row
+    ids = {r.id for r in records}
     keys = {_SCORE_KEY.get(type(r).__name__, "scores") for r in records}
     data = out.read_bytes()
     complete = data[: data.rfind(b"\n") + 1]
     lines = complete.decode("utf-8", errors="replace").splitlines(keepends=True)
     kept: list[str] = []
     taken: Counter = Counter()
-    dropped = 0
+    dropped = others = 0
     for n, line in enumerate(lines, 1):
         if not line.strip():
             dropped += 1
@@ -106,10 +140,17 @@ def resume(out: Path, records: Sequence[Any]) -> tuple[int, list[Any]]:
             raise ValueError(f"--out {out}:line {n} is not a score row of this data ({line.strip()[:80]!r}); "
                              "pass --overwrite to replace the file, or choose another --out")
         rid = str(row["id"])
-        if taken[rid] < wanted[rid]:
-            taken[rid] += 1
+        if rid not in ids:
+            others += 1  # not in this input: left as it is
             kept.append(line)
-        else:
+            continue
+        # a row written before fingerprints existed matches any record of its id
+        match = (rid, row["input_sha"]) if "input_sha" in row else next(((i, f) for i, f in wanted if i == rid and wanted[(i, f)]), None)
+        if match is not None and wanted[match] > 0:
+            wanted[match] -= 1
+            taken[match] += 1
+            kept.append(line)
+        else:  # repeated, or scored for other text under the same id (rows named by line number, a line inserted since)
             dropped += 1
     if dropped:
         tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
@@ -118,14 +159,16 @@ def resume(out: Path, records: Sequence[Any]) -> tuple[int, list[Any]]:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, out)
-        print(f"note: dropped {dropped} lines of {out} that match no input row (ids not in the input, or blank)", file=sys.stderr)
+        print(f"note: dropped {dropped} lines of {out}: blank, repeated, or scored for an input row that has changed since", file=sys.stderr)
     elif len(complete) < len(data):
         with out.open("r+b") as fh:
             fh.truncate(len(complete))
+    if others:
+        print(f"note: kept {others} rows of {out} whose ids are not in this input (e.g. a run with a larger --limit)", file=sys.stderr)
     todo = []
-    for r in records:
-        if taken[r.id]:
-            taken[r.id] -= 1
+    for r, key in zip(records, prints):
+        if taken[key]:
+            taken[key] -= 1
         else:
             todo.append(r)
-    return len(kept), todo
+    return len(kept) - others, todo

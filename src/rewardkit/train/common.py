@@ -97,6 +97,7 @@ def start_run(cfg: Options, resume: bool) -> tuple[Options, Path, Path]:
 
     cfg = resolved(cfg)
     out = Path(cfg.output_dir)
+    lock_run(out)
     ckpt_dir = check_fresh(out, resume)
     if resume and (ckpt_dir / "last").exists():
         check_same_run(cfg, read_state(ckpt_dir / "last").get("options") or {}, out)
@@ -133,6 +134,27 @@ def note_eval(state: dict[str, Any], value: float, key: str, save_best: Any, pat
         return False
     state["bad_evals"] = state.get("bad_evals", 0) + 1
     return patience is not None and state["bad_evals"] >= patience
+
+
+_LOCKS: dict[str, Any] = {}  # output folder -> the open lock file of this process's run in it
+
+
+def lock_run(out: Path) -> None:
+    """Take ``out/.lock`` for this process (released when it exits): a second run in the same folder
+    would sweep the first one's half-written checkpoints and race its saves, so it is refused."""
+    import fcntl
+
+    out.mkdir(parents=True, exist_ok=True)
+    key = str(out.resolve())
+    if key in _LOCKS:
+        return
+    fh = open(out / ".lock", "a+")
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        fh.close()
+        raise RuntimeError(f"{out} is in use by another training run (it holds {out / '.lock'}); wait for it, or choose another --out") from None
+    _LOCKS[key] = fh
 
 
 def check_fresh(out: Path, resume: bool) -> Path:
