@@ -662,3 +662,11 @@ def test_no_files_can_be_made_outside_the_private_tmp():
 def test_exit_and_quit_work_as_in_a_normal_interpreter():
     assert check_code(md("print(sum(map(int, input().split())))\nexit()"), tests=[{"input": "3 4", "output": "7"}]).score == 1.0
     assert check_code(md("print(1)\nquit(0)"), tests=[{"input": "", "output": "1"}]).score == 1.0
+
+
+def test_what_is_not_data_cannot_be_passed_to_the_solution():
+    code = md("def apply(f, x):\n    return f(x)\ndef ident(x):\n    return x")
+    tests = ["assert apply(lambda v: v + 1, 1) == 2", "import math\nassert ident(math) is math", "assert ident([1, (2, 'a')]) == [1, (2, 'a')]"]
+    v = check_code(code, tests=tests, debug=True)
+    assert v.info["per_test"] == [False, False, True]
+    assert v.info["error"].startswith("test 0: TypeError: a function cannot be passed to the solution")
