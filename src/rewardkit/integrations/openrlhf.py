@@ -33,8 +33,8 @@ import os
 import threading
 from typing import Any, Sequence
 
-from rewardkit.serve.openrlhf import end_tokens, expand_output, reward_strip_tokens, split_queries, strip_end, to_openrlhf
-from rewardkit.types import RenderedPrompt, RewardOutput
+from rewardkit.serve.openrlhf import end_tokens, openrlhf_answer, reward_inputs, reward_strip_tokens, split_queries
+from rewardkit.types import RewardOutput
 
 _state: dict[str, Any] = {}
 _load_lock = threading.Lock()
@@ -73,26 +73,23 @@ def score_queries(queries: Sequence[str], prompts: Sequence[str], labels: Sequen
     reward = _reward(settings)
     n = len(queries)
     split = split_queries(list(queries), list(prompts), _state["strip"])
-    found = [i for i, (response, _, _) in enumerate(split) if response is not None]
+    found, rendered, responses = reward_inputs(split, list(prompts), _state["strip"], end_tokens(reward))  # as /get_reward
     columns: dict[str, list[Any]] = {}
     if labels is not None and any(label is not None for label in labels):
         if len(labels) != n:
             raise ValueError(f"got {len(labels)} labels for {n} queries")
         columns[settings["labels"]] = [labels[i] for i in found]
     scored = RewardOutput(scores=[])
-    ends = end_tokens(reward)  # as /get_reward: the reward adds its own end of turn (see rewardkit serve)
     if found:
         with _score_lock:
-            scored = reward.score([RenderedPrompt(prompts[i]) for i in found], [strip_end(split[i][0], _state["strip"], ends) for i in found], **columns)
-    out = expand_output(scored, found, n, reasons={i: split[i][2] for i in range(n) if split[i][0] is None})
+            scored = reward.score(rendered, responses, **columns)
+    out, body = openrlhf_answer(scored, split, found, settings["unscored"])
     missing = [i for i, s in enumerate(out.scores) if s is None or not math.isfinite(float(s))]
     if missing and settings["unscored"] is None:
         reasons = out.extras.get("reason") or [None] * n
         raise ValueError(f"{len(missing)} of {n} samples could not be scored (sample {missing[0]}: "
                          f"{reasons[missing[0]] or 'the reward returned no score'}); OpenRLHF needs a number for every sample: "
                          "set REWARDKIT_UNSCORED_REWARD (e.g. your reward's minimum); those samples are then flagged in extra_logs.unscored")
-    body = to_openrlhf(out, settings["unscored"])
-    body["extra_logs"]["prompt_truncated"] = [1.0 if split[i][1] else 0.0 for i in range(n)]
     return body
 
 

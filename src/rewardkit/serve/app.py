@@ -22,8 +22,8 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..protocol import MissingColumnError, completion_text, walk
-from ..types import RenderedPrompt, RewardOutput
+from ..protocol import MissingColumnError, completion_text
+from ..types import RewardOutput
 from .settings import ServeSettings
 from .adapters import (
     AdapterError,
@@ -40,7 +40,7 @@ from .adapters import (
 )
 from .batching import BadRewardOutput, MicroBatcher, NotReady, QueueFull
 from .metrics import CONTENT_TYPE_LATEST, ServerMetrics
-from .openrlhf import SplitError, end_tokens, expand_output, reward_strip_tokens, split_queries, strip_end, to_openrlhf
+from .openrlhf import SplitError, end_tokens, openrlhf_answer, reward_inputs, reward_strip_tokens, split_queries
 from .schemas import (
     ErrorResponse,
     GetRewardRequest,
@@ -438,22 +438,15 @@ def create_app(reward: Any, settings: ServeSettings | None = None, *, on_load_er
                 columns[settings.labels_column] = list(req.labels)
         if n == 0:
             return JSONResponse({"rewards": [], "scores": [], "extra_logs": {}})
-        prompts = list(req.prompts or [])
-        # The prompt is text the policy's chat template rendered; the response ends with its
-        # end-of-turn text. A model reward with a template then adds its own end of turn, and
-        # rules see the response alone: the text /v1/score scores for the same conversation.
         ends = [] if settings.keep_end_of_turn else end_tokens(batcher.reward)
-        responses = [strip_end(split[i][0], strip_tokens(), ends) for i in found]
-        scored = await run([RenderedPrompt(prompts[i]) for i in found], responses, {k: [v[i] for i in found] for k, v in columns.items()}) \
-            if found else RewardOutput(scores=[])
-        out = expand_output(scored, found, n, reasons={i: split[i][2] for i in range(n) if split[i][0] is None})
+        found, prompts, responses = reward_inputs(split, list(req.prompts or []), strip_tokens(), ends)
+        scored = await run(prompts, responses, {k: [v[i] for i in found] for k, v in columns.items()}) if found else RewardOutput(scores=[])
+        out, body = openrlhf_answer(scored, split, found, settings.unscored_reward)
         unscored = [i for i, s in enumerate(out.scores) if s is None]
         if unscored and settings.unscored_reward is None:
             reasons = out.extras.get("reason") or [None] * n
             first = unscored[0]
             raise ApiError(422, "unscored_sample", _unscored_message(len(unscored), n, first, reasons[first]), field=f"query[{first}]")
-        body = to_openrlhf(out, settings.unscored_reward)
-        body["extra_logs"]["prompt_truncated"] = [1.0 if split[i][1] else 0.0 for i in range(n)]
         return JSONResponse(body)
 
     # --------------------------------------------------------------------------- other RL stacks (serve/adapters.py)

@@ -153,6 +153,26 @@ def strip_end(response: str, padding: Sequence[str], ends: Sequence[str]) -> str
     return _strip(response, [*padding, *ends])
 
 
+def reward_inputs(split: Sequence[tuple[str | None, bool, str | None]], prompts: Sequence[str], padding: Sequence[str],
+                  ends: Sequence[str]) -> tuple[list[int], list[RenderedPrompt], list[str]]:
+    """What the reward scores for the queries ``split`` found (``split_queries``): their indices, the
+    prompts as rendered text, and the responses without trailing padding and end-of-turn ``ends``.
+    The reward then scores the text ``/v1/score`` would for the same conversation."""
+    found = [i for i, (response, _, _) in enumerate(split) if response is not None]
+    return found, [RenderedPrompt(prompts[i]) for i in found], [strip_end(split[i][0], padding, ends) for i in found]
+
+
+def openrlhf_answer(scored: RewardOutput, split: Sequence[tuple[str | None, bool, str | None]], found: Sequence[int],
+                    unscored: float | None) -> tuple[RewardOutput, dict[str, Any]]:
+    """(the output for every query, OpenRLHF's body): queries whose prompt was not found unscored
+    with their reason, ``extra_logs.prompt_truncated`` added."""
+    n = len(split)
+    out = expand_output(scored, found, n, reasons={i: split[i][2] for i in range(n) if split[i][0] is None})
+    body = to_openrlhf(out, unscored)
+    body["extra_logs"]["prompt_truncated"] = [1.0 if split[i][1] else 0.0 for i in range(n)]
+    return out, body
+
+
 def reward_strip_tokens(reward: Any) -> list[str]:
     """Padding tokens of the reward's tokenizers (stripped from the end of OpenRLHF queries); a pad
     token equal to EOS is kept, since it may be the real end of the response."""

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextvars
 import inspect
-import os
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
