@@ -23,6 +23,7 @@ plus the 64 MB ``/tmp`` (there is no cgroup limit); the kernel is shared.
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -116,6 +117,7 @@ _SYSCALLS = {  # machine -> (audit arch, {name: number}) for the syscalls above 
 _CLONE_NEW = 0x7E020080  # CLONE_NEWNS | NEWCGROUP | NEWUTS | NEWIPC | NEWUSER | NEWPID | NEWNET | NEWTIME
 
 
+@functools.lru_cache(maxsize=None)
 def seccomp_program(machine: str | None = None) -> bytes | None:
     """The classic-BPF seccomp filter for this machine (``None`` where the syscall table is not known)."""
     import platform
