@@ -36,7 +36,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--reward", action="append", metavar="SPEC", help="reward spec (repeat for a lineup); see `rewardkit ls`")
     src.add_argument("--scores", metavar="PATH", help="evaluate precomputed scores instead of running a reward")
     p.add_argument("--data", metavar="DATA", help="benchmark name, declaration .yaml, or data file (required with --reward; "
-                   "with --scores, a benchmark whose sections define the overall score)")
+                   "with --scores, a benchmark whose sections define the overall score, and the texts --diagnose reads)")
     p.add_argument("--format", default="auto", help="data format: auto, pairwise, hh-rlhf, best-of-n, scores (default auto)")
     p.add_argument("--limit", type=positive_int, default=None, metavar="N", help="use the first N rows (for the suite: N per subset)")
     p.add_argument("--out", required=True, type=output_dir, metavar="DIR", help="output folder")
@@ -152,11 +152,13 @@ def _by_id(records: list) -> dict[str, Any]:
 
 def _diagnose(args: argparse.Namespace, out: Path, scored: dict, records: dict, members: dict, source: str, notes: list[str]) -> None:
     """``eval --diagnose``: :mod:`rewardkit.evals.diagnose` over the scores just computed or read."""
-    from ..evals.diagnose import diagnose, write_diagnostics
+    from ..evals.diagnose import diagnose, diagnostics_table, write_diagnostics
 
     diag = diagnose(scored, records, members=members, length_ratio=args.length_ratio, n_boot=args.bootstrap, seed=args.seed, source=source)
     diag.result["notes"] = notes + diag.result["notes"]
     path = write_diagnostics(out, diag, command=command_line(args.argv))
+    print("\n== diagnostics")
+    print(diagnostics_table(diag.result))
     report = out / "report.md"
     if report.exists():
         with report.open("a", encoding="utf-8") as fh:

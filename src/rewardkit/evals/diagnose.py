@@ -61,6 +61,11 @@ class Diagnostics:
 
 # ---------------------------------------------------------------- statistics
 
+def _item(s: ScoredPair | ScoredBestOfN) -> str:
+    """The key that matches a scored item to its record and to other rewards' scores of it."""
+    return s.item or s.id
+
+
 def _valid(x: Any) -> bool:
     return x is not None and not (isinstance(x, float) and math.isnan(x))
 
@@ -144,13 +149,13 @@ def _slots(item: ScoredPair | ScoredBestOfN, record: Any) -> list[tuple[tuple, s
     if record is not None:
         comps = [record.chosen, record.rejected] if isinstance(record, PairRecord) else list(record.completions)
         if len(comps) != len(scores) or (isinstance(record, BestOfNRecord) and record.num_correct != getattr(item, "num_correct", None)):
-            raise ValueError(f"item {item.id!r}: the scores do not match the data record of that id "
+            raise ValueError(f"item {_item(item)!r}: the scores do not match the data record of that id "
                              f"({len(scores)} scores for {len(comps)} completions); were they computed on this --data?")
         texts = [completion_text(c) for c in comps]
     out = []
     for j, (label, score) in enumerate(zip(labels, scores)):
         if texts is None:
-            out.append(((item.id, j), label, score, None))
+            out.append(((_item(item), j), label, score, None))
         else:
             out.append(((_key(record.prompt), texts[j]), label, score, len(texts[j])))
     return out
@@ -162,7 +167,7 @@ def _responses(items: Sequence[Any], records: Mapping[str, Any]) -> dict[tuple, 
     for item in items:
         if not item.applicable:
             continue
-        for key, label, score, length in _slots(item, records.get(item.id)):
+        for key, label, score, length in _slots(item, records.get(_item(item))):
             row = table.setdefault(key, {"scores": [], "length": length, "label": label})
             if _valid(score):
                 row["scores"].append(float(score))
@@ -194,7 +199,7 @@ def length_controlled(items: Sequence[ScoredPair], records: Mapping[str, Any], *
     """Accuracy on the length-matched pairs, and on the pairs whose chosen response is the longer / the shorter."""
     groups: dict[str, list[Outcome]] = {"length_matched": [], "chosen_longer": [], "chosen_shorter": []}
     for item in items:
-        lengths = _pair_lengths(item, records.get(item.id)) if item.applicable else None
+        lengths = _pair_lengths(item, records.get(_item(item))) if item.applicable else None
         if lengths is None:
             continue
         lc, lr = lengths
@@ -224,7 +229,7 @@ def style_probe(items: Sequence[ScoredPair], records: Mapping[str, Any], *, n_bo
     unknown: set[str] = set()
     found = False
     for item in items:
-        record = records.get(item.id)
+        record = records.get(_item(item))
         if not item.applicable or not isinstance(record, PairRecord):
             continue
         cs, rs = record.columns.get("chosen_style"), record.columns.get("rejected_style")
@@ -266,10 +271,10 @@ def agreement(a: Sequence[Any], b: Sequence[Any], ra: Mapping[tuple, Mapping], r
     common = [k for k in ra if k in rb and ra[k]["score"] is not None and rb[k]["score"] is not None]
     out: dict[str, Any] = {"kendall_tau_b": kendall_tau_b([ra[k]["score"] for k in common], [rb[k]["score"] for k in common]),
                            "responses": len(common)}
-    by_id = {s.id: s for s in b if s.applicable}
+    by_id = {_item(s): s for s in b if s.applicable}
     same_order, top1 = [], []
     for s in a:
-        t = by_id.get(s.id)
+        t = by_id.get(_item(s))
         if t is None or not s.applicable:
             continue
         if isinstance(s, ScoredPair) and isinstance(t, ScoredPair):
@@ -297,9 +302,9 @@ def disagreement(members: Mapping[str, Sequence[Any]], responses: Mapping[str, M
     for name in names:
         values = [r["score"] for r in responses[name].values() if r["score"] is not None]
         spread[name] = float(np.std(values)) if values else 0.0
-    by_id = {name: {s.id: s for s in members[name] if isinstance(s, ScoredPair) and s.applicable} for name in names}
-    own = {s.id: s for s in combined} if combined is not None else None
-    ids = [s.id for s in members[names[0]] if all(s.id in by_id[n] for n in names)]
+    by_id = {name: {_item(s): s for s in members[name] if isinstance(s, ScoredPair) and s.applicable} for name in names}
+    own = {_item(s): s for s in combined} if combined is not None else None
+    ids = [_item(s) for s in members[names[0]] if all(_item(s) in by_id[n] for n in names)]
     rows, unscored = [], 0
     for pid in ids:
         pairs = [by_id[n][pid] for n in names]
@@ -377,9 +382,9 @@ def diagnose(
     notes: list[str] = []
     responses = {name: _responses(items, records) for name, items in scored.items()}
     pairwise = {name: [s for s in items if isinstance(s, ScoredPair)] for name, items in scored.items()}
-    known = {s.id for items in scored.values() for s in items if s.id in records}
-    total = {s.id for items in scored.values() for s in items}
-    if len(known) < len(total):
+    known = {_item(s) for items in scored.values() for s in items if _item(s) in records}
+    total = {_item(s) for items in scored.values() for s in items}
+    if records and len(known) < len(total):
         notes.append(f"{len(total) - len(known)} of {len(total)} scored items have no text in the data (matched on id): "
                      "length and style statistics leave them out")
     diag = Diagnostics(result={})
@@ -394,7 +399,7 @@ def diagnose(
                 diag.styles[name] = [[(c["accuracy"] if c["n"] else None, c["n"]) for c in row] for row in style["matrix"]]
         diag.points[name] = _points(responses[name], seed)
         per_reward[name] = entry
-    pairs_with_text = [(s, records[s.id]) for s in next(iter(pairwise.values()), []) if s.id in records]
+    pairs_with_text = [(s, records[_item(s)]) for s in next(iter(pairwise.values()), []) if _item(s) in records]
     data_stats: dict[str, Any] = {"items": len(total), "items_with_text": len(known)}
     if pairs_with_text:
         lens = [_pair_lengths(s, r) for s, r in pairs_with_text]
@@ -461,6 +466,25 @@ def _num(x: Any) -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}"
 
 
+def diagnostics_table(result: Mapping[str, Any]) -> str:
+    """The headline numbers per reward for the terminal (the rest is in diagnostics.md)."""
+    from .report import _grid
+
+    rows = [("reward", "Pearson", "Spearman", "matched %", "longer %", "shorter %", "hard %", "normal %", "easy %")]
+    for name, r in result["rewards"].items():
+        lc, st = r.get("length_controlled", {}), r.get("style", {})
+        rows.append((name, _num(r["length_correlation"]["pearson"]), _num(r["length_correlation"]["spearman"]),
+                     *[_pct((lc.get(k) or {}).get("accuracy")) for k in ("length_matched", "chosen_longer", "chosen_shorter")],
+                     *[_pct((st.get(k) or {}).get("accuracy")) for k in ("hard", "normal", "easy")]))
+    lines = [_grid(rows), "(score-length correlation over responses; accuracy on length-matched pairs, where the chosen is "
+             "the longer / the shorter; RM-Bench hard / normal / easy)"]
+    for name, d in result["disagreement"].items():
+        if d["terciles"]:
+            lines.append(f"disagreement ({name}): accuracy " + " / ".join(_pct(t["accuracy"]) for t in d["terciles"])
+                         + " % from low to high tercile")
+    return "\n".join(lines)
+
+
 def diagnostics_markdown(result: Mapping[str, Any], plots: Mapping[str, str], *, command: str = "") -> str:
     """The readable side of diagnostics.json; ``plots`` maps an SVG's role to its file name."""
     rewards = result["rewards"]
@@ -471,7 +495,7 @@ def diagnostics_markdown(result: Mapping[str, Any], plots: Mapping[str, str], *,
     lines += [f"Data: `{result['data']}`, {stats['items']} items ({stats['items_with_text']} with their texts). "
               f"Length = {result['length_unit']}. Accuracy is strict (ties and unscored count as wrong); intervals: "
               f"{result['bootstrap']['method']} bootstrap, {result['bootstrap']['resamples']} resamples, seed {result['seed']}.", ""]
-    if any("length_controlled" in r for r in rewards.values()):
+    if any(r["length_correlation"]["responses"] for r in rewards.values()):
         share = stats.get("chosen_longer_share")
         lines += ["## Length", ""]
         if share is not None:
