@@ -10,7 +10,7 @@ is its seeded percentile bootstrap.
   pairs whose two responses have nearly the same length (``max(len) <= ratio * min(len)``, i.e.
   ``|log(len_c / len_r)| <= log(ratio)``), on the pairs whose chosen response is the longer and on
   those where it is the shorter: a reward that reads length is good on the first and bad on the
-  second (the length-bias split of "A Long Way to Go: Investigating Length Correlations in RLHF").
+  second (why it matters: "A Long Way to Go: Investigating Length Correlations in RLHF").
 * **Agreement** between two rewards: Kendall's tau-b between their scores over the responses, the
   share of pairs both order the same way (a tie is its own order) and, on best-of-N rows, top-1
   agreement (the chance both pick the same completion when each breaks its ties uniformly at random).
@@ -18,9 +18,10 @@ is its seeded percentile bootstrap.
   reward whose member scores are in its ``vector``): each member's pair margin in units of that
   member's score spread over the responses (``(s_c - s_r) / std``; the z-score's mean cancels), and
   the disagreement of a pair = the std of those margins across members. Pairs are split into
-  terciles of disagreement; an uncertainty estimate is useful when accuracy falls from the low to the
-  high tercile (reported with an interval). The ensemble's prediction is the reward's own score for
-  an ``ensemble:`` spec, and the mean z-scored margin for a lineup.
+  terciles of disagreement (equal counts; equal disagreements split in data order); an uncertainty
+  estimate is useful when accuracy falls from the low to the high tercile (reported with an
+  interval). The ensemble's prediction is the reward's own score for an ``ensemble:`` spec, and the
+  mean z-scored margin for a lineup.
 * **Style against substance** ("RM-Bench: Benchmarking Reward Models of Language Models with
   Subtlety and Style"): every item has a correct and an incorrect response in three styles, concise
   < detailed_plain < detailed_markdown, and the 3 x 3 pairs of an item form a matrix with the chosen
