@@ -175,12 +175,16 @@ class BaseReward:
       position bias, a verifier's false-positive probes).
     * :meth:`step_metrics`: what it adds to a trainer's logs at every call (TRL's ``log_metric``: the
       unscored share, a judge's position consistency, a gate's source shares).
+    * ``members_in_vector``: ``True`` when ``vector`` holds independent estimates of the same quantity
+      (an ensemble's members), so their spread is an uncertainty estimate (``eval --diagnose``); the
+      objectives of a multi-objective head measure different things and are not.
 
     ``__name__`` is set because TRL's GRPOTrainer logs reward functions by ``__name__``.
     """
 
     name: str = "reward"
     group_by: GroupBy | None = None
+    members_in_vector: bool = False
 
     def children(self) -> list[Any]:
         return []

@@ -143,6 +143,7 @@ class ScoredPair:
     subset: str = "default"
     model: str | None = None
     applicable: bool = True  # False: the reward does not apply to this item (e.g. a rule without gold data)
+    item: str | None = None  # the item these scores are for when rows of several models share it under their own ids (JudgeBench's pair_id)
 
 
 @dataclass
@@ -153,6 +154,7 @@ class ScoredBestOfN:
     subset: str = "default"
     model: str | None = None
     applicable: bool = True
+    item: str | None = None
 
 
 Record = Union[PairRecord, BestOfNRecord, SampleRecord]

@@ -7,18 +7,27 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .common import JsonlWriter, add_reward_options, command_line, output_dir, quiet_libraries, reward_options, slug
-from .flags import finite_float, open_fraction, positive_int
+from .flags import finite_float, open_fraction, positive_int, ratio
 
 HELP = "evaluate rewards on preference data (pairwise or best-of-N accuracy, bootstrap intervals, report)"
 EPILOG = """examples:
   rewardkit eval --reward loglik:default --reward length --data suite --out runs/demo
   rewardkit eval --reward classifier:./my-rm --data pairs.jsonl --limit 200 --out runs/my-rm
   rewardkit eval --scores judgebench_reference_rm_scores.jsonl --out runs/judgebench
+  rewardkit eval --reward default --reward length --data rm_bench_chat.jsonl --diagnose --out runs/diag
+  rewardkit eval --scores runs/diag/default/scores.jsonl --data rm_bench_chat.jsonl --diagnose --out runs/again
 
 --data takes a built-in benchmark (suite, suite:train), a benchmark declaration (.yaml) or a data file
 (.jsonl/.json/.parquet; format auto-detected, see --format). Output: results.json, scores.jsonl
 (per-item scores, readable by --scores), report.md and plot.svg in --out; with several rewards (or
-several models in a scores file) one folder per reward plus lineup.json and a combined report."""
+several models in a scores file) one folder per reward plus lineup.json and a combined report.
+
+--diagnose (pairwise / best-of-N data) adds diagnostics.json, diagnostics.md and SVG plots: correlation
+of each reward with response length and its accuracy on length-matched pairs and by which response is
+longer; agreement between the rewards (Kendall tau, same pair order, top-1); accuracy by tercile of
+ensemble disagreement (a lineup, or an ensemble: reward's members); RM-Bench hard/normal/easy accuracy
+and the 3x3 style matrix when rows carry item_id/chosen_style/rejected_style. With --scores, --data
+names the file the scores were computed on (texts matched on id)."""
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -27,12 +36,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--reward", action="append", metavar="SPEC", help="reward spec (repeat for a lineup); see `rewardkit ls`")
     src.add_argument("--scores", metavar="PATH", help="evaluate precomputed scores instead of running a reward")
     p.add_argument("--data", metavar="DATA", help="benchmark name, declaration .yaml, or data file (required with --reward; "
-                   "with --scores, a benchmark whose sections define the overall score)")
+                   "with --scores, a benchmark whose sections define the overall score, and the texts --diagnose reads)")
     p.add_argument("--format", default="auto", help="data format: auto, pairwise, hh-rlhf, best-of-n, scores (default auto)")
     p.add_argument("--limit", type=positive_int, default=None, metavar="N", help="use the first N rows (for the suite: N per subset)")
     p.add_argument("--out", required=True, type=output_dir, metavar="DIR", help="output folder")
     p.add_argument("--bootstrap", type=positive_int, default=1000, metavar="N", help="bootstrap resamples for the 95%% intervals (default 1000)")
     add_reward_options(p)
+    g = p.add_argument_group("diagnostics (pairwise and best-of-N data)")
+    g.add_argument("--diagnose", action="store_true",
+                   help="also write diagnostics.json/.md and plots: length bias, agreement, ensemble disagreement, RM-Bench style probe")
+    g.add_argument("--length-ratio", type=ratio, default=1.1, metavar="R",
+                   help="pairs whose chosen and rejected lengths (characters) are within this ratio count as length-matched (default 1.1)")
     g = p.add_argument_group("process data (step-labelled solutions: ProcessBench/PRM800K/Math-Shepherd rows, arith-steps): "
                              "first-error F1 and step AUROC")
     g.add_argument("--threshold", type=finite_float, default=None, help="fixed step threshold (default: chosen on a dev split of the questions)")
@@ -59,12 +73,26 @@ def run(args: argparse.Namespace) -> int:
             return 2
         # Sections (and so the overall definition) come from the benchmark, when one is named.
         sections = resolve_data(args.data, limit=1, seed=args.seed).sections if args.data else None
+        texts = None
+        if args.diagnose and args.data:
+            texts = resolve_data(args.data, seed=args.seed)
+            if texts.kind not in ("pairs", "best-of-n"):
+                print(f"error: --diagnose needs the pairwise or best-of-N data the scores were computed on; {args.data} holds {texts.kind} records", file=sys.stderr)
+                return 2
         per_model = evaluate_scored(data.records, sections, n_boot=args.bootstrap, seed=args.seed)
         results = {}
         for model, result in per_model.items():
             result.update(scores=str(args.scores), data=str(args.scores))
             results[model or Path(args.scores).stem] = clean_nan(result)
-        return _finish(out, results, f"Precomputed scores: {Path(args.scores).name}", command_line(args.argv))
+        code = _finish(out, results, f"Precomputed scores: {Path(args.scores).name}", command_line(args.argv))
+        if args.diagnose:
+            by_model: dict[str, list] = {}
+            for s in data.records:
+                by_model.setdefault(s.model or Path(args.scores).stem, []).append(s)
+            records = {} if texts is None else _by_id(texts.records)
+            notes = [] if texts is not None else ["no --data: length and style statistics need the texts the scores were computed on"]
+            _diagnose(args, out, by_model, records, {}, texts.source if texts is not None else str(args.scores), notes)
+        return code
 
     if not args.data:
         print("error: --data is required with --reward", file=sys.stderr)
@@ -75,6 +103,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     quiet_libraries()
     data = resolve_data(args.data, format=args.format, limit=args.limit, seed=args.seed, skip_invalid=args.skip_invalid)
+    if args.diagnose and data.kind not in ("pairs", "best-of-n"):
+        print(f"error: --diagnose needs pairwise or best-of-N data; {data.source} holds {data.kind} records", file=sys.stderr)
+        return 2
     if data.kind == "steps":
         return _run_process(args, data, out)
     from ..evals.verdicts import has_verdicts
@@ -82,13 +113,20 @@ def run(args: argparse.Namespace) -> int:
         return _run_verdicts(args, data, out)
     print(f"data: {data.source} ({len(data)} {data.kind} records, format {data.format})", file=sys.stderr)
     several = len(args.reward) > 1
+    scored: dict[str, list] = {}
+    members: dict[str, dict] = {}
 
     def one(spec: str, reward: Any, folder: Path) -> dict:
         writer = JsonlWriter(folder / "scores.jsonl")
         try:
-            result, _ = evaluate(reward, data, n_boot=args.bootstrap, seed=args.seed, on_rows=writer)
+            result, run = evaluate(reward, data, n_boot=args.bootstrap, seed=args.seed, on_rows=writer)
         finally:
             writer.close()
+        if args.diagnose:
+            scored[spec] = run.scored
+            if getattr(reward, "members_in_vector", False):
+                from ..evals.diagnose import members_from_rows
+                members[spec] = members_from_rows(run.rows)
         result = clean_nan({"spec": spec, **result, "seed": args.seed})
         write_json(folder / "results.json", result)
         if several:
@@ -99,7 +137,33 @@ def run(args: argparse.Namespace) -> int:
     if results:
         title = f"{next(iter(results))} on {data.source}" if len(results) == 1 else f"Lineup on {data.source}"
         _finish(out, results, title, command_line(args.argv), per_reward_written=True)
+    if scored:
+        _diagnose(args, out, scored, _by_id(data.records), members, data.source, [])
     return _failed(failures)
+
+
+def _by_id(records: list) -> dict[str, Any]:
+    """Records by id for matching scores to their texts; a repeated id keeps its first record."""
+    out: dict[str, Any] = {}
+    for r in records:
+        out.setdefault(r.id, r)
+    return out
+
+
+def _diagnose(args: argparse.Namespace, out: Path, scored: dict, records: dict, members: dict, source: str, notes: list[str]) -> None:
+    """``eval --diagnose``: :mod:`rewardkit.evals.diagnose` over the scores just computed or read."""
+    from ..evals.diagnose import diagnose, diagnostics_table, write_diagnostics
+
+    diag = diagnose(scored, records, members=members, length_ratio=args.length_ratio, n_boot=args.bootstrap, seed=args.seed, source=source)
+    diag.result["notes"] = notes + diag.result["notes"]
+    path = write_diagnostics(out, diag, command=command_line(args.argv))
+    print("\n== diagnostics")
+    print(diagnostics_table(diag.result))
+    report = out / "report.md"
+    if report.exists():
+        with report.open("a", encoding="utf-8") as fh:
+            fh.write("\n## Diagnostics\n\nLength bias, agreement, ensemble disagreement and style: [diagnostics.md](diagnostics.md).\n")
+    print(f"wrote {out / 'diagnostics.json'}, {path}", file=sys.stderr)
 
 
 def _write_one(folder: Path, result: dict, rows: list[dict], table: str) -> dict:

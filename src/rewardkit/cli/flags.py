@@ -43,6 +43,7 @@ fraction = _checked(float, lambda v: 0 <= v <= 1, "a number in [0, 1]")
 share = _checked(float, lambda v: 0 <= v < 1, "a number in [0, 1)")
 open_fraction = _checked(float, lambda v: 0 < v < 1, "a number in (0, 1)")
 probability = _checked(float, lambda v: 0 < v <= 1, "a number in (0, 1]")
+ratio = _checked(float, lambda v: math.isfinite(v) and v >= 1, "a ratio >= 1")
 port = _checked(int, lambda v: 0 <= v <= 65535, "a port number in 0..65535")
 
 

@@ -12,7 +12,8 @@ Layouts (``--format`` names):
   samples           {"prompt", "completion", ...}: plain completions to score (``rewardkit score``).
   scores            precomputed: {"chosen_score", "rejected_score"}, {"scores", "num_correct"}, or
                     {"score_A", "score_B", "label": "A>B"|"B>A"} (JudgeBench); grouped by
-                    "judge_model"/"model" when present.
+                    "judge_model"/"model" when present; a "pair_id" beside the "id" names the pair
+                    that the rows of different models share (diagnostics match models on it).
 Prompts in HH transcript form become chat messages so chat templates apply. Every field not
 listed above travels with the record as a keyword column (e.g. a gold "answer").
 """
@@ -235,6 +236,8 @@ def _number(row, key, path, where) -> float | None:
 def _parse_scores(row, path, where):
     record = _parse_scores_row(row, path, where)
     record.applicable = not row.get("not_applicable", False)
+    if row.get("pair_id") is not None and "id" in row:  # rows of several models, each with its own id, for one pair
+        record.item = str(row["pair_id"])
     return record
 
 

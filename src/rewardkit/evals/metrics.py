@@ -66,6 +66,20 @@ def stratified_bootstrap(
     return float(lo), float(hi)
 
 
+def accuracy_stats(items: Sequence[Outcome], n_boot: int = 1000, seed: int = 0) -> dict:
+    """Accuracy of one group of outcomes with its ties, unscored count and bootstrap 95% interval
+    (a subset of a benchmark, or a slice of one such as the length-matched pairs)."""
+    arr = np.array([o.value for o in items], dtype=float)
+    lo, hi = stratified_bootstrap({"items": arr}, lambda m: m["items"], n_boot, seed)
+    return {
+        "accuracy": float(arr.mean()) if len(arr) else float("nan"),
+        "n": len(items),
+        "ties": sum(o.tie for o in items),
+        "unscored": sum(o.unscored for o in items),
+        "ci95": [lo, hi],
+    }
+
+
 def summarize(
     outcomes: Mapping[str, Sequence[Outcome]],
     sections: Mapping[str, Mapping[str, float]] | None = None,
@@ -76,18 +90,7 @@ def summarize(
     the mean of section scores when ``sections`` (section -> {subset: weight}) are given, otherwise
     the accuracy over all items."""
     arrays = {name: np.array([o.value for o in items], dtype=float) for name, items in outcomes.items()}
-    subsets = {}
-    for k, name in enumerate(sorted(outcomes)):
-        items = outcomes[name]
-        arr = arrays[name]
-        lo, hi = stratified_bootstrap({name: arr}, lambda m, name=name: m[name], n_boot, seed + 1 + k)
-        subsets[name] = {
-            "accuracy": float(arr.mean()) if len(arr) else float("nan"),
-            "n": len(items),
-            "ties": sum(o.tie for o in items),
-            "unscored": sum(o.unscored for o in items),
-            "ci95": [lo, hi],
-        }
+    subsets = {name: accuracy_stats(outcomes[name], n_boot, seed + 1 + k) for k, name in enumerate(sorted(outcomes))}
     total = sum(len(a) for a in arrays.values())
     result: dict = {
         "n": total,

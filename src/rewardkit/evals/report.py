@@ -94,9 +94,11 @@ def _grid(rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
+_PALETTE = ["#3b6ea8", "#e08a2c", "#4d9a5b", "#b5474b", "#7d63a8", "#8c6d4f", "#c05fa0", "#6f6f6f"]
+
+
 def bar_chart_svg(categories: Sequence[str], series: Mapping[str, Sequence[tuple[float | None, Sequence[float] | None]]], title: str) -> str:
     """Grouped horizontal bars (accuracy in %) with 95% interval whiskers and a 50% chance line."""
-    palette = ["#3b6ea8", "#e08a2c", "#4d9a5b", "#b5474b", "#7d63a8", "#8c6d4f", "#c05fa0", "#6f6f6f"]
     names = list(series)
     bar_h, gap, left, width = 14, 10, 170, 420
     group_h = bar_h * len(names) + gap
@@ -119,7 +121,7 @@ def bar_chart_svg(categories: Sequence[str], series: Mapping[str, Sequence[tuple
             if value is None or (isinstance(value, float) and math.isnan(value)):
                 continue
             y = y0 + k * bar_h
-            color = palette[k % len(palette)]
+            color = _PALETTE[k % len(_PALETTE)]
             out.append(f'<rect x="{left}" y="{y}" width="{width * value:.1f}" height="{bar_h - 2}" fill="{color}"><title>{html.escape(name)}: {100 * value:.1f}%</title></rect>')
             cy = y + (bar_h - 2) / 2
             end = value
@@ -129,7 +131,7 @@ def bar_chart_svg(categories: Sequence[str], series: Mapping[str, Sequence[tuple
             out.append(f'<text x="{x(end) + 4:.1f}" y="{cy}" dominant-baseline="middle" font-size="10" fill="#333">{100 * value:.1f}</text>')
     ly = top + group_h * len(categories) + 30
     for k, name in enumerate(names):
-        out.append(f'<rect x="{left}" y="{ly + 18 * k - 10}" width="12" height="12" fill="{palette[k % len(palette)]}"/>')
+        out.append(f'<rect x="{left}" y="{ly + 18 * k - 10}" width="12" height="12" fill="{_PALETTE[k % len(_PALETTE)]}"/>')
         out.append(f'<text x="{left + 18}" y="{ly + 18 * k}">{html.escape(name)}</text>')
     out.append("</svg>")
     return "\n".join(out)
@@ -160,3 +162,106 @@ def write_report(out_dir: Path, results: Mapping[str, Mapping[str, Any]], *, tit
     path = out_dir / "report.md"
     path.write_text("\n".join(lines), encoding="utf-8")
     return path
+
+
+def _ticks(lo: float, hi: float, count: int = 5) -> list[float]:
+    """Round tick values covering [lo, hi]."""
+    if hi <= lo:
+        return [lo]
+    raw = (hi - lo) / count
+    step = 10 ** math.floor(math.log10(raw))
+    step *= next(m for m in (1, 2, 5, 10) if raw <= m * step)
+    first = math.ceil(lo / step) * step
+    return [first + k * step for k in range(int((hi - first) / step + 1e-9) + 1)]
+
+
+def scatter_svg(series: Mapping[str, Sequence[tuple[float, float]]], *, title: str, subtitle: str = "",
+                x_label: str = "", y_label: str = "", log_x: bool = False) -> str:
+    """Points of one or several series (x, y), half transparent so dense regions show; ``log_x`` plots
+    x on a log10 axis (response lengths span orders of magnitude)."""
+    left, top, width, height = 70, 60, 460, 300
+    pts = [(x, y) for s in series.values() for x, y in s if not (log_x and x <= 0)]
+    fx = (lambda v: math.log10(v)) if log_x else (lambda v: v)  # noqa: E731
+    xs, ys = [fx(x) for x, _ in pts] or [0.0], [y for _, y in pts] or [0.0]
+    x0, x1 = min(xs), max(xs)
+    y0, y1 = min(ys), max(ys)
+    if x1 == x0:
+        x0, x1 = x0 - 0.5, x1 + 0.5
+    if y1 == y0:
+        y0, y1 = y0 - 0.5, y1 + 0.5
+    x0, x1 = x0 - (x1 - x0) * 0.03, x1 + (x1 - x0) * 0.03  # no point on the frame
+    y0, y1 = y0 - (y1 - y0) * 0.05, y1 + (y1 - y0) * 0.05
+    px = lambda v: left + width * (fx(v) - x0) / (x1 - x0)  # noqa: E731
+    py = lambda v: top + height * (1 - (v - y0) / (y1 - y0))  # noqa: E731
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{left + width + 30}" height="{top + height + 50 + 18 * len(series)}" font-family="sans-serif" font-size="12">',
+           '<rect width="100%" height="100%" fill="white"/>',
+           f'<text x="10" y="20" font-size="14" font-weight="bold">{html.escape(title)}</text>',
+           f'<text x="10" y="38" fill="#555">{html.escape(subtitle)}</text>',
+           f'<rect x="{left}" y="{top}" width="{width}" height="{height}" fill="none" stroke="#bbb"/>']
+    if log_x:  # decades, and 2x / 5x between them when the range spans fewer than three decades
+        steps = (1, 2, 5) if x1 - x0 < 3 else (1,)
+        xticks = [m * 10.0 ** k for k in range(math.floor(x0), math.ceil(x1) + 1) for m in steps if x0 <= math.log10(m * 10.0 ** k) <= x1]
+    else:
+        xticks = _ticks(x0, x1)
+    for t in xticks:
+        out.append(f'<line x1="{px(t):.1f}" y1="{top}" x2="{px(t):.1f}" y2="{top + height}" stroke="#eee"/>')
+        label = f"{t:g}" if not log_x or t < 1e5 else f"1e{round(math.log10(t))}"
+        out.append(f'<text x="{px(t):.1f}" y="{top + height + 14}" text-anchor="middle" fill="#555">{label}</text>')
+    for t in _ticks(y0, y1):
+        out.append(f'<line x1="{left}" y1="{py(t):.1f}" x2="{left + width}" y2="{py(t):.1f}" stroke="#eee"/>')
+        out.append(f'<text x="{left - 6}" y="{py(t):.1f}" text-anchor="end" dominant-baseline="middle" fill="#555">{t:.4g}</text>')
+    out.append(f'<text x="{left + width / 2}" y="{top + height + 32}" text-anchor="middle">{html.escape(x_label)}</text>')
+    out.append(f'<text transform="translate(16,{top + height / 2}) rotate(-90)" text-anchor="middle">{html.escape(y_label)}</text>')
+    for k, (name, points) in enumerate(series.items()):
+        color = _PALETTE[k % len(_PALETTE)]
+        for x, y in points:
+            if log_x and x <= 0:
+                continue
+            out.append(f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="2.2" fill="{color}" fill-opacity="0.45"/>')
+        ly = top + height + 50 + 18 * k
+        out.append(f'<circle cx="{left + 6}" cy="{ly - 4}" r="5" fill="{color}"/>')
+        out.append(f'<text x="{left + 18}" y="{ly}">{html.escape(name)} ({len(points)})</text>')
+    out.append("</svg>")
+    return "\n".join(out)
+
+
+def _shade(value: float) -> str:
+    """0 -> red, 0.5 -> white, 1 -> green (accuracy against the 50% of chance)."""
+    red, green = (181, 71, 75), (77, 154, 91)
+    end, t = (red, 1 - 2 * value) if value < 0.5 else (green, 2 * value - 1)
+    t = min(1.0, max(0.0, t))
+    return "#" + "".join(f"{round(255 + (c - 255) * t):02x}" for c in end)
+
+
+def heatmap_svg(panels: Mapping[str, Sequence[Sequence[tuple[float | None, int]]]], *, rows: Sequence[str], cols: Sequence[str],
+                title: str, subtitle: str = "", row_label: str = "", col_label: str = "") -> str:
+    """One accuracy matrix per panel (cells: (accuracy or None, n)), side by side, coloured from red
+    (0%) through white (50%) to green (100%)."""
+    cell, left, top = 110, 130, 92
+    panel_w = cell * len(cols) + 40
+    width = left + panel_w * len(panels)
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{top + cell * len(rows) + 40}" font-family="sans-serif" font-size="12">',
+           '<rect width="100%" height="100%" fill="white"/>',
+           f'<text x="10" y="20" font-size="14" font-weight="bold">{html.escape(title)}</text>',
+           f'<text x="10" y="38" fill="#555">{html.escape(subtitle)}</text>',
+           f'<text transform="translate(14,{top + cell * len(rows) / 2}) rotate(-90)" text-anchor="middle">{html.escape(row_label)}</text>']
+    for i, r in enumerate(rows):
+        out.append(f'<text x="{left - 6}" y="{top + cell * (i + 0.5)}" text-anchor="end" dominant-baseline="middle">{html.escape(r)}</text>')
+    for p, (name, matrix) in enumerate(panels.items()):
+        x0 = left + p * panel_w
+        out.append(f'<text x="{x0 + cell * len(cols) / 2}" y="{top - 34}" text-anchor="middle" font-weight="bold">{html.escape(name)}</text>')
+        out.append(f'<text x="{x0 + cell * len(cols) / 2}" y="{top + cell * len(rows) + 20}" text-anchor="middle" fill="#555">{html.escape(col_label)}</text>')
+        for j, c in enumerate(cols):
+            out.append(f'<text x="{x0 + cell * (j + 0.5)}" y="{top - 8}" text-anchor="middle" font-size="10">{html.escape(c)}</text>')
+        for i in range(len(rows)):
+            for j in range(len(cols)):
+                value, n = matrix[i][j]
+                fill = "#eee" if value is None else _shade(value)
+                x, y = x0 + cell * j, top + cell * i
+                out.append(f'<rect x="{x}" y="{y}" width="{cell}" height="{cell}" fill="{fill}" stroke="white"/>')
+                text = "-" if value is None else f"{100 * value:.1f}%"
+                ink = "white" if value is not None and abs(value - 0.5) > 0.3 else "#222"  # readable on the dark ends
+                out.append(f'<text x="{x + cell / 2}" y="{y + cell / 2 - 4}" text-anchor="middle" font-weight="bold" fill="{ink}">{text}</text>')
+                out.append(f'<text x="{x + cell / 2}" y="{y + cell / 2 + 12}" text-anchor="middle" font-size="10" fill="{ink}">n={n}</text>')
+    out.append("</svg>")
+    return "\n".join(out)

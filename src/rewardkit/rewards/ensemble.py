@@ -70,6 +70,7 @@ class EnsembleReward(BaseReward):
     """
 
     kind = "ensemble"
+    members_in_vector = True
 
     def __init__(
         self,
@@ -189,6 +190,10 @@ class TransformReward(BaseReward):
 
     def children(self) -> list[Any]:
         return [self.inner]
+
+    @property
+    def members_in_vector(self) -> bool:  # type: ignore[override]
+        return bool(getattr(self.inner, "members_in_vector", False))  # the inner reward's vector passes through
 
     def eval_summary(self, records: Sequence[Any], rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         return eval_summary(self.inner, records, rows)  # the inner reward's extras pass through unchanged
