@@ -6,8 +6,6 @@ import json
 import random
 import xml.etree.ElementTree as ET
 from itertools import combinations
-from math import comb
-from pathlib import Path
 
 import pytest
 

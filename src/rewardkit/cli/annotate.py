@@ -122,8 +122,7 @@ def loaders(args: argparse.Namespace, specs: list[str]):
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..protocol import MissingColumnError
-    from ..use.annotate import SamplingConfig, annotate, check_columns
+    from ..use.annotate import SamplingConfig, annotate, check_pair_columns
     from ..use.pairs import PairConfig
 
     quiet_libraries()
@@ -133,19 +132,15 @@ def run(args: argparse.Namespace) -> int:
     if len(set(specs)) < len(specs):
         raise ValueError(f"a --reward is given twice ({', '.join(sorted({s for s in specs if specs.count(s) > 1}))}); scores are kept per spec")
     pools, source = load_pools(args)
-    check_columns(pools, source)
+    check_pair_columns(pools, source)
     sampling = SamplingConfig(**values(SamplingConfig, args))
     if not args.candidates and sampling.temperature == 0 and sampling.n > 1:
         print(f"note: --temperature 0 is greedy decoding: the {sampling.n} samples of a prompt will be identical", file=sys.stderr)
     load_client, load_rewards = loaders(args, specs)
-    try:
-        summary = annotate(pools, Path(args.out), names=specs, load_rewards=load_rewards, load_client=load_client, sampling=sampling,
-                           pairs=PairConfig(**values(PairConfig, args)), seed=args.seed, settings=settings(args, specs),
-                           generator=f"candidates:{args.candidates}" if args.candidates else args.generator, overwrite=args.overwrite,
-                           about={"command": command_line(args.argv), "data": source})
-    except MissingColumnError as err:
-        print(f"error: {err} (add it to the rows of {source})", file=sys.stderr)
-        return 2
+    summary = annotate(pools, Path(args.out), names=specs, load_rewards=load_rewards, load_client=load_client, sampling=sampling,
+                       pairs=PairConfig(**values(PairConfig, args)), seed=args.seed, settings=settings(args, specs),
+                       generator=f"candidates:{args.candidates}" if args.candidates else args.generator, overwrite=args.overwrite,
+                       about={"command": command_line(args.argv), "data": source})
     keys = ("prompts", "samples_drawn", "duplicates", "pairs", "prompts_with_pair", "pair_share", "no_pair", "agreement", "samples_per_second")
     print(json.dumps({k: summary[k] for k in keys}, indent=2))
     return 0

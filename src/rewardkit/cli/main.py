@@ -36,11 +36,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from ..data.formats import DataFormatError
     from ..models.loading import ModelNotFoundError
+    from ..protocol import MissingColumnError
     from ..specs import RewardSpecError
 
     try:
         return int(args.func(args) or 0)
-    except (DataFormatError, ModelNotFoundError, RewardSpecError, FileNotFoundError, FileExistsError, ValueError) as err:
+    except (DataFormatError, ModelNotFoundError, RewardSpecError, MissingColumnError, FileNotFoundError, FileExistsError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

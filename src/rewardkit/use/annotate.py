@@ -46,7 +46,7 @@ class SamplingConfig:
     batch_prompts: int = 8  # prompts per generate call (a kill loses at most these)
 
 
-def check_columns(pools: Sequence[Pool], source: str) -> None:
+def check_pair_columns(pools: Sequence[Pool], source: str) -> None:
     for pool in pools:
         clash = sorted(set(pool.columns) & set(PAIR_FIELDS))
         if clash:
