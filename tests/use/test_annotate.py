@@ -176,6 +176,19 @@ def test_annotate_candidates_end_to_end(tmp_path, capsys):
     assert "other settings" in capsys.readouterr().err
 
 
+def test_chat_prompts_give_conversational_pairs(tmp_path):
+    chat = [{"id": "m", "prompt": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Say hi."}],
+             "completions": ["hi", "hello there", "hi"]}]
+    out = tmp_path / "chat"
+    assert main(["annotate", "--candidates", str(_write(tmp_path / "chat.jsonl", chat)), "--reward", "length:chars", "--out", str(out)]) == 0
+    row = json.loads((out / "pairs.jsonl").read_text())
+    assert row["prompt"] == chat[0]["prompt"]  # TRL's conversational preference format: the responses are assistant turns
+    assert row["chosen"] == [{"role": "assistant", "content": "hello there"}] and row["rejected"] == [{"role": "assistant", "content": "hi"}]
+    pair = load_dataset(out / "pairs.jsonl").records[0]
+    assert (pair.chosen, pair.rejected) == ("hello there", "hi")
+    assert json.loads((out / "best_of_n.jsonl").read_text())["completion"] == [{"role": "assistant", "content": "hello there"}]
+
+
 def test_a_column_named_like_a_pair_field_is_refused(tmp_path, capsys):
     data = _write(tmp_path / "p.jsonl", [{"prompt": "p", "margin": 3, "completions": ["a", "b c"]}])
     assert main(["annotate", "--candidates", str(data), "--reward", "length", "--out", str(tmp_path / "o")]) == 2

@@ -157,6 +157,15 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
 
 # ---------------------------------------------------------------- pairs and best-of-N
 
+def as_turn(prompt: Any, completion: Any) -> Any:
+    """A response as TRL expects it beside this prompt: text after a text prompt, one assistant message
+    after a chat prompt (TRL's conversational format); pre-split steps are joined into text."""
+    text = completion if isinstance(completion, str) else "\n".join(completion) if all(isinstance(c, str) for c in completion) else completion
+    if isinstance(prompt, list) and isinstance(text, str):
+        return [{"role": "assistant", "content": text}]
+    return text
+
+
 def derive(row: dict[str, Any], names: Sequence[str], cfg: PairConfig) -> tuple[list[dict[str, Any]], dict[str, Any] | None, str | None]:
     """(pairs.jsonl rows, the best_of_n.jsonl row or None, the reason there is no pair) of one samples row."""
     samples = row["samples"]
@@ -166,13 +175,13 @@ def derive(row: dict[str, Any], names: Sequence[str], cfg: PairConfig) -> tuple[
     for k, p in enumerate(found):
         c, r = samples[p["chosen"]], samples[p["rejected"]]
         pairs.append({**row.get("columns", {}), "id": f"{row['id']}-{k}", "prompt_id": row["id"], "prompt": row["prompt"],
-                      "chosen": c["completion"], "rejected": r["completion"], "chosen_scores": c["scores"], "rejected_scores": r["scores"],
+                      "chosen": as_turn(row["prompt"], c["completion"]), "rejected": as_turn(row["prompt"], r["completion"]), "chosen_scores": c["scores"], "rejected_scores": r["scores"],
                       "margin": p["margin"], "decided_by": p["decided_by"], "agreement": p["agreement"],
                       **({"pair_weight": p["pair_weight"]} if "pair_weight" in p else {}), **common})
     i, by, tied = best_sample(samples, names, cfg)
     best = None
     if i is not None:
-        best = {**row.get("columns", {}), "id": row["id"], "prompt": row["prompt"], "completion": samples[i]["completion"],
+        best = {**row.get("columns", {}), "id": row["id"], "prompt": row["prompt"], "completion": as_turn(row["prompt"], samples[i]["completion"]),
                 "scores": samples[i]["scores"], "picked_by": by, "tied_top": tied, **common}
     return pairs, best, reason
 
@@ -211,7 +220,7 @@ def annotate(pools: Sequence[Pool], out_dir: str | Path, *, names: Sequence[str]
 
     run = collect(pools, out_dir, load_client=load_client, load_rewards=load_rewards, sampling=sampling, seed=seed, settings=settings,
                   generator=generator, overwrite=overwrite, on_start=start, on_rows=append, progress=progress)
-    summary = summarize(run, names, pairs, seed=seed, about={**(about or {}), "generator": generator, "sampling": asdict(sampling)})
+    summary = summarize(run, names, pairs, seed=seed, about={**(about or {}), "generator": generator, "sampling": asdict(sampling) if load_client is not None else None})
     write_json(out_dir / "summary.json", summary)
     write_report(out_dir / "report.md", summary)
     return summary
