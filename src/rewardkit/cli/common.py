@@ -32,11 +32,15 @@ def add_reward_options(p: argparse.ArgumentParser) -> None:
 def add_policy_options(p: argparse.ArgumentParser, what: str) -> None:
     """The flags of the verbs that generate math solutions and check them (search, label-steps)."""
     p.add_argument("--data", required=True, metavar="DATA", help='math rows {"question", "answer", ...} (JSONL/JSON/Parquet)')
+    add_generator_option(p, what)
+    p.add_argument("--verifier", default="rule:math", help="reward spec that checks a finished solution against the 'answer' column")
+    p.add_argument("--limit", type=positive_int, default=None, metavar="N", help="the first N rows of --data")
+
+
+def add_generator_option(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("--generator", default="default",
                    help=f"the model that {what}: default (embedded model), a model dir/.gguf/hub id, or openai:MODEL@URL "
                         "(any OpenAI-compatible server)")
-    p.add_argument("--verifier", default="rule:math", help="reward spec that checks a finished solution against the 'answer' column")
-    p.add_argument("--limit", type=positive_int, default=None, metavar="N", help="the first N rows of --data")
 
 
 def output_file(text: str) -> str:

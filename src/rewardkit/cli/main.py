@@ -6,7 +6,7 @@ import sys
 
 from . import eval as eval_verb
 from . import ls, score, serve, split, suite, train
-from . import label_steps, search
+from . import annotate, label_steps, overopt, search
 from .. import __version__
 
 DESCRIPTION = """rewardkit: score with any reward, train and evaluate reward models honestly, serve them.
@@ -21,7 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rewardkit", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"rewardkit {__version__}")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
-    for module in (eval_verb, score, train, ls, suite, split, serve, label_steps, search):
+    for module in (eval_verb, score, train, ls, suite, split, serve, label_steps, search, annotate, overopt):
         module.add_parser(sub)
     return parser
 
@@ -36,11 +36,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from ..data.formats import DataFormatError
     from ..models.loading import ModelNotFoundError
+    from ..protocol import MissingColumnError
     from ..specs import RewardSpecError
 
     try:
         return int(args.func(args) or 0)
-    except (DataFormatError, ModelNotFoundError, RewardSpecError, FileNotFoundError, FileExistsError, ValueError) as err:
+    except (DataFormatError, ModelNotFoundError, RewardSpecError, MissingColumnError, FileNotFoundError, FileExistsError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -2,10 +2,8 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-from collections import Counter
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -39,6 +37,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..data.benchmarks import resolve_data
+    from ..data.resume import check_settings, fingerprint, write_settings
     from ..evals.runner import score_dataset
     from ..specs import load_reward
 
@@ -51,13 +50,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     meta = {"reward": args.reward, "options": {k: v for k, v in reward_options(args).items() if isinstance(v, (str, int, float, bool, type(None)))},
             "format": args.format}
-    meta_path = out.with_name(out.name + ".meta.json")
-    if not args.overwrite and out.exists() and meta_path.exists():
-        before = json.loads(meta_path.read_text(encoding="utf-8"))
-        changed = [k for k in ("reward", "options", "format") if before.get(k) != meta[k]]
-        if changed:
-            raise ValueError(f"--out {out} holds scores made with other settings ({', '.join(f'{k}: {before.get(k)!r} then, {meta[k]!r} now' for k in changed)}); "
-                             "resuming would mix them: pass --overwrite, or choose another --out")
+    check_settings(out, meta, overwrite=args.overwrite)
     kept, todo = (0, list(data.records)) if args.overwrite or not out.exists() else resume(out, data.records)
     if kept:
         print(f"resuming: {kept} rows already in {out}; scoring the other {len(todo)} of {len(data.records)} (--overwrite starts afresh)", file=sys.stderr)
@@ -65,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"nothing left to score: {out} holds a row for each of the {len(data.records)} input rows", file=sys.stderr)
         return 0
     reward = load_reward(args.reward, **reward_options(args))
-    meta_path.write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
+    write_settings(out, meta)
     writer = JsonlWriter(out, append=bool(kept))
     pending = iter(todo)
 
@@ -101,74 +94,8 @@ def check_out(out: Path, data: str) -> None:
 _SCORE_KEY = {"PairRecord": "chosen_score", "SampleRecord": "score", "BestOfNRecord": "scores"}
 
 
-def fingerprint(record: Any) -> str:
-    """A short hash of what a record scores (prompt, responses, columns): rows without their own id
-    are named by line number, so an id alone cannot tell that the input changed."""
-    import dataclasses
-    import hashlib
-
-    body = {k: v for k, v in dataclasses.asdict(record).items() if k not in ("id", "subset")}
-    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
 def resume(out: Path, records: Sequence[Any]) -> tuple[int, list[Any]]:
-    """(rows of ``out`` kept, the records still to score). A row is kept for an input record when it
-    has the record's id and :func:`fingerprint` (as many rows per id as the input has records with
-    it); rows for ids this input does not hold (a smaller ``--limit``) are kept too. A torn last line
-    (a kill mid-write), blank lines and rows whose input changed since (same id, other fingerprint)
-    are dropped, by rewriting ``out`` through a temporary file. A line that is not a score row is an
-    error: ``out`` is then some other file."""
-    prints = [(r.id, fingerprint(r)) for r in records]
-    wanted = Counter(prints)  # (id, fingerprint) -> records still without a row
-    ids = {r.id for r in records}
-    keys = {_SCORE_KEY.get(type(r).__name__, "scores") for r in records}
-    data = out.read_bytes()
-    complete = data[: data.rfind(b"\n") + 1]
-    lines = complete.decode("utf-8", errors="replace").splitlines(keepends=True)
-    kept: list[str] = []
-    taken: Counter = Counter()
-    dropped = others = 0
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            dropped += 1
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            row = None
-        if not isinstance(row, dict) or "id" not in row or not keys & set(row):
-            raise ValueError(f"--out {out}:line {n} is not a score row of this data ({line.strip()[:80]!r}); "
-                             "pass --overwrite to replace the file, or choose another --out")
-        rid = str(row["id"])
-        if rid not in ids:
-            others += 1  # not in this input: left as it is
-            kept.append(line)
-            continue
-        # a row written before fingerprints existed matches any record of its id
-        match = (rid, row["input_sha"]) if "input_sha" in row else next(((i, f) for i, f in wanted if i == rid and wanted[(i, f)]), None)
-        if match is not None and wanted[match] > 0:
-            wanted[match] -= 1
-            taken[match] += 1
-            kept.append(line)
-        else:  # repeated, or scored for other text under the same id (rows named by line number, a line inserted since)
-            dropped += 1
-    if dropped:
-        tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-        with tmp.open("w", encoding="utf-8") as fh:
-            fh.writelines(kept)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, out)
-        print(f"note: dropped {dropped} lines of {out}: blank, repeated, or scored for an input row that has changed since", file=sys.stderr)
-    elif len(complete) < len(data):
-        with out.open("r+b") as fh:
-            fh.truncate(len(complete))
-    if others:
-        print(f"note: kept {others} rows of {out} whose ids are not in this input (e.g. a run with a larger --limit)", file=sys.stderr)
-    todo = []
-    for r, key in zip(records, prints):
-        if taken[key]:
-            taken[key] -= 1
-        else:
-            todo.append(r)
-    return len(kept) - others, todo
+    """:func:`rewardkit.data.resume.resume` with the score fields of these records' rows."""
+    from ..data.resume import resume as resume_rows
+
+    return resume_rows(out, records, {_SCORE_KEY.get(type(r).__name__, "scores") for r in records}, what="score row")

@@ -1,1 +1,2 @@
-"""Using rewards: automatic step labels (label_steps), PRM-guided search (search)."""
+"""Using rewards: automatic step labels (label_steps), PRM-guided search (search), preference-pair annotation
+(annotate, pairs) and best-of-N overoptimization curves (overopt)."""
