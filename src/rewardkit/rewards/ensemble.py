@@ -70,6 +70,7 @@ class EnsembleReward(BaseReward):
     """
 
     kind = "ensemble"
+    reads_prompt = False  # a composition reads what the rewards inside it read (protocol.image_refusals)
 
     def __init__(
         self,
@@ -158,6 +159,7 @@ class TransformReward(BaseReward):
     """
 
     kind = "transform"
+    reads_prompt = False  # a composition reads what the rewards inside it read (protocol.image_refusals)
 
     def __init__(
         self,
@@ -246,6 +248,7 @@ class GateReward(BaseReward):
     """
 
     kind = "gate"
+    reads_prompt = False  # a composition reads what the rewards inside it read (protocol.image_refusals)
 
     def __init__(self, verifier: Reward, fallback: Reward, *, verifier_scale: float = 1.0, verifier_offset: float = 0.0, name: str | None = None):
         self.verifier, self.fallback = verifier, fallback
