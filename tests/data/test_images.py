@@ -332,3 +332,28 @@ def test_images_travel_through_score_and_eval(photos, tmp_path):
     result, run = evaluate(words, data, n_boot=10, progress=False)
     assert result["not_applicable"] == 2 and all(r["chosen_score"] is None for r in run.rows)
     assert run.rows[0]["chosen_details"]["reason"].startswith("reward does not read images")
+
+
+def test_without_pillow_text_works_and_images_name_the_install_command(photos, tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "PIL", None)  # as if Pillow were not installed
+    text = load_dataset(write_jsonl(tmp_path / "text.jsonl", [{"prompt": "q", "chosen": "a", "rejected": "b"}]))
+    assert LengthReward().score([text.records[0].prompt], ["a b"]).scores == [2.0]
+    rows = write_jsonl(photos["root"] / "needs_pillow.jsonl", [{"caption": "x", "image": "astronaut.png"}])
+    with pytest.raises(ImportError, match=r"reading images needs Pillow: pip install 'rewardkit\[images\]'"):
+        load_dataset(rows)
+
+
+def test_cli_score_reads_image_data_and_refuses_urls_unless_allowed(photos, tmp_path, capsys):
+    from rewardkit.cli.main import main
+
+    rows = [{"id": "a", "query": "Who?", "image": "astronaut.png", "response": ["An astronaut.", "A cat."], "human_ranking": [0, 1]},
+            {"id": "b", "query": "Drink?", "image": "https://images.example.org/coffee.jpg", "response": ["Coffee.", "Tea."], "human_ranking": [0, 1]}]
+    data = write_jsonl(photos["root"] / "cli_vlrb.jsonl", rows)
+    out = tmp_path / "scores.jsonl"
+    assert main(["score", "--reward", "length", "--data", str(data), "--out", str(out)]) == 2
+    assert "line 2: field 'image'" in capsys.readouterr().err and not out.exists()
+    assert main(["score", "--reward", "length", "--data", str(data), "--out", str(out), "--allow-image-urls", "images.example.org"]) == 0
+    scored = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(r["id"], r["chosen_score"], r["rejected_score"]) for r in scored] == [("a", 2.0, 2.0), ("b", 1.0, 1.0)]
