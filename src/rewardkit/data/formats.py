@@ -140,7 +140,7 @@ def attach_images(prompt: Any, row: dict[str, Any], path: Path, where: str) -> A
     before the text of its last user message (a text prompt becomes one user message)."""
     present = [c for c in IMAGE_COLUMNS if row.get(c) is not None]
     if len(present) > 1:
-        raise DataFormatError(path, where, present[1], f"a row holds its images in 'images' or in 'image', not both")
+        raise DataFormatError(path, where, present[1], "a row holds its images in 'images' or in 'image', not both")
     holes = [(j, k) for j, m in enumerate(prompt if isinstance(prompt, list) else [])
              if isinstance(m.get("content"), list) for k, p in enumerate(m["content"]) if p == {"type": "image"}]
     if not present:
