@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import inspect
 import json
 import time
 from typing import Any, Callable, Iterator, Literal, Protocol, Sequence, runtime_checkable
 
+from .images import IMAGE_COLUMNS, count_images, image_sides, is_parts
 from .types import Completion, Prompt, RewardOutput
 
 
@@ -52,9 +54,12 @@ def completion_text(completion: Any) -> str:
     conversational completion (a list of messages). Of a conversational completion the reward reads what
     the assistant wrote: the assistant messages' text, joined; tool calls and the tool results TRL appends
     (``{"role": "tool", ...}``) are not part of it, and an assistant message with ``content: None`` adds
-    nothing (never the text "None")."""
+    nothing (never the text "None"). Of a list of content parts (a generated image with or without a
+    caption) it is the text parts' text."""
     if isinstance(completion, str):
         return completion
+    if is_parts(completion):
+        return message_text(list(completion))
     if isinstance(completion, (list, tuple)):
         if all(isinstance(c, dict) for c in completion):
             roles = {m.get("role", "assistant") for m in completion}
@@ -178,6 +183,14 @@ class BaseReward:
     * ``members_in_vector``: ``True`` when ``vector`` holds independent estimates of the same quantity
       (an ensemble's members), so their spread is an uncertainty estimate (``eval --diagnose``); the
       objectives of a multi-objective head measure different things and are not.
+    * ``reads_images``: it scores the images a sample carries (image parts in the prompt or the
+      completion, the ``images`` / ``image`` column). A reward that does not (the default) never
+      scores such a sample by its text alone: ``score`` gives it ``None`` with the reason "reward does
+      not read images" and ``applicable: False`` (:func:`image_refusals`, applied to every subclass's
+      ``score``). A composition passes samples on when a reward inside it reads images.
+    * ``reads_prompt``: the score depends on the prompt. A reward that reads only the completion's
+      text and gold columns (rules, length) scores an image prompt's text answer: only images in the
+      completion are refused.
 
     ``__name__`` is set because TRL's GRPOTrainer logs reward functions by ``__name__``.
     """
@@ -185,6 +198,14 @@ class BaseReward:
     name: str = "reward"
     group_by: GroupBy | None = None
     members_in_vector: bool = False
+    reads_images: bool = False
+    reads_prompt: bool = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__.get("score")
+        if callable(own) and not getattr(own, "_image_gate", False):
+            cls.score = _image_gate(own)  # type: ignore[method-assign]
 
     def children(self) -> list[Any]:
         return []
@@ -259,6 +280,78 @@ def group_by(reward: Any) -> GroupBy | None:
     return "record" if "record" in found else "prompt" if "prompt" in found else None
 
 
+def reads_images(reward: Any) -> bool:
+    """True when the reward, or a reward inside it, declares ``reads_images``."""
+    return any(getattr(n, "reads_images", False) is True for n in walk(reward))
+
+
+def image_refusals(reward: Any, prompts: Sequence[Any], completions: Sequence[Any], columns: dict[str, Any]) -> list[str | None] | None:
+    """Per sample, why ``reward`` will not score it because of its images (``None``: it will); ``None``
+    for the whole batch when every sample may go to the reward (the common, text-only case)."""
+    if len(prompts) != len(completions) or reads_images(reward):
+        return None
+    image_cols = [columns.get(c) for c in IMAGE_COLUMNS]
+    image_cols = [c for c in image_cols if c is not None and not isinstance(c, (str, bytes)) and hasattr(c, "__len__") and len(c) == len(prompts)]
+    if not image_cols and all(isinstance(p, str) for p in prompts) and all(isinstance(c, str) for c in completions):
+        return None
+    reads_prompt = any(getattr(n, "reads_prompt", True) for n in walk(reward) if hasattr(n, "score"))
+    out: list[str | None] = []
+    for i, (p, c) in enumerate(zip(prompts, completions)):
+        in_prompt, in_completion = image_sides(p, c, next((col[i] for col in image_cols if col[i] is not None), None))
+        if in_completion:
+            out.append(f"reward does not read images (the completion is or holds {count_images(c)} image(s))")
+        elif in_prompt and reads_prompt:
+            out.append("reward does not read images (the prompt carries images); it does not score the text alone")
+        else:
+            out.append(None)
+    return out if any(r is not None for r in out) else None
+
+
+def _image_gate(score: Callable[..., RewardOutput]) -> Callable[..., RewardOutput]:
+    """``score`` that hands a reward only the samples it can read (:func:`image_refusals`); the others
+    come back ``None`` with the reason, in place."""
+
+    @functools.wraps(score)
+    def gated(self: Any, prompts: Sequence[Prompt], completions: Sequence[Completion], **columns: Any) -> RewardOutput:
+        refused = image_refusals(self, prompts, completions, columns)
+        if refused is None:
+            return score(self, prompts, completions, **columns)
+        keep = [i for i, r in enumerate(refused) if r is None]
+        per_sample = sample_columns(columns, len(prompts))
+        sub = {**columns, **{k: [v[i] for i in keep] for k, v in per_sample.items()}}
+        inner = score(self, [prompts[i] for i in keep], [completions[i] for i in keep], **sub) if keep else None
+        return _scatter(inner, keep, refused)
+
+    gated._image_gate = True  # type: ignore[attr-defined]
+    return gated
+
+
+def _scatter(inner: RewardOutput | None, keep: list[int], refused: list[str | None]) -> RewardOutput:
+    """The output of the kept samples put back in place among the refused ones."""
+    n = len(refused)
+    if inner is None:
+        return RewardOutput(scores=[None] * n, extras={"reason": list(refused), "applicable": [False] * n})
+    if len(inner.scores) != len(keep):
+        raise ValueError(f"the reward returned {len(inner.scores)} scores for {len(keep)} samples")
+
+    def place(values: list[Any], empty: Any) -> list[Any]:
+        out = [empty() if callable(empty) else empty for _ in range(n)]
+        for j, i in enumerate(keep):
+            out[i] = values[j]
+        return out
+
+    width = len(inner.dims) or (len(inner.vector[0]) if inner.vector else 0)
+    extras = {k: place(list(v), None) for k, v in inner.extras.items()}
+    reasons = extras.get("reason") or [None] * n
+    extras["reason"] = [r if r is not None else reasons[i] for i, r in enumerate(refused)]
+    applicable = extras.get("applicable") or [None] * n
+    extras["applicable"] = [False if r is not None else (True if applicable[i] is None else applicable[i]) for i, r in enumerate(refused)]
+    return RewardOutput(scores=place(list(inner.scores), None),
+                        steps=None if inner.steps is None else place(list(inner.steps), list),
+                        vector=None if inner.vector is None else place(list(inner.vector), lambda: [None] * width),
+                        dims=inner.dims, extras=extras)
+
+
 def eval_summary(reward: Any, records: Sequence[Any], rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """The reward's :meth:`BaseReward.eval_summary` (nothing for a reward that declares none)."""
     summary = getattr(reward, "eval_summary", None)
@@ -267,11 +360,14 @@ def eval_summary(reward: Any, records: Sequence[Any], rows: Sequence[dict[str, A
 
 class FunctionReward(BaseReward):
     """Wraps a plain function ``fn(prompts, completions, **columns) -> list[float | None]`` (or a
-    ``RewardOutput``) into a Reward. Keyword-only parameters without defaults are required columns."""
+    ``RewardOutput``) into a Reward. Keyword-only parameters without defaults are required columns.
+    A function that reads images says so (``reads_images=True``, or a ``reads_images = True``
+    attribute on the function, which a ``py:`` spec can carry)."""
 
-    def __init__(self, fn: Callable[..., Any], name: str | None = None):
+    def __init__(self, fn: Callable[..., Any], name: str | None = None, *, reads_images: bool | None = None):
         self.fn = fn
         self.name = name or getattr(fn, "__name__", "function")
+        self.reads_images = bool(getattr(fn, "reads_images", False) if reads_images is None else reads_images)
         sig = inspect.signature(fn)
         self._required = [p.name for p in sig.parameters.values() if p.kind is p.KEYWORD_ONLY and p.default is p.empty]
         self._accepts_any = any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
@@ -293,8 +389,9 @@ class FunctionReward(BaseReward):
         return out
 
 
-def reward(fn: Callable[..., Any] | None = None, *, name: str | None = None) -> Any:
-    """Decorator: turn a plain function into a Reward (``@reward`` or ``@reward(name=...)``)."""
+def reward(fn: Callable[..., Any] | None = None, *, name: str | None = None, reads_images: bool | None = None) -> Any:
+    """Decorator: turn a plain function into a Reward (``@reward``, ``@reward(name=...)``,
+    ``@reward(reads_images=True)``)."""
     if fn is None:
-        return lambda f: FunctionReward(f, name=name)
-    return FunctionReward(fn, name=name)
+        return lambda f: FunctionReward(f, name=name, reads_images=reads_images)
+    return FunctionReward(fn, name=name, reads_images=reads_images)

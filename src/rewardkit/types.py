@@ -9,11 +9,12 @@ from typing import Any, TypedDict, Union
 
 class Message(TypedDict):
     role: str
-    content: str
+    content: str | list[dict[str, Any]]  # text, or content parts: text and images (rewardkit.images)
 
 
 Prompt = Union[str, list[Message]]
-#: A completion is text, or pre-split reasoning steps (joined with "\n" by rewards that read whole text).
+#: A completion is text, or pre-split reasoning steps (joined with "\n" by rewards that read whole text);
+#: also, at run time, TRL's assistant messages or a list of content parts (an image it generated).
 Completion = Union[str, list[str]]
 
 

@@ -120,3 +120,22 @@ PROMPTS = [
     "x",
 ]
 COMPLETIONS = ["4", "Lima.", "Why did the cat sit on the computer? To keep an eye on the mouse!", ["Step one.", "Step two: y."]]
+
+
+def image_pixels(prompts, completions, images=None):
+    """``py:serve_helpers:image_pixels``, a reward that reads images (declared below): the score is the
+    pixel count of the sample's first image; ``extras["pixels"]`` holds ``mode WxH sha256(pixels)`` of
+    every image, prompt images (its ``images`` column included) first, so a test sees exactly what arrived."""
+    import hashlib
+
+    from rewardkit.images import completion_images, prompt_images
+
+    scores, seen = [], []
+    for i, (p, c) in enumerate(zip(prompts, completions)):
+        loaded = [ref.load() for ref in prompt_images(p, images[i] if images is not None else None) + completion_images(c)]
+        seen.append([f"{im.mode} {im.width}x{im.height} {hashlib.sha256(im.tobytes()).hexdigest()}" for im in loaded])
+        scores.append(float(loaded[0].width * loaded[0].height) if loaded else None)
+    return RewardOutput(scores=scores, extras={"pixels": seen})
+
+
+image_pixels.reads_images = True

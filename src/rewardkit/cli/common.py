@@ -29,6 +29,21 @@ def add_reward_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int, default=0, help="seed for anything random (new heads, bootstrap); reported in results")
 
 
+def add_image_options(p: argparse.ArgumentParser) -> None:
+    """The image policy of the verbs that read data files (score, eval): local paths are read (your
+    own data), URLs only from the hosts named here."""
+    p.add_argument("--allow-image-urls", type=lambda text: tuple(h.strip() for h in text.split(",") if h.strip()), default=(),
+                   metavar="HOSTS", help="comma-separated hosts whose image URLs (in --data) may be fetched, * for any; "
+                                         "default: a data file with an image URL is refused at once, naming the row")
+
+
+def image_policy_of(args: argparse.Namespace) -> Any:
+    """The ``with`` block a verb that reads data runs in: its ``--allow-image-urls`` as the image policy."""
+    from ..images import ImagePolicy, image_policy
+
+    return image_policy(ImagePolicy(allow_urls=tuple(args.allow_image_urls)))
+
+
 def add_policy_options(p: argparse.ArgumentParser, what: str) -> None:
     """The flags of the verbs that generate math solutions and check them (search, label-steps)."""
     p.add_argument("--data", required=True, metavar="DATA", help='math rows {"question", "answer", ...} (JSONL/JSON/Parquet)')

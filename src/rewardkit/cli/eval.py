@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from .common import JsonlWriter, add_reward_options, command_line, output_dir, quiet_libraries, reward_options, slug
+from .common import JsonlWriter, add_image_options, add_reward_options, command_line, image_policy_of, output_dir, quiet_libraries, reward_options, slug
 from .flags import finite_float, open_fraction, positive_int, ratio
 
 HELP = "evaluate rewards on preference data (pairwise or best-of-N accuracy, bootstrap intervals, report)"
@@ -37,10 +37,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--scores", metavar="PATH", help="evaluate precomputed scores instead of running a reward")
     p.add_argument("--data", metavar="DATA", help="benchmark name, declaration .yaml, or data file (required with --reward; "
                    "with --scores, a benchmark whose sections define the overall score, and the texts --diagnose reads)")
-    p.add_argument("--format", default="auto", help="data format: auto, pairwise, hh-rlhf, best-of-n, scores (default auto)")
+    p.add_argument("--format", default="auto", help="data format: auto, pairwise, hh-rlhf, best-of-n, scores, vl-rewardbench (default auto)")
     p.add_argument("--limit", type=positive_int, default=None, metavar="N", help="use the first N rows (for the suite: N per subset)")
     p.add_argument("--out", required=True, type=output_dir, metavar="DIR", help="output folder")
     p.add_argument("--bootstrap", type=positive_int, default=1000, metavar="N", help="bootstrap resamples for the 95%% intervals (default 1000)")
+    add_image_options(p)
     add_reward_options(p)
     g = p.add_argument_group("diagnostics (pairwise and best-of-N data)")
     g.add_argument("--diagnose", action="store_true",
@@ -60,6 +61,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    with image_policy_of(args):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from ..data.benchmarks import resolve_data
     from ..data.formats import load_dataset
     from ..evals.report import clean_nan, results_table, write_json

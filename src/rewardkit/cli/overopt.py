@@ -27,7 +27,7 @@ column, a stronger RM, a judge. rule:math leaves a response without a final answ
 --gold-none-as 0 counts it as wrong (otherwise it is left out of the pool, and counted).
 
 Writes OUT/curve.json, OUT/report.md, OUT/curve.svg and OUT/curve.png (the PNG needs Pillow:
-pip install 'rewardkit[plot]'); with --data or --candidates also OUT/samples.jsonl (resumable, as annotate's)."""
+pip install 'rewardkit[images]'); with --data or --candidates also OUT/samples.jsonl (resumable, as annotate's)."""
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     (out / "curve.svg").write_text(drawing.svg(), encoding="utf-8")
     png = drawing.png(out / "curve.png")
     if not png:
-        print("note: curve.png needs Pillow (pip install 'rewardkit[plot]'); wrote curve.svg", file=sys.stderr)
+        print("note: curve.png needs Pillow (pip install 'rewardkit[images]'); wrote curve.svg", file=sys.stderr)
     write_json(out / "curve.json", result)
     (out / "report.md").write_text(report(result, args.proxy, args.gold, png=png, command=result["command"]), encoding="utf-8")
     table = [{k: p[k] for k in ("n", "kl_bon", "gold", "proxy")} for p in result["points"]]

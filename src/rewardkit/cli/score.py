@@ -7,13 +7,14 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from .common import JsonlWriter, add_reward_options, quiet_libraries, reward_options
+from .common import JsonlWriter, add_image_options, add_reward_options, image_policy_of, quiet_libraries, reward_options
 from .flags import positive_int
 
 HELP = "score a data file with a reward (one JSONL line per input row, in input order)"
 EPILOG = """examples:
   rewardkit score --reward loglik:default --data pairs.jsonl --out pairs.scores.jsonl
   rewardkit score --reward length --data completions.jsonl --out scored.jsonl
+  rewardkit score --reward remote:http://127.0.0.1:8000 --data vl_rewardbench.parquet --out vl.scores.jsonl
 
 Pairwise rows give {"id","subset","chosen_score","rejected_score", ...}; best-of-N rows give
 {"id","subset","scores","num_correct"}; {"prompt","completion"} rows give {"id","score"}. Per-sample
@@ -27,15 +28,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("score", help=HELP, description=HELP, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--reward", required=True, metavar="SPEC", help="reward spec; see `rewardkit ls`")
     p.add_argument("--data", required=True, metavar="DATA", help="data file or built-in benchmark (suite, suite:train)")
-    p.add_argument("--format", default="auto", help="auto, pairwise, hh-rlhf, best-of-n, samples (default auto)")
+    p.add_argument("--format", default="auto", help="auto, pairwise, hh-rlhf, best-of-n, samples, vl-rewardbench, image-text (default auto)")
     p.add_argument("--limit", type=positive_int, default=None, metavar="N", help="score only the first N rows")
     p.add_argument("--out", required=True, metavar="FILE", help="output JSONL file (an existing one is resumed: its rows are kept)")
     p.add_argument("--overwrite", action="store_true", help="start --out afresh instead of resuming it")
+    add_image_options(p)
     add_reward_options(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    with image_policy_of(args):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from ..data.benchmarks import resolve_data
     from ..data.resume import check_settings, fingerprint, write_settings
     from ..evals.runner import score_dataset

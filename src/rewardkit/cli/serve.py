@@ -28,6 +28,7 @@ examples:
   rewardkit serve --reward loglik:default
   REWARDKIT_API_TOKEN=$(cat token) rewardkit serve --reward classifier:./rm --host 0.0.0.0 --port 8000
   rewardkit score --reward remote:http://127.0.0.1:8000 --data pairs.jsonl --out scores.jsonl
+  rewardkit serve --reward py:my_rewards:vision --allow-image-urls images.example.org --max-request-bytes 33554432
 
 Binding to a non-loopback address requires a bearer token (REWARDKIT_API_TOKEN or --token-file); it then guards every
 endpoint but /health and /ready, the docs too. Without one, only loopback Host names are answered (see --allowed-hosts).
@@ -60,6 +61,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
              help="samples allowed to wait for the model; beyond this requests get 503 + Retry-After"),
         Flag("request_timeout", metavar="S", type=positive_float, help="a request not scored within S seconds gets 504"),
         Flag("graceful_timeout", metavar="S", type=non_negative_float, help="on SIGTERM, wait up to S seconds for requests in flight"),
+    ])
+    g = p.add_argument_group("images (sent inline as base64; a local path in a request is always refused)")
+    add_flags(g, ServeSettings, [
+        Flag("allow_image_urls", type=host_list, metavar="HOSTS",
+             help="comma-separated hosts whose image URLs the server fetches (redirects are not followed); * for any "
+                  "(an internal IP literal is still refused unless named). Default: no URL is fetched"),
+        Flag("max_image_bytes", type=positive_int, help="largest image file (bytes, after base64 decoding; also mind --max-request-bytes)"),
+        Flag("max_image_pixels", type=positive_int, help="most pixels (width x height, read from the header before decoding: "
+                                                         "a decompression bomb is refused)"),
     ])
     g = p.add_argument_group("connections")
     add_flags(g, ServeSettings, [

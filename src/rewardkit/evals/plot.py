@@ -1,5 +1,5 @@
 """Line charts with shaded bands, laid out once as drawing primitives and written as SVG (always, no
-dependency) or PNG (when Pillow is installed: ``pip install 'rewardkit[plot]'``), so both files show
+dependency) or PNG (when Pillow is installed: ``pip install 'rewardkit[images]'``), so both files show
 the same picture."""
 from __future__ import annotations
 

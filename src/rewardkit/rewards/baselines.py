@@ -12,6 +12,7 @@ class LengthReward(BaseReward):
     benchmark a pure length bias solves, and ``sign=-1`` gives the brevity baseline."""
 
     kind = "length"
+    reads_prompt = False
 
     def __init__(self, unit: Literal["words", "chars"] = "words", *, sign: float = 1.0, name: str | None = None):
         if unit not in ("words", "chars"):

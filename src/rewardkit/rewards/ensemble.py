@@ -71,6 +71,7 @@ class EnsembleReward(BaseReward):
 
     kind = "ensemble"
     members_in_vector = True
+    reads_prompt = False  # a composition reads what the rewards inside it read (protocol.image_refusals)
 
     def __init__(
         self,
@@ -159,6 +160,7 @@ class TransformReward(BaseReward):
     """
 
     kind = "transform"
+    reads_prompt = False  # a composition reads what the rewards inside it read (protocol.image_refusals)
 
     def __init__(
         self,
@@ -251,6 +253,7 @@ class GateReward(BaseReward):
     """
 
     kind = "gate"
+    reads_prompt = False  # a composition reads what the rewards inside it read (protocol.image_refusals)
 
     def __init__(self, verifier: Reward, fallback: Reward, *, verifier_scale: float = 1.0, verifier_offset: float = 0.0, name: str | None = None):
         self.verifier, self.fallback = verifier, fallback

@@ -12,6 +12,7 @@ from typing import Any, Sequence
 import httpx
 
 from ..clients.retry import Retrying
+from ..images import batch_has_images, count_images, inline_images, is_image_part, is_parts
 from ..protocol import BaseReward, MissingColumnError, completion_text, message_text, sample_columns
 from ..serve.schemas import TOKEN_ENV, concat_outputs, output_from_json
 from ..types import Completion, Prompt, RewardOutput
@@ -42,6 +43,7 @@ class RemoteReward(BaseReward):
     """
 
     kind = "remote"
+    reads_images = True  # images travel to the server inline; the served reward decides whether it reads them
 
     def __init__(
         self,
@@ -91,8 +93,12 @@ class RemoteReward(BaseReward):
         parts = []
         for start in range(0, n, chunk):
             stop = min(n, start + chunk)
-            body = {"prompts": [_wire_prompt(p) for p in prompts[start:stop]], "completions": [_wire_completion(c) for c in completions[start:stop]]}
-            body.update({k: v[start:stop] for k, v in cols.items()})
+            wire_prompts = [_wire_prompt(p) for p in prompts[start:stop]]
+            wire_completions = [_wire_completion(c) for c in completions[start:stop]]
+            chunk_cols = {k: v[start:stop] for k, v in cols.items()}
+            if batch_has_images(wire_prompts, wire_completions, chunk_cols):  # read here (paths, PIL images), sent as base64
+                wire_prompts, wire_completions, chunk_cols = inline_images(wire_prompts, wire_completions, chunk_cols)
+            body = {"prompts": wire_prompts, "completions": wire_completions, **chunk_cols}
             parts.append(output_from_json(self._post("/v1/score", body, columns=list(cols))))
         return concat_outputs(parts)
 
@@ -159,15 +165,27 @@ class RemoteReward(BaseReward):
 
 def _wire_prompt(prompt: Any) -> Any:
     """A chat prompt as the server's schema takes it: role and text content only (a tool call's
-    ``content: None`` becomes "", content parts their text), the same text a local reward reads."""
+    ``content: None`` becomes "", content parts their text), the same text a local reward reads; a
+    message with images keeps its text and image parts, in order."""
     if isinstance(prompt, (list, tuple)) and all(isinstance(m, dict) for m in prompt):
-        return [{"role": str(m.get("role", "")), "content": message_text(m.get("content"))} for m in prompt]
+        return [{"role": str(m.get("role", "")), "content": _wire_content(m.get("content"))} for m in prompt]
     return prompt
+
+
+def _wire_content(content: Any) -> Any:
+    if isinstance(content, (list, tuple)) and any(is_image_part(p) for p in content):
+        return [p if is_image_part(p) else {"type": "text", "text": message_text(p)} for p in content if is_image_part(p) or message_text(p)]
+    return message_text(content)
 
 
 def _wire_completion(completion: Any) -> Any:
     """A conversational completion as one assistant message holding what the assistant wrote (tool
-    calls and results left out, as :func:`~rewardkit.protocol.completion_text` reads it locally)."""
+    calls and results left out, as :func:`~rewardkit.protocol.completion_text` reads it locally); a
+    completion with images as its text and image parts."""
+    if is_parts(completion) or (isinstance(completion, (list, tuple)) and count_images(completion)):
+        parts = completion if is_parts(completion) else [p for m in completion if m.get("role", "assistant") == "assistant"
+                                                         for p in (m.get("content") if isinstance(m.get("content"), (list, tuple)) else [m.get("content")])]
+        return _wire_content(list(parts))
     if isinstance(completion, (list, tuple)) and completion and all(isinstance(m, dict) for m in completion):
         return [{"role": "assistant", "content": completion_text(completion)}]
     return completion

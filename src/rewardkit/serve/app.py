@@ -22,6 +22,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ..images import ImageError, batch_has_images, inline_images
 from ..protocol import MissingColumnError, completion_text
 from ..types import RewardOutput
 from .settings import ServeSettings
@@ -237,9 +238,10 @@ class MetricsMiddleware:
 
 # --------------------------------------------------------------------------------------------- app
 def _plain(value: Any) -> Any:
-    """pydantic messages -> the plain dicts rewards expect."""
+    """pydantic messages and content parts -> the plain dicts rewards expect (an image part's unset
+    sources left out)."""
     if isinstance(value, list):
-        return [m.model_dump() if hasattr(m, "model_dump") else m for m in value]
+        return [m.model_dump(exclude_none=True) if hasattr(m, "model_dump") else m for m in value]
     return value
 
 
@@ -272,6 +274,7 @@ def create_app(reward: Any, settings: ServeSettings | None = None, *, on_load_er
         merge=settings.micro_batching,
         metrics=metrics,
         on_load_error=on_load_error,
+        image_policy=settings.image_policy(),
     )
     draining = is_draining or (lambda: False)
 
@@ -385,6 +388,18 @@ def create_app(reward: Any, settings: ServeSettings | None = None, *, on_load_er
                     raise ApiError(422, "validation_error", f"completions[{i}]: {err}", field=f"completions[{i}]") from None
         return prompts, completions
 
+    async def read_images(prompts: list[Any], completions: list[Any], columns: dict[str, Any]) -> tuple[list[Any], list[Any], dict[str, Any]]:
+        """The request with every image read under the server's image policy (no local path, URLs of the
+        allowed hosts only), checked against its limits and inline as base64, before the reward sees it."""
+        if not batch_has_images(prompts, completions, columns):
+            return prompts, completions, columns
+        try:  # in a worker thread: decoding base64, reading headers and fetching URLs must not hold up the event loop
+            return await asyncio.to_thread(inline_images, prompts, completions, columns, settings.image_policy())
+        except ImageError as err:
+            raise ApiError(422, "bad_image", str(err), field=err.field) from None
+        except ImportError as err:
+            raise ApiError(501, "images_unsupported", f"this server cannot read images: {err}") from None
+
     empty = {"scores": [], "steps": None, "vector": None, "dims": [], "extras": {}}
 
     @app.post("/v1/score", response_model=ScoreResponse, dependencies=protected, tags=["score"],
@@ -397,6 +412,7 @@ def create_app(reward: Any, settings: ServeSettings | None = None, *, on_load_er
         if n == 0:
             return JSONResponse(empty)
         prompts, completions = plain_inputs(req)
+        prompts, completions, columns = await read_images(prompts, completions, columns)
         return JSONResponse(output_to_json(await run(prompts, completions, columns)))
 
     @app.post("/v1/score_steps", response_model=ScoreResponse, dependencies=protected, tags=["score"],
@@ -409,6 +425,7 @@ def create_app(reward: Any, settings: ServeSettings | None = None, *, on_load_er
         if n == 0:
             return JSONResponse({**empty, "steps": []})
         prompts, completions = plain_inputs(req)
+        prompts, completions, columns = await read_images(prompts, completions, columns)
         out = await run(prompts, completions, columns)
         if out.steps is None:
             raise ApiError(400, "no_step_scores", f"reward {batcher.name!r} gives no per-step scores; use /v1/score "
@@ -546,6 +563,7 @@ def create_app(reward: Any, settings: ServeSettings | None = None, *, on_load_er
             reward=batcher.name, ready=batcher.ready, rewardkit_version=__version__,
             max_samples_per_request=settings.max_samples_per_request, max_request_bytes=settings.max_request_bytes,
             request_timeout=settings.request_timeout, micro_batching=batcher.merge, labels_column=settings.labels_column,
+            max_image_bytes=settings.max_image_bytes, max_image_pixels=settings.max_image_pixels,
         )
 
     @app.get("/metrics", dependencies=protected, tags=["operations"], summary="Prometheus metrics",

@@ -26,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from ..images import ImagePolicy, image_policy as images_read_under
 from ..protocol import completion_text, group_by, group_keys, message_text, work_deadline
 from ..types import RewardOutput
 from .schemas import slice_output
@@ -109,10 +110,12 @@ class MicroBatcher:
         merge: bool = True,
         metrics: Any = None,
         on_load_error: Callable[[BaseException], None] | None = None,
+        image_policy: ImagePolicy | None = None,
     ):
         if max_batch_tokens <= 0 or max_batch_samples <= 0 or max_queue_samples <= 0 or max_wait_ms < 0:
             raise ValueError("max_batch_tokens, max_batch_samples and max_queue_samples must be positive, max_wait_ms >= 0")
         self._load = load
+        self.image_policy = image_policy or ImagePolicy(allow_paths=False)
         self.reward: Any = None if callable(load) and not hasattr(load, "score") else load
         self.max_batch_tokens = int(max_batch_tokens)
         self.max_batch_samples = int(max_batch_samples)
@@ -333,7 +336,8 @@ class MicroBatcher:
         # A merged batch works until the latest of its deadlines: an earlier request may have
         # answered 504 by then, the later ones still get every sample that could be finished.
         deadlines = [job.deadline for job in batch]
-        with work_deadline(None if None in deadlines else max(deadlines)):
+        # the reward reads images under the server's policy: no local path, however a request got one in
+        with work_deadline(None if None in deadlines else max(deadlines)), images_read_under(self.image_policy):
             return self._score_batch_now(batch)
 
     def _score_batch_now(self, batch: list[Job]) -> list[RewardOutput | BaseException]:

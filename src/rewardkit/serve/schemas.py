@@ -11,7 +11,7 @@ import math
 import re
 import reprlib
 from dataclasses import replace
-from typing import Annotated, Any, Union
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -30,17 +30,59 @@ MAX_COLUMNS = 32
 NonEmpty = Annotated[str, StringConstraints(min_length=1)]
 
 
+class TextPart(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["text"]
+    text: str
+
+
+class ImagePart(BaseModel):
+    """transformers' image part: ``base64`` (or an ``image`` holding base64 or a data: URL), or a
+    ``url`` the server fetches only from hosts its operator allows (``--allow-image-urls``); no
+    source at all: a placeholder filled from the ``images`` column. A ``path`` is refused: a client
+    cannot have the server read its own files."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["image"]
+    base64: str | None = None
+    url: str | None = None
+    image: str | None = None
+    path: str | None = None
+
+
+class ImageURL(BaseModel):
+    model_config = ConfigDict(extra="allow")  # OpenAI's "detail" and the like are the judge's business
+
+    url: str
+
+
+class ImageURLPart(BaseModel):
+    """OpenAI's image part: ``{"type": "image_url", "image_url": {"url": "data:image/png;base64,..."}}``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["image_url"]
+    image_url: Union[ImageURL, str]
+
+
+Part = Annotated[Union[TextPart, ImagePart, ImageURLPart], Field(discriminator="type")]
+Parts = Annotated[list[Part], Field(min_length=1)]
+
+
 class Message(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     role: NonEmpty = Field(max_length=64)
-    content: str
+    content: Union[str, Parts]
 
 
 #: a prompt is text or a non-empty list of chat messages
 Prompt = Union[str, Annotated[list[Message], Field(min_length=1)]]
-#: a completion is text, pre-split reasoning steps, or a list of assistant messages (TRL conversational)
-Completion = Union[str, Annotated[list[str], Field(min_length=1)], Annotated[list[Message], Field(min_length=1)]]
+#: a completion is text, pre-split reasoning steps, a list of assistant messages (TRL conversational),
+#: or a list of content parts (an image the policy generated, with or without text)
+Completion = Union[str, Annotated[list[str], Field(min_length=1)], Annotated[list[Message], Field(min_length=1)], Parts]
 Steps = Annotated[list[str], Field(min_length=1)]
 
 
@@ -132,6 +174,8 @@ class Info(BaseModel):
     request_timeout: float
     micro_batching: bool
     labels_column: str
+    max_image_bytes: int | None = None
+    max_image_pixels: int | None = None
 
 
 # --------------------------------------------------------------------------- helpers used by both ends

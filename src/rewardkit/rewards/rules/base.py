@@ -87,6 +87,7 @@ class RuleReward(BaseReward):
         self.required = [p.name for p in params if p.kind is p.KEYWORD_ONLY and p.default is p.empty and p.name not in options]
         self.optional = [p.name for p in params if p.kind is p.KEYWORD_ONLY and p.default is not p.empty and p.name not in fixed]
         self.wants_prompt = "prompt" in self.required or "prompt" in self.optional
+        self.reads_prompt = self.wants_prompt  # a check of the completion's text scores it whatever images the prompt shows
 
     def _arguments(self, prompts: Sequence[Prompt], n: int, columns: dict[str, Any]) -> list[dict[str, Any]]:
         per_sample: dict[str, list[Any]] = {}
