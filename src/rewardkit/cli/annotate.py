@@ -111,13 +111,13 @@ def settings(args: argparse.Namespace, specs: list[str]) -> dict:
 
 
 def loaders(args: argparse.Namespace, specs: list[str]):
-    from ..clients import client_from_spec
+    from .common import generator_from_args
     from ..specs import load_reward
 
     def load_rewards() -> dict:
         return {spec: load_reward(spec, **reward_options(args)) for spec in specs}
 
-    load_client = None if args.candidates else (lambda: client_from_spec(args.generator))
+    load_client = None if args.candidates else (lambda: generator_from_args(args))
     return load_client, load_rewards
 
 

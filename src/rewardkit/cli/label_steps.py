@@ -36,7 +36,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..clients import client_from_spec
+    from .common import generator_from_args
     from ..data.benchmarks import resolve_step_data
     from ..data.io import DataFormatError, iter_rows, question_rows
     from ..data.steps import StepRecord, gsm8k_steps
@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
 
     quiet_libraries()
     cfg = RolloutConfig(**values(RolloutConfig, args))
-    client = client_from_spec(args.generator)
+    client = generator_from_args(args)
     verifier = load_reward(args.verifier)
     items: list[tuple[StepRecord, object]] = []
     path = Path(args.data)

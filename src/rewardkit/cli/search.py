@@ -36,7 +36,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..clients import client_from_spec
+    from .common import generator_from_args
     from ..data.io import question_rows
     from ..specs import load_reward
     from ..use.search import SearchConfig, search_vs_best_of_n
@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     quiet_libraries()
     cfg = SearchConfig(**values(SearchConfig, args))
     rows = [(rid, row["question"], str(row["answer"])) for _, rid, row in question_rows(args.data, limit=args.limit, purpose="search")]
-    client = client_from_spec(args.generator)
+    client = generator_from_args(args)
     prm = load_reward(args.prm)
     if getattr(prm, "score", None) is None:
         print(f"error: {args.prm} is not a reward", file=sys.stderr)
