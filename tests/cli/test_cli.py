@@ -65,6 +65,23 @@ def test_score_then_eval_scores_round_trip_and_lineup(tiny_dirs, tmp_path):
     assert json.loads((from_scores / "results.json").read_text())["overall"] == json.loads((classifier_dir / "results.json").read_text())["overall"]
 
 
+def test_score_packing_flag_reaches_the_reward_and_keeps_the_scores(tiny_dirs, tmp_path, capsys):
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("\n".join(json.dumps({"id": str(i), "prompt": "Say " + "yes " * i, "chosen": "yes " * (3 * i + 1), "rejected": "no"})
+                              for i in range(12)) + "\n")
+    scores = {}
+    for packing in ("off", "on"):
+        out = tmp_path / f"{packing}.jsonl"
+        assert main(["score", "--reward", f"loglik:{tiny_dirs['lm']}", "--data", str(data), "--out", str(out), "--packing", packing,
+                     "--max-padding", "0.5"]) == 0
+        assert json.loads((tmp_path / f"{packing}.jsonl.meta.json").read_text())["options"]["packing"] == packing
+        scores[packing] = [(r["chosen_score"], r["rejected_score"]) for r in _rows(out)]
+    assert max(abs(a - b) for x, y in zip(scores["off"], scores["on"]) for a, b in zip(x, y)) < 1e-5
+    with pytest.raises(SystemExit):
+        main(["score", "--reward", "length", "--data", str(data), "--out", str(tmp_path / "x.jsonl"), "--packing", "yes"])
+    assert "invalid choice: 'yes'" in capsys.readouterr().err
+
+
 def test_score_plain_completions(tmp_path):
     data = tmp_path / "c.jsonl"
     data.write_text(json.dumps({"prompt": "p", "completion": "a b c"}) + "\n" + json.dumps({"prompt": "p", "completion": "a"}) + "\n")

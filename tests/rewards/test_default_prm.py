@@ -46,7 +46,7 @@ def test_load_prm_passes_every_reward_option_and_dispatches_by_what_is_on_disk(t
 
     # every option the CLI passes to model-backed rewards reaches the PRM (none silently dropped)
     named = {n for n, p in inspect.signature(load_prm).parameters.items() if p.kind is p.KEYWORD_ONLY}
-    cli = set(reward_options(argparse.Namespace(**{k: 1 for k in ("max_tokens_per_batch", "batch_size", "max_padding", "max_length",
+    cli = set(reward_options(argparse.Namespace(**{k: 1 for k in ("max_tokens_per_batch", "batch_size", "max_padding", "packing", "max_length",
                                                                      "truncation_side", "chat_template", "device", "seed")})))
     assert cli <= named and {"padding_side", "system_prompt"} <= named
     assert set(_accepted(load_prm, {k: 1 for k in cli | {"padding_side"}})) == cli | {"padding_side"}

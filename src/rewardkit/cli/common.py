@@ -18,7 +18,12 @@ def add_reward_options(p: argparse.ArgumentParser) -> None:
                    help="padded-token budget per forward pass; inputs are sorted by length so padding stays small (default 8192)")
     g.add_argument("--batch-size", type=positive_int, default=None, metavar="N", help="cap on rows per batch, on top of the token budget")
     g.add_argument("--max-padding", type=share, default=None, metavar="FRACTION",
-                   help="close a batch rather than let padding exceed this share of its tokens (default 0.1)")
+                   help="close a batch rather than let padding exceed this share of its tokens (default 0.1); packed: open a row "
+                        "only for a sequence within this share of the forward's longest (shorter ones fill gaps)")
+    g.add_argument("--packing", choices=["auto", "on", "off"], default=None,
+                   help="on: several sequences per row, no padding (block mask; flash attention's varlen kernel where flash_attn "
+                        "runs on a GPU in fp16/bf16); auto: only in that flash-attention case; off (default): padded batches. "
+                        "Scores are the same either way")
     g.add_argument("--max-length", type=positive_int, default=None, metavar="TOKENS",
                    help="truncate longer inputs (default: the model's context); truncation is reported per sample and in the summary")
     g.add_argument("--truncation-side", choices=["left", "right"], default=None,
@@ -97,6 +102,7 @@ def reward_options(args: argparse.Namespace) -> dict[str, Any]:
         "max_tokens_per_batch": args.max_tokens_per_batch,
         "batch_size": args.batch_size,
         "max_padding": args.max_padding,
+        "packing": args.packing,
         "max_length": args.max_length,
         "truncation_side": args.truncation_side,
         "chat_template": args.chat_template,

@@ -1,7 +1,7 @@
 """Readouts: where on the token sequence a reward is read, shared by scoring and training so that
 scoring reads exactly what was trained.
 
-* :func:`hidden_states` runs the transformer under the head over one padded batch;
+* :func:`hidden_states` runs the transformer under the head over one batch (padded or packed);
 * :func:`last_token_outputs` reads a head at each row's last real token (classifier RMs, the BT and
   regression recipes, a PRM read per prefix);
 * :func:`step_end_outputs` reads a head at given token positions of each row (value-head PRMs and
@@ -10,8 +10,9 @@ scoring reads exactly what was trained.
   likelihood reward and everything built on it: DPO, density ratio, follow-up likelihood, the implicit
   PRM and the likelihood-head PRM).
 
-Positions come from ``batch.offsets`` (left padding) and ``batch.lengths``, never from searching for a
-pad id, so left and right padding read the same tokens.
+A sequence is found at its tensor row ``batch.rows[s]`` from column ``batch.offsets[s]`` (left
+padding, or the sequences packed before it in the row) for ``batch.lengths[s]`` tokens, never by
+searching for a pad id, so left padding, right padding and packing read the same tokens.
 """
 from __future__ import annotations
 
@@ -20,30 +21,31 @@ from typing import Any, Sequence
 
 
 def hidden_states(backbone: Any, batch: Any):
-    """Last hidden states ``[B, T, H]`` of ``backbone`` (the model under its head) for one batch."""
+    """Last hidden states ``[R, T, H]`` of ``backbone`` (the model under its head) for one batch."""
     return backbone(input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids,
-                    use_cache=False).last_hidden_state
+                    use_cache=False, **batch.attention_kwargs).last_hidden_state
 
 
 def last_token_outputs(head: Any, hidden: Any, batch: Any):
-    """``head`` at each row's last real token: ``[B, num_labels]`` float32."""
+    """``head`` at each sequence's last real token: ``[S, num_labels]`` float32."""
     import torch
 
     dev = hidden.device
     last = torch.tensor([off + n - 1 for off, n in zip(batch.offsets, batch.lengths)], device=dev)
-    return head(hidden[torch.arange(hidden.shape[0], device=dev), last]).float()
+    return head(hidden[torch.tensor(batch.rows, device=dev), last]).float()
 
 
 def step_end_outputs(head: Any, hidden: Any, batch: Any, ends: Sequence[Sequence[int]]):
-    """``head`` at token ``ends[r][k]`` (an index into row r's real tokens) of every row: ``[S, num_labels]``
-    float32, rows in order, each row's positions in order (S = total positions; ``None`` if S = 0)."""
+    """``head`` at token ``ends[s][k]`` (an index into sequence s's real tokens) of every sequence:
+    ``[P, num_labels]`` float32, sequences in order, each one's positions in order (P = total
+    positions; ``None`` if P = 0)."""
     import torch
 
-    rows = [r for r, e in enumerate(ends) for _ in e]
+    rows = [batch.rows[s] for s, e in enumerate(ends) for _ in e]
     if not rows:
         return None
     dev = hidden.device
-    cols = [batch.offsets[r] + x for r, e in enumerate(ends) for x in e]
+    cols = [batch.offsets[s] + x for s, e in enumerate(ends) for x in e]
     return head(hidden[torch.tensor(rows, device=dev), torch.tensor(cols, device=dev)]).float()
 
 
@@ -65,7 +67,7 @@ def completion_logprobs(lm_head: Any, hidden: Any, batch: Any, rows: Sequence[An
     import torch
 
     picks, targets, sizes = [], [], []
-    for r, (row, off) in enumerate(zip(rows, batch.offsets)):
+    for row, r, off in zip(rows, batch.rows, batch.offsets):
         start, end = max(row.completion_start, 1), len(row)
         sizes.append(max(end - start, 0))
         if start < end:

@@ -230,10 +230,12 @@ def load_model(
     device: str | None = None,
     seed: int = 0,
     return_missing: bool = False,
+    attn_implementation: str | None = None,
 ):
     """Load a model in eval mode (with ``return_missing``: ``(model, missing_weight_names)``).
     Newly initialised weights (e.g. a classification head on a plain LM) are drawn under ``seed`` so
-    scores are reproducible."""
+    scores are reproducible. ``attn_implementation`` (``sdpa``, ``eager``, ``flash_attention_2`` ...)
+    is transformers' choice of attention kernel; ``None`` keeps transformers' default (sdpa)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
@@ -242,6 +244,8 @@ def load_model(
     kwargs: dict[str, Any] = {}
     if task == "sequence-classification" and num_labels is not None:
         kwargs["num_labels"] = num_labels
+    if attn_implementation is not None:
+        kwargs["attn_implementation"] = attn_implementation
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model, info = _from_pretrained(cls, source, dtype=torch_dtype, output_loading_info=True, **kwargs)
@@ -250,6 +254,13 @@ def load_model(
     if return_missing:
         return model, list(info.get("missing_keys", []))
     return model
+
+
+def flash_attention_available(device: str, dtype: Any) -> bool:
+    """Whether flash attention 2 can run here: the ``flash_attn`` package is installed, the device is
+    a CUDA GPU and the weights are half precision (its kernels take fp16 / bf16 only)."""
+    return (str(device).startswith("cuda") and str(dtype).removeprefix("torch.") in ("float16", "bfloat16")
+            and importlib.util.find_spec("flash_attn") is not None)
 
 
 def resolve_device(device: str | None = None) -> str:

@@ -52,6 +52,9 @@ class ClassifierReward(TransformerReward):
             raise ValueError(f"{self.name}: {len(weights)} weights for {self.num_labels} objectives")
         self.weights = [float(w) for w in weights] if weights is not None else None
         self.head = getattr(self.model, "score", None)
+        if self.head is None and self.packing == "on":
+            raise ValueError(f"{self.name}: packing='on' needs a decoder-style 'score' head read at the last token; "
+                             "this model pools by itself and takes padded batches only (use packing='off')")
 
     def _readout(self, hidden, batch, rows):
         return last_token_outputs(self.head, hidden, batch).tolist()

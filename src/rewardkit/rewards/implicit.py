@@ -21,7 +21,7 @@ from ..protocol import BaseReward
 from ..types import Completion, Prompt, RewardOutput
 from .likelihood import LogLikelihoodReward
 
-_LM_OPTIONS = ("max_tokens_per_batch", "batch_size", "max_padding", "max_length", "truncation_side", "chat_template",
+_LM_OPTIONS = ("max_tokens_per_batch", "batch_size", "max_padding", "packing", "max_length", "truncation_side", "chat_template",
                "device", "dtype", "seed", "progress")
 
 
@@ -68,6 +68,7 @@ class DPOReward(BaseReward):
         max_tokens_per_batch: int | None = None,
         batch_size: int | None = None,
         max_padding: float | None = None,
+        packing: str | None = None,
         max_length: int | None = None,
         truncation_side: str | None = None,
         chat_template: str | None = None,

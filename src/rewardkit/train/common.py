@@ -15,7 +15,7 @@ from typing import Any, Literal, Sequence, TypeVar
 
 from ..data.steps import StepRecord
 from ..models import load_model, load_tokenizer, make_batches, pad_batch, pad_pair_batch, resolve_source
-from ..models.batching import packed_pair_length
+from ..models.batching import mask_dtype, packed_layout, packed_pair_length
 from ..models.heads import hidden_states, last_token_outputs
 from ..models.loading import apply_head
 from .checkpoint import load_checkpoint, read_state, recover_checkpoint
@@ -277,7 +277,7 @@ def head_outputs(hf, sequences: Sequence[Sequence[int]], pad_id: int):
 
 def can_share_prefix(hf) -> bool:
     """Whether the model's attention takes the custom 4D mask that prefix sharing needs."""
-    return getattr(hf.config, "_attn_implementation", None) in ("sdpa", "eager")
+    return packed_layout(hf) == "mask"
 
 
 def pair_head_outputs(hf, pairs: Sequence[tuple[Sequence[int], Sequence[int]]], pad_id: int, share_prefix: bool = True):
@@ -289,9 +289,7 @@ def pair_head_outputs(hf, pairs: Sequence[tuple[Sequence[int], Sequence[int]]], 
     if not share_prefix:
         h = head_outputs(hf, [c for c, _ in pairs] + [r for _, r in pairs], pad_id)
         return h[: len(pairs)], h[len(pairs):]
-    param = next(hf.parameters())
-    mask_dtype = torch.bool if hf.config._attn_implementation == "sdpa" else param.dtype
-    batch = pad_pair_batch(pairs, pad_id, dtype=mask_dtype, device=str(param.device))
+    batch = pad_pair_batch(pairs, pad_id, dtype=mask_dtype(hf), device=str(next(hf.parameters()).device))
     hidden = hidden_states(hf.base_model, batch)
     rows = torch.arange(len(pairs), device=hidden.device)
     h = hf.score(torch.cat([hidden[rows, batch.chosen_last], hidden[rows, batch.rejected_last]])).float()

@@ -26,7 +26,7 @@ __all__ = ["AGGREGATES", "ImplicitPRM", "LikelihoodPRM", "ProcessReward", "aggre
 def load_prm(model: Any = "default", *, tokenizer: Any = None, aggregate: str | None = None, clip_threshold: float | None = None,
              step_separator: str | None = None, step_end: str | None = None, num_labels: int | None = None,
              max_length: int | None = None, max_tokens_per_batch: int | None = None, batch_size: int | None = None,
-             max_padding: float | None = None, truncation_side: str | None = None, padding_side: str | None = None,
+             max_padding: float | None = None, packing: str | None = None, truncation_side: str | None = None, padding_side: str | None = None,
              chat_template: str | None = None, system_prompt: str | None = None, device: str | None = None, dtype: str | None = None, seed: int | None = None, progress: bool | None = None,
              name: str | None = None, **kwargs: Any) -> Any:
     """The PRM a ``prm:`` spec names: ``default`` = the packaged likelihood-head PRM (the value-head one
@@ -36,7 +36,7 @@ def load_prm(model: Any = "default", *, tokenizer: Any = None, aggregate: str | 
     class's default."""
     local = dict(locals())
     options = {k: local[k] for k in ("tokenizer", "aggregate", "clip_threshold", "step_separator", "step_end", "num_labels", "max_length",
-                                     "max_tokens_per_batch", "batch_size", "max_padding", "truncation_side", "padding_side",
+                                     "max_tokens_per_batch", "batch_size", "max_padding", "packing", "truncation_side", "padding_side",
                                      "chat_template", "system_prompt", "device", "dtype", "seed", "progress", "name") if local[k] is not None}
     options.update(kwargs)
     if isinstance(model, (str, Path)):
