@@ -9,7 +9,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Sequence
 
-from .common import JsonlWriter, add_reward_options, quiet_libraries, reward_options
+from .common import JsonlWriter, add_engine_options, add_reward_options, engine_config, quiet_libraries, reward_options
 from .flags import positive_int
 
 HELP = "score a data file with a reward (one JSONL line per input row, in input order)"
@@ -34,17 +34,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, metavar="FILE", help="output JSONL file (an existing one is resumed: its rows are kept)")
     p.add_argument("--overwrite", action="store_true", help="start --out afresh instead of resuming it")
     add_reward_options(p)
+    add_engine_options(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..data.benchmarks import resolve_data
-    from ..evals.runner import score_dataset
+    from ..evals.runner import fingerprint, score_dataset
     from ..specs import load_reward
 
     quiet_libraries()
+    ray = engine_config(args)
     out = Path(args.out)
     check_out(out, args.data)
+    shards = out.with_name(out.name + ".shards")  # the Ray engine's finished shards (a rerun skips them)
     data = resolve_data(args.data, format=args.format, limit=args.limit, seed=args.seed)
     if data.kind == "scores":
         print(f"error: {args.data} already holds scores", file=sys.stderr)
@@ -52,18 +55,25 @@ def run(args: argparse.Namespace) -> int:
     meta = {"reward": args.reward, "options": {k: v for k, v in reward_options(args).items() if isinstance(v, (str, int, float, bool, type(None)))},
             "format": args.format}
     meta_path = out.with_name(out.name + ".meta.json")
-    if not args.overwrite and out.exists() and meta_path.exists():
+    if not args.overwrite and (out.exists() or shards.is_dir()) and meta_path.exists():
         before = json.loads(meta_path.read_text(encoding="utf-8"))
         changed = [k for k in ("reward", "options", "format") if before.get(k) != meta[k]]
         if changed:
             raise ValueError(f"--out {out} holds scores made with other settings ({', '.join(f'{k}: {before.get(k)!r} then, {meta[k]!r} now' for k in changed)}); "
                              "resuming would mix them: pass --overwrite, or choose another --out")
+    if args.overwrite:
+        from ..engines.ray import discard
+
+        discard(shards)
     kept, todo = (0, list(data.records)) if args.overwrite or not out.exists() else resume(out, data.records)
     if kept:
         print(f"resuming: {kept} rows already in {out}; scoring the other {len(todo)} of {len(data.records)} (--overwrite starts afresh)", file=sys.stderr)
     if not todo:
         print(f"nothing left to score: {out} holds a row for each of the {len(data.records)} input rows", file=sys.stderr)
         return 0
+    if ray is not None:
+        meta_path.write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
+        return _run_on_ray(args, ray, out, shards, meta, kept, todo)
     reward = load_reward(args.reward, **reward_options(args))
     meta_path.write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
     writer = JsonlWriter(out, append=bool(kept))
@@ -81,10 +91,32 @@ def run(args: argparse.Namespace) -> int:
         run_ = score_dataset(reward, todo, on_rows=write)
     finally:
         writer.close()
+    _report(run_, out, kept)
+    return 0
+
+
+def _run_on_ray(args: argparse.Namespace, ray: Any, out: Path, shards: Path, meta: dict, kept: int, todo: list) -> int:
+    """Score ``todo`` on Ray (shards in ``OUT.shards``, resumed by a rerun), then append the rows to
+    ``out`` in input order and drop the shards."""
+    from ..engines.ray import discard
+    from ..evals.runner import fingerprint, score_on_ray
+
+    run_, _ = score_on_ray(args.reward, reward_options(args), todo, shards, ray, key=json.dumps(meta, sort_keys=True))
+    writer = JsonlWriter(out, append=bool(kept))
+    try:
+        for lo in range(0, len(todo), 1000):
+            writer([{**row, "input_sha": fingerprint(record)} for record, row in zip(todo[lo : lo + 1000], run_.rows[lo : lo + 1000])])
+    finally:
+        writer.close()
+    discard(shards)
+    _report(run_, out, kept)
+    return 0
+
+
+def _report(run_: Any, out: Path, kept: int) -> None:
     none = sum(1 for r in run_.rows for s in (r.get("scores") or [r.get("score", 0), r.get("chosen_score", 0), r.get("rejected_score", 0)]) if s is None)
     print(f"wrote {len(run_.rows)} rows to {out}{f' ({kept + len(run_.rows)} in all)' if kept else ''} ({run_.samples} samples in {run_.seconds:.1f}s; "
           f"{run_.truncated} truncated; {none} unscored)", file=sys.stderr)
-    return 0
 
 
 def check_out(out: Path, data: str) -> None:
@@ -101,16 +133,6 @@ def check_out(out: Path, data: str) -> None:
 _SCORE_KEY = {"PairRecord": "chosen_score", "SampleRecord": "score", "BestOfNRecord": "scores"}
 
 
-def fingerprint(record: Any) -> str:
-    """A short hash of what a record scores (prompt, responses, columns): rows without their own id
-    are named by line number, so an id alone cannot tell that the input changed."""
-    import dataclasses
-    import hashlib
-
-    body = {k: v for k, v in dataclasses.asdict(record).items() if k not in ("id", "subset")}
-    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
 def resume(out: Path, records: Sequence[Any]) -> tuple[int, list[Any]]:
     """(rows of ``out`` kept, the records still to score). A row is kept for an input record when it
     has the record's id and :func:`fingerprint` (as many rows per id as the input has records with
@@ -118,6 +140,8 @@ def resume(out: Path, records: Sequence[Any]) -> tuple[int, list[Any]]:
     (a kill mid-write), blank lines and rows whose input changed since (same id, other fingerprint)
     are dropped, by rewriting ``out`` through a temporary file. A line that is not a score row is an
     error: ``out`` is then some other file."""
+    from ..evals.runner import fingerprint
+
     prints = [(r.id, fingerprint(r)) for r in records]
     wanted = Counter(prints)  # (id, fingerprint) -> records still without a row
     ids = {r.id for r in records}
