@@ -239,3 +239,17 @@ def test_a_reward_that_groups_by_prompt_needs_whole_local_chunks(cluster, tmp_pa
     assert main(["score", "--reward", "transform:group(length)", "--data", str(data), "--out", str(tmp_path / "o.jsonl"),
                  "--engine", "ray", "--ray-batch-size", "4"]) == 2
     assert "--ray-batch-size that is a multiple of 512 (got 4)" in capsys.readouterr().err
+
+
+def test_label_steps_on_ray_writes_the_local_rows(cluster, tiny_dirs, tmp_path):
+    # Monte-Carlo step labels with the tiny random LM as the generator: sampling is seeded per prompt
+    # and sample, so the rows (labels, values, progress) must be the local ones, in the same order
+    common = ["label-steps", "--data", "arith-steps:test", "--limit", "2", "--generator", str(tiny_dirs["lm"]),
+              "--rollouts", "2", "--max-new-tokens", "4"]
+    local, ray = tmp_path / "local.jsonl", tmp_path / "ray.jsonl"
+    assert main([*common, "--out", str(local)]) == 0
+    assert main([*common, "--out", str(ray), "--engine", "ray", "--ray-batch-size", "1"]) == 0
+    rows = _rows(ray)
+    assert len(rows) == 4 and rows == _rows(local)  # two solutions (chosen, rejected) per --limit item
+    assert all(len(r["soft_labels"]) == len(r["steps"]) for r in rows)
+    assert not Path(str(ray) + ".shards").exists()
