@@ -38,7 +38,7 @@ def add_engine_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("Ray engine (--engine ray): each actor loads the reward once; output shards are written as they "
                              "finish, and a rerun skips the finished ones")
     add_flags(g, RayConfig, [
-        Flag("ray_address", metavar="ADDRESS", help="an existing cluster, e.g. ray://head:10001 or auto (default: $RAY_ADDRESS, else a local cluster)"),
+        Flag("ray_address", metavar="ADDRESS", help="an existing cluster: HOST:6379, or auto on a cluster node (default: $RAY_ADDRESS, else a local cluster started here)"),
         Flag("ray_actors", type=positive_int, help="actors in the pool"),
         Flag("ray_cpus_per_actor", type=positive_float, metavar="N"),
         Flag("ray_gpus_per_actor", type=non_negative_float, metavar="N", help="1 for a model reward on GPU nodes"),

@@ -17,6 +17,8 @@ EPILOG = """examples:
   rewardkit eval --scores judgebench_reference_rm_scores.jsonl --out runs/judgebench
   rewardkit eval --reward default --reward length --data rm_bench_chat.jsonl --diagnose --out runs/diag
   rewardkit eval --scores runs/diag/default/scores.jsonl --data rm_bench_chat.jsonl --diagnose --out runs/again
+  rewardkit eval --engine ray --ray-actors 4 --ray-gpus-per-actor 1 --reward classifier:./my-rm \\
+      --data rm_bench.parquet --out runs/rm-eval            # scored on a Ray cluster, same results.json
 
 --data takes a built-in benchmark (suite, suite:train), a benchmark declaration (.yaml) or a data file
 (.jsonl/.json/.parquet; format auto-detected, see --format). Output: results.json, scores.jsonl

@@ -16,13 +16,16 @@ HELP = "score a data file with a reward (one JSONL line per input row, in input 
 EPILOG = """examples:
   rewardkit score --reward loglik:default --data pairs.jsonl --out pairs.scores.jsonl
   rewardkit score --reward length --data completions.jsonl --out scored.jsonl
+  rewardkit score --engine ray --ray-actors 4 --ray-gpus-per-actor 1 --reward classifier:./my-rm \\
+      --data prefs.parquet --out prefs.scores.jsonl        # on a Ray cluster ($RAY_ADDRESS)
 
 Pairwise rows give {"id","subset","chosen_score","rejected_score", ...}; best-of-N rows give
 {"id","subset","scores","num_correct"}; {"prompt","completion"} rows give {"id","score"}. Per-sample
 details (truncation, token counts, reasons for a null score) are kept. Pairwise and best-of-N output
 can be evaluated later with `rewardkit eval --scores FILE`. Rows are written as they are scored; a rerun
 into the same --out resumes: rows already there (ids of the input) are kept and only the other
-samples are scored and appended (--overwrite starts afresh)."""
+samples are scored and appended (--overwrite starts afresh). With --engine ray the finished shards
+are kept in OUT.shards until the end, and a rerun skips them."""
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
