@@ -214,10 +214,10 @@ def run_sharded(
     if todo and done:
         print(f"resuming: {len(shards) - len(todo)} of {len(shards)} shards ({done} rows) already in {folder}", file=sys.stderr)
     if todo:
-        with connected(cfg) as ray, tqdm(total=len(items), initial=done, unit=unit, desc=desc, disable=not progress) as bar:
+        with connected(cfg) as ray:
             actors = min(cfg.ray_actors, len(todo))
             _check_resources(ray, cfg, actors)
-            ray.data.DataContext.get_current().enable_progress_bars = False  # the bar above counts rows
+            ray.data.DataContext.get_current().enable_progress_bars = False  # the bar below counts rows
             attempts = ray.remote(num_cpus=0)(_Attempts).remote()
             inputs = ray.data.from_items([{"shard": k, "payload": pickle.dumps(list(items[shards[k][1]:shards[k][2]]))} for k in todo],
                                          override_num_blocks=len(todo))
@@ -225,12 +225,16 @@ def run_sharded(
                 _ShardActor, fn_constructor_kwargs={"make_worker": make_worker, "attempts": attempts, "retries": cfg.ray_retries},
                 batch_size=1, batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=actors),
                 num_cpus=cfg.ray_cpus_per_actor, num_gpus=cfg.ray_gpus_per_actor or None)
-            for out in outputs.iter_rows():
-                if out["error"] is not None:
-                    _raise_worker_error(out["error"])
-                name, lo, hi = shards[int(out["shard"])]
-                _write_atomic(folder / name, out["rows"])
-                bar.update(hi - lo)
+            try:
+                with tqdm(total=len(items), initial=done, unit=unit, desc=desc, disable=not progress) as bar:
+                    for out in outputs.iter_rows():
+                        if out["error"] is not None:
+                            _raise_worker_error(out["error"])
+                        name, lo, hi = shards[int(out["shard"])]
+                        _write_atomic(folder / name, out["rows"])
+                        bar.update(hi - lo)
+            finally:
+                ray.kill(attempts)
     return _read(folder, shards)
 
 
