@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .flags import positive_int, share
+from .flags import Flag, add_flags, non_negative_float, non_negative_int, positive_float, positive_int, share, values
 
 
 def add_reward_options(p: argparse.ArgumentParser) -> None:
@@ -47,6 +47,41 @@ def image_policy_of(args: argparse.Namespace) -> Any:
     from ..images import ImagePolicy, image_policy
 
     return image_policy(ImagePolicy(allow_urls=tuple(args.allow_image_urls)))
+
+
+def add_engine_options(p: argparse.ArgumentParser) -> None:
+    """``--engine`` and the Ray engine's flags (from :class:`~rewardkit.engines.ray.RayConfig`)."""
+    from ..engines.ray import RayConfig
+
+    p.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="local: this process (default); ray: a Ray Data actor pool on a Ray cluster (pip install 'rewardkit[ray]')")
+    g = p.add_argument_group("Ray engine (--engine ray): each actor loads the reward once; output shards are written as they "
+                             "finish, and a rerun skips the finished ones")
+    add_flags(g, RayConfig, [
+        Flag("ray_address", metavar="ADDRESS", help="an existing cluster: HOST:6379, or auto on a cluster node (default: $RAY_ADDRESS, else a local cluster started here)"),
+        Flag("ray_actors", type=positive_int, help="actors in the pool"),
+        Flag("ray_cpus_per_actor", type=positive_float, metavar="N"),
+        Flag("ray_gpus_per_actor", type=non_negative_float, metavar="N", help="1 for a model reward on GPU nodes"),
+        Flag("ray_batch_size", type=positive_int, help="input rows per Ray call and per output shard; the reward still batches its "
+             "forward passes by --max-tokens-per-batch inside it"),
+        Flag("ray_retries", type=non_negative_int, help="times a shard may kill its actor's process (Ray restarts the actor and "
+             "resubmits the shard) before the run fails"),
+        Flag("ray_num_cpus", type=positive_int, help="CPUs of a local cluster started here (default: all)"),
+    ])
+
+
+def engine_config(args: argparse.Namespace) -> Any:
+    """The :class:`~rewardkit.engines.ray.RayConfig` of ``--engine ray`` (``None`` for local); a
+    missing Ray is an error that says how to install it."""
+    if getattr(args, "engine", "local") != "ray":
+        return None
+    from ..engines.ray import RayConfig, require_ray
+
+    try:
+        require_ray()
+    except ImportError as err:
+        raise ValueError(str(err)) from None
+    return RayConfig(**values(RayConfig, args))
 
 
 def add_policy_options(p: argparse.ArgumentParser, what: str) -> None:

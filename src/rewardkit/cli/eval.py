@@ -6,7 +6,8 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from .common import JsonlWriter, add_image_options, add_reward_options, command_line, image_policy_of, output_dir, quiet_libraries, reward_options, slug
+from .common import (JsonlWriter, add_engine_options, add_image_options, add_reward_options, command_line, engine_config, image_policy_of,
+                     output_dir, quiet_libraries, reward_options, slug)
 from .flags import finite_float, open_fraction, positive_int, ratio
 
 HELP = "evaluate rewards on preference data (pairwise or best-of-N accuracy, bootstrap intervals, report)"
@@ -16,6 +17,8 @@ EPILOG = """examples:
   rewardkit eval --scores judgebench_reference_rm_scores.jsonl --out runs/judgebench
   rewardkit eval --reward default --reward length --data rm_bench_chat.jsonl --diagnose --out runs/diag
   rewardkit eval --scores runs/diag/default/scores.jsonl --data rm_bench_chat.jsonl --diagnose --out runs/again
+  rewardkit eval --engine ray --ray-actors 4 --ray-gpus-per-actor 1 --reward classifier:./my-rm \\
+      --data rm_bench.parquet --out runs/rm-eval            # scored on a Ray cluster, same results.json
 
 --data takes a built-in benchmark (suite, suite:train), a benchmark declaration (.yaml) or a data file
 (.jsonl/.json/.parquet; format auto-detected, see --format). Output: results.json, scores.jsonl
@@ -57,6 +60,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                              "false-negative rates")
     g.add_argument("--verdict-threshold", type=finite_float, default=0.5, metavar="X",
                    help="a score >= X counts as a pass (default 0.5; 1.0 for all-tests-pass on partial-credit rules)")
+    add_engine_options(p)
     p.set_defaults(func=run)
 
 
@@ -108,7 +112,12 @@ def _run(args: argparse.Namespace) -> int:
         print(f"error: --reward given more than once: {', '.join(duplicates)}", file=sys.stderr)
         return 2
     quiet_libraries()
+    ray = engine_config(args)
     data = resolve_data(args.data, format=args.format, limit=args.limit, seed=args.seed, skip_invalid=args.skip_invalid)
+    if ray is not None and data.kind not in ("pairs", "best-of-n"):
+        print(f"error: --engine ray evaluates pairwise and best-of-N data; {data.source} holds {data.kind} records (run it with the local engine)",
+              file=sys.stderr)
+        return 2
     if args.diagnose and data.kind not in ("pairs", "best-of-n"):
         print(f"error: --diagnose needs pairwise or best-of-N data; {data.source} holds {data.kind} records", file=sys.stderr)
         return 2
@@ -125,12 +134,21 @@ def _run(args: argparse.Namespace) -> int:
     def one(spec: str, reward: Any, folder: Path) -> dict:
         writer = JsonlWriter(folder / "scores.jsonl")
         try:
-            result, run = evaluate(reward, data, n_boot=args.bootstrap, seed=args.seed, on_rows=writer)
+            if ray is None:
+                result, run = evaluate(reward, data, n_boot=args.bootstrap, seed=args.seed, on_rows=writer)
+                in_vector = getattr(reward, "members_in_vector", False)
+            else:
+                result, run, in_vector = _evaluate_on_ray(args, ray, spec, data, folder)
+                writer(run.rows)
         finally:
             writer.close()
+        if ray is not None:
+            from ..engines.ray import discard
+
+            discard(folder / "scores.jsonl.shards")
         if args.diagnose:
             scored[spec] = run.scored
-            if getattr(reward, "members_in_vector", False):
+            if in_vector:
                 from ..evals.diagnose import members_from_rows
                 members[spec] = members_from_rows(run.rows)
         result = clean_nan({"spec": spec, **result, "seed": args.seed})
@@ -139,13 +157,32 @@ def _run(args: argparse.Namespace) -> int:
             print(results_table(result, title=f"\n== {spec}"))
         return result
 
-    results, failures = _lineup(args, out, one)
+    from contextlib import nullcontext
+
+    from ..engines.ray import connected
+
+    with connected(ray) if ray is not None else nullcontext():  # one cluster connection for the whole lineup
+        results, failures = _lineup(args, out, one, load=ray is None)
     if results:
         title = f"{next(iter(results))} on {data.source}" if len(results) == 1 else f"Lineup on {data.source}"
         _finish(out, results, title, command_line(args.argv), per_reward_written=True)
     if scored:
         _diagnose(args, out, scored, _by_id(data.records), members, data.source, [])
     return _failed(failures)
+
+
+def _evaluate_on_ray(args: argparse.Namespace, ray: Any, spec: str, data: Any, folder: Path) -> tuple[dict, Any, bool]:
+    """One reward's evaluation with ``--engine ray``: the rows scored on the cluster (shards in
+    ``scores.jsonl.shards``, which a rerun resumes), the results computed here by the local code."""
+    import json
+
+    from ..evals.runner import check_evaluable, evaluation, score_on_ray
+
+    check_evaluable(data)
+    key = json.dumps({"reward": spec, "options": reward_options(args), "data": data.source}, sort_keys=True, default=str)
+    run, info = score_on_ray(spec, reward_options(args), data.records, folder / "scores.jsonl.shards", ray, key=key, summary=True)
+    result = evaluation(run, data, info["eval_summary"], n_boot=args.bootstrap, seed=args.seed)
+    return result, run, info["members_in_vector"]
 
 
 def _by_id(records: list) -> dict[str, Any]:
@@ -222,9 +259,10 @@ def _run_process(args: argparse.Namespace, data: Any, out: Path) -> int:
     return _failed(failures)
 
 
-def _lineup(args: argparse.Namespace, out: Path, one: Callable[[str, Any, Path], dict]) -> tuple[dict[str, dict], list]:
+def _lineup(args: argparse.Namespace, out: Path, one: Callable[[str, Any, Path], dict], load: bool = True) -> tuple[dict[str, dict], list]:
     """Load and evaluate each ``--reward`` in turn with ``one(spec, reward, folder)``, one folder per
-    reward when there are several; a reward that fails is reported and does not lose the others."""
+    reward when there are several; a reward that fails is reported and does not lose the others.
+    ``load=False``: ``one`` gets ``None`` and loads the reward where it runs (the Ray engine's actors)."""
     from ..specs import load_reward
 
     folders = _folders(args.reward)
@@ -232,8 +270,8 @@ def _lineup(args: argparse.Namespace, out: Path, one: Callable[[str, Any, Path],
     for spec in args.reward:
         folder = out / folders[spec] if len(args.reward) > 1 else out
         try:
-            print(f"loading reward {spec} ...", file=sys.stderr)
-            results[spec] = one(spec, load_reward(spec, **reward_options(args)), folder)
+            print(f"loading reward {spec} ..." if load else f"scoring with {spec} on Ray ...", file=sys.stderr)
+            results[spec] = one(spec, load_reward(spec, **reward_options(args)) if load else None, folder)
         except Exception as err:  # one broken reward must not lose the others' results
             failures.append((spec, err))
             print(f"error: reward {spec}: {type(err).__name__}: {err}", file=sys.stderr)

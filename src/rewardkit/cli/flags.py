@@ -36,6 +36,7 @@ def _checked(kind: type, ok: Callable[[Any], bool], what: str) -> Callable[[str]
 
 
 positive_int = _checked(int, lambda v: v >= 1, "a positive integer")
+non_negative_int = _checked(int, lambda v: v >= 0, "an integer >= 0")
 positive_float = _checked(float, lambda v: math.isfinite(v) and v > 0, "a positive number")
 non_negative_float = _checked(float, lambda v: math.isfinite(v) and v >= 0, "a number >= 0")
 finite_float = _checked(float, math.isfinite, "a finite number")

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from .common import add_policy_options, output_file, quiet_libraries
+from .common import add_engine_options, add_policy_options, engine_config, output_file, quiet_libraries
 from .flags import Flag, add_flags, non_negative_float, positive_int, probability, values
 
 HELP = "label reasoning steps automatically by Monte-Carlo rollouts checked by a verifier (resumable)"
@@ -18,8 +18,11 @@ EPILOG = """examples:
 
 --data: math rows {"question","answer"[, "solution"]} (GSM8K layout) or step rows with an "answer"
 column. With --solutions reference (default) a GSM8K reference solution is split into steps and
-labelled; with --solutions sample the generator writes the solutions first. The output JSONL grows
-one solution at a time; rerun the same command to resume (done ids are skipped)."""
+labelled; with --solutions sample the generator writes the solutions first (in this process, also with
+--engine ray). The output JSONL grows one solution at a time; rerun the same command to resume (done ids
+are skipped). --engine ray labels the solutions on a Ray actor pool (each actor loads the generator and
+the verifier once; add --ray-gpus-per-actor 1 on GPU nodes); finished shards survive a killed run in
+OUT.shards and the rows land in OUT, in input order, at the end."""
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -32,6 +35,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_flags(p, RolloutConfig, [Flag("rollouts", help="completions per step prefix", type=positive_int), Flag("max_new_tokens", type=positive_int),
                                  Flag("temperature", type=non_negative_float), Flag("top_p", type=probability),
                                  Flag("label", help="which estimate goes into 'labels' (both are written)"), "seed"])
+    add_engine_options(p)
     p.set_defaults(func=run)
 
 
@@ -41,12 +45,12 @@ def run(args: argparse.Namespace) -> int:
     from ..data.io import DataFormatError, iter_rows, question_rows
     from ..data.steps import StepRecord, gsm8k_steps
     from ..specs import load_reward
-    from ..use.label_steps import RolloutConfig, label_all, sample_solutions
+    from ..use.label_steps import RolloutConfig, label_all, label_on_ray, sample_solutions
 
     quiet_libraries()
+    ray = engine_config(args)
     cfg = RolloutConfig(**values(RolloutConfig, args))
-    client = generator_from_args(args)
-    verifier = load_reward(args.verifier)
+    client = None  # loaded here only when this process generates (local engine, or --solutions sample)
     items: list[tuple[StepRecord, object]] = []
     path = Path(args.data)
     first = next(iter_rows(path), None) if path.is_file() else None
@@ -62,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
         if args.solutions == "reference":
             steps = [[gsm8k_steps(s)[0]] for s in refs]
         else:
+            client = generator_from_args(args)
             steps = sample_solutions(questions, client, cfg)
         for q, a, i, sols in zip(questions, answers, ids, steps):
             for j, st in enumerate(sols):
@@ -73,6 +78,9 @@ def run(args: argparse.Namespace) -> int:
             if r.columns.get("answer") is None:
                 raise DataFormatError(args.data, f"record {r.id}", "answer", "missing (label-steps needs a gold answer per row)")
             items.append((r, r.columns["answer"]))
-    counts = label_all(items, Path(args.out), client, verifier, cfg, total=len(items))
+    if ray is not None:
+        counts = label_on_ray(items, Path(args.out), args.generator, args.verifier, cfg, ray)
+    else:
+        counts = label_all(items, Path(args.out), client or generator_from_args(args), load_reward(args.verifier), cfg, total=len(items))
     print(json.dumps({"out": args.out, "solutions": len(items), **counts, "rollouts_per_step": cfg.rollouts, "seed": cfg.seed}, indent=2))
     return 0

@@ -26,11 +26,12 @@ def meta_path(out: Path) -> Path:
     return out.with_name(out.name + ".meta.json")
 
 
-def check_settings(out: Path, meta: dict[str, Any], *, overwrite: bool) -> None:
+def check_settings(out: Path, meta: dict[str, Any], *, overwrite: bool, also: Path | None = None) -> None:
     """Refuse to resume ``out`` when ``OUT.meta.json`` records other settings than ``meta`` (a key
-    whose value differs); the error names each change."""
+    whose value differs); the error names each change. ``also``: another path whose existence means
+    there is work to resume (an engine's folder of finished shards)."""
     path = meta_path(out)
-    if overwrite or not out.exists() or not path.exists():
+    if overwrite or not (out.exists() or (also is not None and also.exists())) or not path.exists():
         return
     before = json.loads(path.read_text(encoding="utf-8"))
     changed = [k for k in meta if before.get(k) != meta[k]]

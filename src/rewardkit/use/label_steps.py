@@ -14,6 +14,7 @@ seeded per (seed, prompt, sample) by the generation client, so a rerun draws the
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Literal, Sequence
@@ -94,10 +95,8 @@ def done_ids(path: Path) -> set[str]:
     return ids
 
 
-def label_all(records: Iterable[tuple[StepRecord, Any]], out: Path, client: Any, verifier: Any, cfg: RolloutConfig, *, total: int | None = None, progress: bool = True) -> dict[str, int]:
-    """Label every (record, gold answer) not yet in ``out``; append each row as soon as it is done."""
-    from tqdm.auto import tqdm
-
+def pending(records: Iterable[tuple[StepRecord, Any]], out: Path) -> tuple[list[tuple[StepRecord, Any]], int]:
+    """(the items whose id is not yet in ``out``, how many are); a line torn by a kill is cut off first."""
     out.parent.mkdir(parents=True, exist_ok=True)
     skip = done_ids(out)
     # a kill mid-line leaves a fragment: cut the file back to its last complete line before appending
@@ -105,13 +104,19 @@ def label_all(records: Iterable[tuple[StepRecord, Any]], out: Path, client: Any,
         data = out.read_bytes()
         if data and not data.endswith(b"\n"):
             out.write_bytes(data[: data.rfind(b"\n") + 1])
-    counts = {"labelled": 0, "skipped_done": 0, "steps": 0}
-    with out.open("a", encoding="utf-8") as fh, tqdm(total=total, unit="sol", desc="label-steps", disable=not progress) as bar:
-        for record, answer in records:
-            if record.id in skip:
-                counts["skipped_done"] += 1
-                bar.update(1)
-                continue
+    items = list(records)
+    todo = [(r, a) for r, a in items if r.id not in skip]
+    return todo, len(items) - len(todo)
+
+
+def label_all(records: Iterable[tuple[StepRecord, Any]], out: Path, client: Any, verifier: Any, cfg: RolloutConfig, *, total: int | None = None, progress: bool = True) -> dict[str, int]:
+    """Label every (record, gold answer) not yet in ``out``; append each row as soon as it is done."""
+    from tqdm.auto import tqdm
+
+    todo, skipped = pending(records, out)
+    counts = {"labelled": 0, "skipped_done": skipped, "steps": 0}
+    with out.open("a", encoding="utf-8") as fh, tqdm(total=total, initial=skipped, unit="sol", desc="label-steps", disable=not progress) as bar:
+        for record, answer in todo:
             row = label_solution(record, answer, client, verifier, cfg)
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
             fh.flush()
@@ -119,3 +124,49 @@ def label_all(records: Iterable[tuple[StepRecord, Any]], out: Path, client: Any,
             counts["steps"] += len(record.steps)
             bar.update(1)
     return counts
+
+
+class StepLabeler:
+    """What an engine's worker runs for label-steps: the generator and the verifier loaded once from
+    their specs, then :func:`label_solution` for each (record, gold answer) of a list."""
+
+    def __init__(self, generator: str, verifier: str, cfg: RolloutConfig):
+        from ..clients import client_from_spec
+        from ..specs import load_reward
+
+        self.client, self.verifier, self.cfg = client_from_spec(generator), load_reward(verifier), cfg
+
+    def __call__(self, items: Sequence[tuple[StepRecord, Any]]) -> list[dict[str, Any]]:
+        return [label_solution(r, a, self.client, self.verifier, self.cfg) for r, a in items]
+
+
+def label_on_ray(records: Iterable[tuple[StepRecord, Any]], out: Path, generator: str, verifier: str, cfg: RolloutConfig,
+                 ray: Any, *, progress: bool = True) -> dict[str, int]:
+    """:func:`label_all` on a Ray cluster (:mod:`rewardkit.engines.ray`, ``ray`` its config): a
+    :class:`StepLabeler` per actor labels shards of the solutions not yet in ``out`` (the shards in
+    ``OUT.shards`` survive a killed driver and a rerun skips them); the rows are then appended to
+    ``out`` in input order, as a local run writes them."""
+    import dataclasses
+    import hashlib
+    from functools import partial
+
+    from ..engines.ray import discard, run_sharded
+
+    todo, skipped = pending(records, out)
+    shards = out.with_name(out.name + ".shards")
+    key = json.dumps({"generator": generator, "verifier": verifier, "config": dataclasses.asdict(cfg)}, sort_keys=True)
+
+    def digest(item: tuple[StepRecord, Any]) -> str:
+        body = json.dumps([dataclasses.asdict(item[0]), item[1]], sort_keys=True, default=str)
+        return hashlib.sha256(body.encode()).hexdigest()
+
+    if todo:
+        rows = run_sharded(partial(StepLabeler, generator, verifier, cfg), todo, shards, ray, key=key, digest=digest,
+                           desc="label-steps on Ray", unit="sol", progress=progress)
+        with out.open("a", encoding="utf-8") as fh:
+            for row in rows:
+                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+    discard(shards)
+    return {"labelled": len(todo), "skipped_done": skipped, "steps": sum(len(r.steps) for r, _ in todo)}
