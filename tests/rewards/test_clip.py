@@ -292,6 +292,7 @@ def test_training_a_head_moves_heldout_accuracy_on_a_colour_task(tiny, encoder, 
     """Prompts ask for a red or a blue picture; the chosen image has that tint. Held out: other photographs."""
     from skimage import data
 
+    from rewardkit.data import load_dataset
     from rewardkit.train.clip_head import ClipHeadConfig, train_clip_head
     from rewardkit.types import PairRecord
 
@@ -306,13 +307,14 @@ def test_training_a_head_moves_heldout_accuracy_on_a_colour_task(tiny, encoder, 
             Image.fromarray(tinted(array, colour)).resize((48, 40)).save(pics[name, colour])
     prompts = {"red": ["a red picture", "something red"], "blue": ["a blue picture", "something blue"]}
 
-    def pairs(photo_names):
-        out = []
-        for name in photo_names:
-            for want, other in (("red", "blue"), ("blue", "red")):
-                for prompt in prompts[want]:
-                    out.append(PairRecord(f"{name}-{prompt}", prompt, part(pics[name, want]), part(pics[name, other]), "colour", {}))
-        return out
+    def pairs(photo_names):  # TRL-style preference rows whose completions are images, read by the pairwise reader
+        rows = [{"id": f"{name}-{prompt}", "prompt": prompt, "chosen": part(pics[name, want]), "rejected": part(pics[name, other])}
+                for name in photo_names for want, other in (("red", "blue"), ("blue", "red")) for prompt in prompts[want]]
+        path = tmp_path / f"pairs-{photo_names[0]}.jsonl"
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        records = load_dataset(path).records
+        assert all(isinstance(r, PairRecord) for r in records)
+        return records
 
     # an MLP over [image, text, image * text]: random towers share no "red" direction between two wordings,
     # so a linear head on image * text cannot fit both; a hidden layer can

@@ -4,7 +4,8 @@ batching, and the small heads over the embeddings that generated-image preferenc
 
 * **Images** are preprocessed by transformers' image processor of the checkpoint
   (``preprocessor_config.json``: resize the shortest side, center crop, rescale, normalize with its
-  mean and std) forced to its Pillow/NumPy backend (``backend="pil"``): it needs no torchvision, and
+  mean and std) forced to its Pillow/NumPy backend (``backend="pil"``; the "slow" processor of
+  transformers 4): it needs no torchvision, and
   the same pixels give the same tensor whether or not torchvision is installed (its backend resizes
   a little differently).
 * **Budget**: text batches are filled up to ``max_tokens_per_batch`` padded tokens by the shared
@@ -94,7 +95,7 @@ class DualEncoder:
         except (OSError, ValueError) as err:
             raise ModelNotFoundError(f"{proc.display}: no tokenizer ({err}); pass processor=DIR_OR_HUB_ID naming where it is") from err
         try:
-            self.image_processor = _from_pretrained(AutoImageProcessor, proc, backend="pil")
+            self.image_processor = _from_pretrained(AutoImageProcessor, proc, **_pil_backend())
         except (OSError, ValueError) as err:
             raise ModelNotFoundError(f"{proc.display}: no image processor (preprocessor_config.json) ({err}); "
                                      "pass processor=DIR_OR_HUB_ID naming the checkpoint whose preprocessing the model was trained with") from err
@@ -205,6 +206,14 @@ class DualEncoder:
         probability); ``None`` for CLIP, whose logits are only meaningful within a softmax over a batch."""
         bias = getattr(self.model, "logit_bias", None)
         return None if bias is None else float(bias.detach().float().reshape(-1)[0])
+
+
+def _pil_backend() -> dict[str, Any]:
+    """The keyword that picks an image processor's Pillow/NumPy implementation: ``backend="pil"`` in
+    transformers 5, ``use_fast=False`` (the "slow" processor) before."""
+    import transformers
+
+    return {"backend": "pil"} if int(transformers.__version__.split(".")[0]) >= 5 else {"use_fast": False}
 
 
 def _pooled(out: Any) -> Any:

@@ -123,9 +123,18 @@ class ClipReward(BaseReward):
                 warnings.warn(f"clip: the head was trained on {self.head.backbone}; scoring it on {self.encoder.label}", stacklevel=2)
         self.baseline = baseline
         self._baseline = self.encoder.embed_texts([self.prefix + baseline]).vectors[0] if baseline is not None else None
-        label = self.encoder.label
-        self.name = name or (f"clip-head:{head}" if metric == "head" and not isinstance(head, EmbeddingHead)
-                             else f"clip:{label}" if metric == "clipscore" else f"clip:{label}(metric={metric})")
+        self.name = name or (f"clip-head:{head}" if metric == "head" and not isinstance(head, EmbeddingHead) else self._spec())
+
+    def _spec(self) -> str:
+        """The spec that rebuilds this reward (its options that differ from the defaults), as its name:
+        two clip rewards in one lineup never share a name."""
+        options = {"metric": self.metric if self.metric not in ("clipscore", "goal") else None,
+                   "w": self.w if self.metric == "clipscore" and self.w != 2.5 else None,
+                   "baseline": repr(self.baseline) if self.baseline is not None else None,
+                   "alpha": self.alpha if self.metric == "goal" else None,
+                   "prefix": repr(self.prefix) if self.prefix else None}
+        shown = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in options.items() if v is not None)
+        return f"clip:{self.encoder.label}" + (f"({shown})" if shown else "")
 
     def score(self, prompts: Sequence[Prompt], completions: Sequence[Completion], **columns: Any) -> RewardOutput:
         import torch
