@@ -21,6 +21,7 @@ pytest.importorskip("skimage.data", reason="the test photographs come from sciki
 import torch  # noqa: E402
 
 from clip_helpers import TEXT_POSITIONS, photos, save_tiny_clip, save_tiny_siglip, tinted  # noqa: E402
+from rewardkit.images import ImageRef  # noqa: E402
 from rewardkit.models.dual_encoder import DualEncoder, EmbeddingHead  # noqa: E402
 from rewardkit.models.loading import ModelNotFoundError  # noqa: E402
 from rewardkit.rewards.clip import ClipReward  # noqa: E402
@@ -273,7 +274,7 @@ def test_head_save_load_round_trip_and_clip_head_spec(tiny, encoder, tmp_path):
     prompts, comps = ["a cat", "coffee", "a rocket"], [part(p["chelsea"]), part(p["coffee"]), part(p["rocket"])]
     direct = ClipReward(encoder, head=head).score(prompts, comps)
     # by hand: the MLP over [image, image * text]
-    emb_i = encoder.embed_images([__import__("rewardkit.images", fromlist=["ImageRef"]).ImageRef.parse(c[0]) for c in comps]).vectors
+    emb_i = encoder.embed_images([ImageRef.parse(c[0]) for c in comps]).vectors
     emb_t = encoder.embed_texts(prompts).vectors
     with torch.no_grad():
         want = head.module(torch.cat([emb_i, emb_i * emb_t], -1)).squeeze(-1).tolist()
@@ -359,3 +360,25 @@ def test_rewardkit_eval_on_best_of_n_image_rows(tiny, tmp_path):
     assert scored["text"]["scores"][0] is None and "no image" in scored["text"]["details"][0]["reason"]
     results = json.loads((out / "results.json").read_text())
     assert results["n"] == 3 and (out / "report.md").is_file()
+
+
+# ------------------------------------------------------------------ serving
+
+def test_served_clip_scores_remote_images_as_local(tiny, encoder):
+    """``rewardkit serve`` with a clip reward, ``remote:`` sending local files and an in-memory image inline:
+    the scores are the local ones (the server reads no path: the client inlines the pixels)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "serve"))
+    from serve_helpers import ServerThread
+
+    from rewardkit.rewards.remote import RemoteReward
+
+    p = tiny["photos"]
+    prompts = ["a cat", [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Describe it."}]}], "coffee"]
+    completions = [part(p["chelsea"]), "a man with a camera", [{"type": "image", "image": Image.open(p["coffee"])}]]
+    images = [None, [str(p["camera"])], None]
+    local = ClipReward(encoder).score(prompts, completions, images=images)
+    assert all(s is not None for s in local.scores)
+    with ServerThread(ClipReward(encoder)) as srv, RemoteReward(srv.url) as remote:
+        got = remote.score(prompts, completions, images=images)
+    assert got.scores == pytest.approx(local.scores, abs=1e-6)
+    assert got.extras["cosine"] == pytest.approx(local.extras["cosine"], abs=1e-6)

@@ -137,8 +137,6 @@ class ClipReward(BaseReward):
         return f"clip:{self.encoder.label}" + (f"({shown})" if shown else "")
 
     def score(self, prompts: Sequence[Prompt], completions: Sequence[Completion], **columns: Any) -> RewardOutput:
-        import torch
-
         self._check_lengths(prompts, completions)
         n = len(prompts)
         image_col = next((columns[c] for c in IMAGE_COLUMNS if columns.get(c) is not None), None)
