@@ -42,7 +42,7 @@ class ClipHeadConfig:
     seed: int = 0
     max_tokens_per_batch: int = 8192
     device: str | None = None
-    progress: bool = False
+    progress: bool = True  # progress bars while the texts and images are embedded
 
 
 @dataclass
