@@ -8,6 +8,9 @@ Compositions use a call syntax whose arguments are specs again::
     transform:clip(loglik:default, min=-5, max=0)  transform:group(a)   transform:par(a, center=1)
     gate(rule:math, loglik:default)                rule:regex(pattern=^Answer:, workers=2)
 
+and a reward with options of its own is ``kind:ARG(option=value, ...)``, e.g.
+``clip:openai/clip-vit-base-patch32(metric=goal, baseline='a humanoid robot', alpha=0.5)``
+
 or a YAML file (``--reward my_reward.yaml``) that names a kind (or ``class: module:Class``) and its
 keyword arguments; ``members`` / ``inner`` / ``verifier`` / ``fallback`` hold nested specs.
 """
@@ -61,6 +64,11 @@ ALIASES: dict[str, tuple[str, str]] = {
               "strong-over-weak density ratio log p_strong - log p_weak: ratio:STRONG,WEAK"),
     "flr": ("rewardkit.rewards.implicit:FollowUpReward",
             "follow-up likelihood: log-probability of a positive user follow-up after the response (flr:default)"),
+    "clip": ("rewardkit.rewards.clip:ClipReward",
+             "image-text similarity on a CLIP/SigLIP dual encoder: clip:DIR_OR_HUB_ID(metric=clipscore|cosine|logit|probability|goal; "
+             "w=2.5, baseline='TEXT', alpha=0.5, prefix='A photo depicts ', processor=DIR)"),
+    "clip-head": ("rewardkit.rewards.clip:load_clip_head",
+                  "a learned head over a dual encoder's embeddings (aesthetic predictor, preference head): clip-head:DIR (head.json names the backbone)"),
 }
 PY_DESCRIPTION = "your own function or Reward class: py:package.module:name"
 
@@ -138,6 +146,19 @@ def load_reward(spec: str | Reward, **options: Any) -> Reward:
             raise RewardSpecError(f"reward spec {spec!r} has an empty argument after ':'")
         kwargs[params[0].name] = arg
     return cls(**kwargs)
+
+
+def _with_options(text: str, options: dict[str, Any], fixed: dict[str, Any]) -> Reward:
+    """``kind:ARG(option=value, ...)``: the reward ``kind:ARG`` with the spec's own options on top of
+    the shared ones (an option the class does not take is an error naming it)."""
+    kind, _, arg = text.partition(":")
+    cls = reward_class(kind)
+    init = cls.__init__ if inspect.isclass(cls) else cls
+    first = next(p.name for p in inspect.signature(init).parameters.values() if p.name != "self")
+    try:
+        return cls(**{**_accepted(cls, options), **fixed, first: arg})
+    except TypeError as err:
+        raise RewardSpecError(f"{text}(...): {err}") from err
 
 
 def check_reward_class(cls: type, target: str) -> None:
@@ -277,6 +298,8 @@ def _build(node: Any, options: dict[str, Any]) -> Reward:
 
         return load_rule(variant, **node.kwargs)
     if kind not in ("ensemble", "transform", "gate"):
+        if variant and not node.args and kind in ALIASES:  # kind:ARG(option=value, ...): a reward with fixed options
+            return _with_options(node.func, options, node.kwargs)
         raise RewardSpecError(f"{node.func}(...) is not a composition; use ensemble:HOW(...), transform:HOW(...) or gate(...)")
     cls = reward_class(kind)
     children = [_build(a, options) for a in node.args]
