@@ -169,3 +169,26 @@ def test_a_changed_input_or_reward_never_reuses_old_scores(tmp_path, capsys):
     capsys.readouterr()
     assert main(["score", "--reward", "rule:length", "--data", str(data), "--out", str(out)]) == 2
     assert "other settings" in capsys.readouterr().err
+
+
+def test_resume_reads_rows_holding_unicode_line_separators(tmp_path, capsys, monkeypatch):
+    """JSON written with ensure_ascii=False keeps U+2028, U+2029 and U+0085 raw inside strings; only
+    "\\n" ends a JSONL row, so a rerun must keep such rows, not call the file foreign."""
+    odd = "x\u2028y\u2029w\x85z"
+    rows = [{"id": f"{odd}-{i}", "prompt": f"q {odd}", "completion": f"a {odd} " + "w " * i} for i in range(6)]
+    data = tmp_path / "odd.jsonl"
+    data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    clean = tmp_path / "clean.jsonl"
+    assert main(["score", "--reward", REWARD, "--data", str(data), "--out", str(clean)]) == 0
+    raw = clean.read_bytes()
+    assert "\u2028".encode() in raw and len(raw.split(b"\n")) == 7  # written raw, 6 rows
+    out = tmp_path / "out.jsonl"
+    cut = raw.split(b"\n")
+    out.write_bytes(b"\n".join(cut[:3]) + b"\n" + cut[3][:10])  # 3 rows and a torn one
+    (tmp_path / "out.jsonl.meta.json").write_bytes((tmp_path / "clean.jsonl.meta.json").read_bytes())
+    log = tmp_path / "calls.log"
+    monkeypatch.setenv("RK_SCORE_LOG", str(log))
+    capsys.readouterr()
+    assert main(["score", "--reward", REWARD, "--data", str(data), "--out", str(out)]) == 0
+    assert "resuming: 3 rows already in" in capsys.readouterr().err and _scored(log) == 3
+    assert out.read_bytes() == raw

@@ -195,6 +195,22 @@ def test_a_column_named_like_a_pair_field_is_refused(tmp_path, capsys):
     assert "column 'margin'" in capsys.readouterr().err
 
 
+def test_resume_keeps_samples_holding_unicode_line_separators(tmp_path, capsys):
+    odd = [{**r, "completions": [*r["completions"], "x\u2028y\x85z The answer is 1."]} for r in POOLS[:3]]
+    data = _write(tmp_path / "odd.jsonl", odd)
+    out = tmp_path / "out"
+    args = ["annotate", "--candidates", str(data), "--reward", "length", "--reward", "rule:math", "--out", str(out)]
+    assert main(args) == 0
+    samples = out / "samples.jsonl"
+    whole = samples.read_bytes()
+    assert "\u2028".encode() in whole and whole.count(b"\n") == 3  # written raw, one row per prompt
+    samples.write_bytes(whole[: whole.index(b"\n") + 1])  # as if killed after the first prompt
+    capsys.readouterr()
+    assert main(args) == 0
+    assert "resuming: 1 prompts already in" in capsys.readouterr().err
+    assert samples.read_bytes() == whole
+
+
 # ---------------------------------------------------------------- generation: resume, server, training
 
 def slow_length(prompts, completions):

@@ -54,3 +54,26 @@ def test_best_of_n_spends_the_budget_and_picks_the_prm_favourite():
     # the whole pool travels with the pick, so the CLI can report pass@N / first / random beside it
     assert res.extras["samples"][res.extras["picked"]] == res.text and len(res.extras["samples"]) == 3
     assert res.extras["sample_scores"] == [0.1, 0.9, 0.1] and res.extras["picked"] == 1
+
+
+class OddClient(StepClient):
+    """StepClient whose text holds characters str.splitlines breaks at (U+2028, U+0085)."""
+
+    def generate(self, prompts, **kw):
+        return [[Generation(g.text.replace("good", "go\u2028o\x85d"), token_ids=g.token_ids, num_tokens=g.num_tokens) for g in gens]
+                for gens in super().generate(prompts, **kw)]
+
+
+def test_search_log_with_unicode_line_separators_is_read_back_and_resumed(tmp_path):
+    from rewardkit.specs import load_reward
+    from rewardkit.use.search import search_vs_best_of_n
+
+    cfg = SearchConfig(beam_width=2, expansions=2, max_steps=5, seed=1)
+    rows = [("q1", "What is 2+3?", "5"), ("q2", "What is 1+4?", "5")]
+    verifier = load_reward("rule:math")
+    first = search_vs_best_of_n(rows[:1], OddClient(), stub_prm, verifier, cfg, tmp_path)
+    log = (tmp_path / "search.jsonl").read_text(encoding="utf-8")
+    assert "\u2028" in log and log.count("\n") == 1  # written raw, one row
+    assert first["n"] == 1 and first["search_accuracy"] == 1.0
+    both = search_vs_best_of_n(rows, OddClient(), stub_prm, verifier, cfg, tmp_path)
+    assert both["n"] == 2 and (tmp_path / "search.jsonl").read_text(encoding="utf-8").count("\n") == 2

@@ -57,20 +57,24 @@ def resume(out: Path, records: Sequence[Any], keys: Iterable[str], *, what: str 
     keys = set(keys)
     data = out.read_bytes()
     complete = data[: data.rfind(b"\n") + 1]
-    lines = complete.decode("utf-8", errors="replace").splitlines(keepends=True)
-    kept: list[str] = []
+    # rows end at "\n" only: JSON written with ensure_ascii=False keeps U+2028, U+2029 and U+0085 raw
+    # inside strings, where str.splitlines would cut a row in two (JSON escapes "\r", so a raw one is
+    # whitespace between tokens); lines stay bytes, so a rewrite copies them exactly
+    lines = [line + b"\n" for line in complete.split(b"\n")[:-1]]
+    kept: list[bytes] = []
     taken: Counter = Counter()
     dropped = others = 0
     for n, line in enumerate(lines, 1):
-        if not line.strip():
+        text = line.decode("utf-8", errors="replace")
+        if not text.strip():
             dropped += 1
             continue
         try:
-            row = json.loads(line)
+            row = json.loads(text)
         except json.JSONDecodeError:
             row = None
         if not isinstance(row, dict) or "id" not in row or not keys & set(row):
-            raise ValueError(f"--out {out}:line {n} is not a {what} of this data ({line.strip()[:80]!r}); "
+            raise ValueError(f"--out {out}:line {n} is not a {what} of this data ({text.strip()[:80]!r}); "
                              "pass --overwrite to replace the file, or choose another --out")
         rid = str(row["id"])
         if rid not in ids:
@@ -87,7 +91,7 @@ def resume(out: Path, records: Sequence[Any], keys: Iterable[str], *, what: str 
             dropped += 1
     if dropped:
         tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-        with tmp.open("w", encoding="utf-8") as fh:
+        with tmp.open("wb") as fh:
             fh.writelines(kept)
             fh.flush()
             os.fsync(fh.fileno())

@@ -166,7 +166,8 @@ def search_vs_best_of_n(rows: Sequence[tuple[str, str, str]], client: Any, prm: 
             fh.flush()
             print(f"[{i + 1}/{len(rows)}] search {'ok' if verdicts[0] else 'x'} ({s.generated_tokens} tok)  "
                   f"best-of-{b.extras.get('n')} {'ok' if verdicts[1] else 'x'} ({b.generated_tokens} tok)", file=sys.stderr)
-    done_rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    with log.open(encoding="utf-8") as fh:  # rows end at "\n" only (str.splitlines also breaks at U+2028 written raw inside a text)
+        done_rows = [json.loads(line) for line in fh if line.strip()]
     n = len(done_rows)
     acc = lambda key: sum(1 for r in done_rows if r.get(key)) / n if n else None  # noqa: E731
     result = {
