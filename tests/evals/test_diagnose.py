@@ -208,6 +208,35 @@ def test_rm_bench_hard_normal_easy_on_the_real_file(shared_data):
     assert style["hard"]["accuracy"] < style["easy"]["accuracy"]
 
 
+def test_rm_bench_items_of_two_domains_sharing_an_item_id_stay_apart(shared_data, tmp_path):
+    """RM-Bench numbers items per domain: chat and code both have an item 8. Each item's 9 pairs share
+    one subset, so (subset, item_id) names an item; the two items must not merge into one of 18 pairs."""
+    from rewardkit.data.formats import load_dataset
+    from rewardkit.evals.runner import evaluate
+    from rewardkit.rewards.baselines import LengthReward
+
+    rows = []
+    for domain in ("chat", "code"):
+        with (shared_data / "pairwise" / f"rm_bench_{domain}.jsonl").open(encoding="utf-8") as fh:
+            rows += [r for r in map(json.loads, fh) if r["item_id"] == 8]
+    assert len(rows) == 18 and len({r["subset"] for r in rows}) == 2
+    path = tmp_path / "both.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    data = load_dataset(path)
+    _, run = evaluate(LengthReward("chars"), data, n_boot=20, progress=False)
+    style = diagnose({"length:chars": run.scored}, {r.id: r for r in data.records}, n_boot=50, seed=0).result["rewards"]["length:chars"]["style"]
+    assert style["items_incomplete"] == 0
+    level = lambda r: ("hard" if STYLES.index(r["rejected_style"]) > STYLES.index(r["chosen_style"])  # noqa: E731
+                       else "normal" if r["rejected_style"] == r["chosen_style"] else "easy")
+    for name in ("hard", "normal", "easy"):
+        per_domain = [np.mean([float(len(r["chosen"]) > len(r["rejected"])) for r in rows if r["subset"] == s and level(r) == name])
+                      for s in sorted({r["subset"] for r in rows})]
+        assert style[name]["items"] == 2 and style[name]["accuracy"] == pytest.approx(np.mean(per_domain))
+
+
+STYLES = ("concise", "detailed_plain", "detailed_markdown")
+
+
 def _write_pairs(path, pairs=PAIRS):
     path.write_text("".join(json.dumps({"id": f"p{i + 1}", "prompt": f"question {i + 1}", "chosen": c, "rejected": r}) + "\n"
                             for i, (c, r) in enumerate(pairs)), encoding="utf-8")

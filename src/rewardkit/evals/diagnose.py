@@ -31,7 +31,8 @@ is its seeded percentile bootstrap.
   average each item's pairs of a level, then average over items: with all nine pairs of every item
   this is exactly RM-Bench's mean of the matrix cells, and the interval resamples items (the nine
   pairs of an item share responses, so they are not independent draws). Rows need ``item_id``,
-  ``chosen_style`` and ``rejected_style`` (as in ``../shared/data/pairwise/rm_bench_*.jsonl``).
+  ``chosen_style`` and ``rejected_style`` (as in ``../shared/data/pairwise/rm_bench_*.jsonl``); an item
+  is its (``subset``, ``item_id``), since RM-Bench numbers items per domain.
 """
 from __future__ import annotations
 
@@ -226,7 +227,7 @@ def style_probe(items: Sequence[ScoredPair], records: Mapping[str, Any], *, n_bo
     rejected style), or None when the data has no style columns."""
     level = {name: k for k, name in enumerate(STYLE_LEVELS)}
     cells: list[list[list[float]]] = [[[] for _ in STYLE_LEVELS] for _ in STYLE_LEVELS]
-    per_item: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    per_item: dict[tuple[str, str], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     unknown: set[str] = set()
     found = False
     for item in items:
@@ -243,7 +244,8 @@ def style_probe(items: Sequence[ScoredPair], records: Mapping[str, Any], *, n_bo
         i, j = level[cs], level[rs]
         value = pair_outcome(item.chosen_score, item.rejected_score).value
         cells[i][j].append(value)
-        item_key = str(record.columns.get("item_id", _key(record.prompt)))
+        # RM-Bench numbers items per domain (chat and code both have an item 8); an item's pairs share one subset
+        item_key = (record.subset, str(record.columns.get("item_id", _key(record.prompt))))
         per_item[item_key]["hard" if j > i else "normal" if i == j else "easy"].append(value)
     if not found:
         return None
