@@ -98,9 +98,17 @@ def test_consistency_counts_ties_and_unscored_sides_as_no_agreement():
 
 def test_best_sample_prefers_verified_answers_and_counts_ties():
     names = ["m", "rule:math"]
-    assert best_sample(pool(**{"rule:math": [0, 1, 1], "m": [9, 2, 2]}), names, PairConfig(pairs="gate")) == (1, "m", 2)
-    assert best_sample(pool(**{"rule:math": [0, 0], "m": [1, 3]}), names, PairConfig(pairs="gate")) == (1, "m", 1)
-    assert best_sample(pool(m=[None, None]), ["m"], PairConfig()) == (None, None, 0)
+    gate = PairConfig(pairs="gate")
+    assert best_sample(pool(**{"rule:math": [0, 1, 1], "m": [9, 2, 2]}), names, gate) == (1, "m", 2, None)
+    assert best_sample(pool(m=[None, None]), ["m"], PairConfig()) == (None, None, 0, "no sample scored")
+    # the model reward scored none of the correct samples: the verifier ranks them, then sample order
+    assert best_sample(pool(**{"rule:math": [0, 1, 1, 0], "m": [9, None, None, 3]}), names, gate) == (1, "rule:math", 2, None)
+    assert best_sample(pool(**{"rule:math": [0.9, 1, 0], "m": [None, None, 3]}), names, gate) == (1, "rule:math", 1, None)
+    # the verifier judged samples and found none correct: no row, a wrong answer is no SFT target
+    assert best_sample(pool(**{"rule:math": [0, 0], "m": [1, 3]}), names, gate) == (None, None, 0, "no verified-correct sample")
+    assert best_sample(pool(**{"rule:math": [0, None], "m": [1, 3]}), names, gate) == (None, None, 0, "no verified-correct sample")
+    # the verifier judged nothing (no final answers, or no gold answer): the model reward's favourite
+    assert best_sample(pool(**{"rule:math": [None, None], "m": [1, 3]}), names, gate) == (1, "m", 1, None)
 
 
 def test_agreement_between_rewards_by_hand():
@@ -174,6 +182,20 @@ def test_annotate_candidates_end_to_end(tmp_path, capsys):
     capsys.readouterr()
     assert main(["annotate", "--candidates", str(data), "--reward", "length", "--out", str(out)]) == 2
     assert "other settings" in capsys.readouterr().err
+
+
+def test_gate_writes_no_best_of_n_row_for_a_prompt_with_only_wrong_answers(tmp_path):
+    wrong = {"id": "w", "prompt": "What is 5+5?", "answer": "10", "completions": ["The answer is 11.", "I think the answer is 9 because 5+5 is 9."]}
+    free = {"id": "f", "prompt": "Write a haiku.", "completions": ["short one", "a longer haiku here"]}  # no gold answer: the rule cannot judge
+    data = _write(tmp_path / "pools.jsonl", [POOLS[0], wrong, free])
+    out = tmp_path / "out"
+    assert main(["annotate", "--candidates", str(data), "--reward", "length", "--reward", "rule:math", "--pairs", "gate", "--out", str(out)]) == 0
+    best = {r["id"]: r for r in map(json.loads, (out / "best_of_n.jsonl").read_text().splitlines())}
+    # c0: the longest correct answer; w: none (both judged wrong); f: the verifier judged nothing, the primary reward picks
+    assert set(best) == {"c0", "f"} and best["f"]["completion"] == "a longer haiku here" and best["f"]["picked_by"] == "length"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["best_of_n_rows"] == 2 and summary["no_best_of_n"] == {"no verified-correct sample": 1}
+    assert "none for 1 prompts: no verified-correct sample" in (out / "report.md").read_text()
 
 
 def test_chat_prompts_give_conversational_pairs(tmp_path):

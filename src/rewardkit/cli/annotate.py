@@ -42,7 +42,9 @@ weights each pair's loss by it). Ties and unscored samples never become pairs.
 Writes OUT/samples.jsonl (one row per prompt: every distinct sample with all its scores), OUT/pairs.jsonl
 (TRL's preference format: prompt, chosen, rejected, plus chosen_scores/rejected_scores per reward,
 margin = the deciding reward's difference, agreement, rewards, generator, seed), OUT/best_of_n.jsonl
-({"prompt", "completion", "scores"}: the top response per prompt, for rejection-sampling SFT),
+({"prompt", "completion", "scores"}: the top response per prompt, for rejection-sampling SFT; under gate
+the correct one the primary reward likes most, and no row, counted, when the verifier found every
+response it could judge wrong: a wrong answer is no target to fine-tune on),
 OUT/summary.json and OUT/report.md (pairs, prompts without a pair and why, agreement between rewards,
 samples/s). Note: TRL's RewardTrainer subtracts a "margin" column inside its loss; drop or rescale it
 when the rewards' units do not suit that. Rows are written per batch of prompts; rerun the same
@@ -141,6 +143,7 @@ def run(args: argparse.Namespace) -> int:
                        pairs=PairConfig(**values(PairConfig, args)), seed=args.seed, settings=settings(args, specs),
                        generator=f"candidates:{args.candidates}" if args.candidates else args.generator, overwrite=args.overwrite,
                        about={"command": command_line(args.argv), "data": source})
-    keys = ("prompts", "samples_drawn", "duplicates", "pairs", "prompts_with_pair", "pair_share", "no_pair", "agreement", "samples_per_second")
+    keys = ("prompts", "samples_drawn", "duplicates", "pairs", "prompts_with_pair", "pair_share", "no_pair", "best_of_n_rows", "no_best_of_n",
+            "agreement", "samples_per_second")
     print(json.dumps({k: summary[k] for k in keys}, indent=2))
     return 0

@@ -9,7 +9,8 @@ Files in the output folder:
                    settings in ``samples.jsonl.meta.json``: :mod:`rewardkit.data.resume`).
   pairs.jsonl      TRL's preference format (``prompt``, ``chosen``, ``rejected``) plus scores per reward,
                    margin, agreement, reward names, generator and seed per row.
-  best_of_n.jsonl  the top response per prompt (``prompt``, ``completion``) for rejection-sampling SFT.
+  best_of_n.jsonl  the top response per prompt (``prompt``, ``completion``) for rejection-sampling SFT;
+                   under ``gate`` none for a prompt whose verified samples are all wrong (counted).
   summary.json, report.md.
 Pairs and best-of-N rows are a function of the samples rows and the pair options alone, so a rerun
 with other pair options re-derives them without generating or scoring anything.
@@ -27,7 +28,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from ..data.pools import Pool
 from ..types import BestOfNRecord
-from .pairs import NO_PAIR, PairConfig, agreement, best_sample, roles, select_pairs
+from .pairs import NO_BEST, NO_PAIR, PairConfig, agreement, best_sample, roles, select_pairs
 
 SAMPLES, PAIRS, BEST = "samples.jsonl", "pairs.jsonl", "best_of_n.jsonl"
 #: fields of a pairs.jsonl row; a data column of the same name would be overwritten, so it is refused
@@ -166,8 +167,9 @@ def as_turn(prompt: Any, completion: Any) -> Any:
     return text
 
 
-def derive(row: dict[str, Any], names: Sequence[str], cfg: PairConfig) -> tuple[list[dict[str, Any]], dict[str, Any] | None, str | None]:
-    """(pairs.jsonl rows, the best_of_n.jsonl row or None, the reason there is no pair) of one samples row."""
+def derive(row: dict[str, Any], names: Sequence[str], cfg: PairConfig) -> tuple[list[dict[str, Any]], dict[str, Any] | None, str | None, str | None]:
+    """(pairs.jsonl rows, the best_of_n.jsonl row or None, the reason there is no pair, the reason
+    there is no best-of-N row) of one samples row."""
     samples = row["samples"]
     found, reason = select_pairs(samples, names, cfg)
     common = {"rewards": list(names), "strategy": cfg.pairs, "generator": row.get("generator"), "seed": row.get("seed")}
@@ -178,12 +180,12 @@ def derive(row: dict[str, Any], names: Sequence[str], cfg: PairConfig) -> tuple[
                       "chosen": as_turn(row["prompt"], c["completion"]), "rejected": as_turn(row["prompt"], r["completion"]), "chosen_scores": c["scores"], "rejected_scores": r["scores"],
                       "margin": p["margin"], "decided_by": p["decided_by"], "agreement": p["agreement"],
                       **({"pair_weight": p["pair_weight"]} if "pair_weight" in p else {}), **common})
-    i, by, tied = best_sample(samples, names, cfg)
+    i, by, tied, no_best = best_sample(samples, names, cfg)
     best = None
     if i is not None:
         best = {**row.get("columns", {}), "id": row["id"], "prompt": row["prompt"], "completion": as_turn(row["prompt"], samples[i]["completion"]),
                 "scores": samples[i]["scores"], "picked_by": by, "tied_top": tied, **common}
-    return pairs, best, reason
+    return pairs, best, reason, no_best
 
 
 def _write_jsonl(path: Path, rows: Sequence[dict[str, Any]], mode: str = "w") -> None:
@@ -210,13 +212,13 @@ def annotate(pools: Sequence[Pool], out_dir: str | Path, *, names: Sequence[str]
 
     def append(rows: list[dict[str, Any]]) -> None:
         derived = [derive(r, names, pairs) for r in rows]
-        _write_jsonl(out_dir / PAIRS, [p for ps, _, _ in derived for p in ps], "a")
-        _write_jsonl(out_dir / BEST, [b for _, b, _ in derived if b is not None], "a")
+        _write_jsonl(out_dir / PAIRS, [p for ps, *_ in derived for p in ps], "a")
+        _write_jsonl(out_dir / BEST, [b for _, b, *_ in derived if b is not None], "a")
 
     def start(rows: list[dict[str, Any]]) -> None:  # rows already there: derived afresh with this run's pair options
         derived = [derive(r, names, pairs) for r in rows]
-        _rewrite(out_dir / PAIRS, [p for ps, _, _ in derived for p in ps])
-        _rewrite(out_dir / BEST, [b for _, b, _ in derived if b is not None])
+        _rewrite(out_dir / PAIRS, [p for ps, *_ in derived for p in ps])
+        _rewrite(out_dir / BEST, [b for _, b, *_ in derived if b is not None])
 
     run = collect(pools, out_dir, load_client=load_client, load_rewards=load_rewards, sampling=sampling, seed=seed, settings=settings,
                   generator=generator, overwrite=overwrite, on_start=start, on_rows=append, progress=progress)
@@ -229,16 +231,19 @@ def annotate(pools: Sequence[Pool], out_dir: str | Path, *, names: Sequence[str]
 def summarize(run: CollectRun, names: Sequence[str], cfg: PairConfig, *, seed: int, about: dict[str, Any]) -> dict[str, Any]:
     rows = run.rows
     reasons: Counter = Counter()
+    no_best: Counter = Counter()
     n_pairs = with_pair = best = 0
     agreements, dropped_consistency = [], 0
     for row in rows:
-        ps, b, reason = derive(row, names, cfg)
+        ps, b, reason, why = derive(row, names, cfg)
         n_pairs += len(ps)
         with_pair += bool(ps)
         best += b is not None
         agreements.extend(p["agreement"] for p in ps)
         if reason:
             reasons[reason] += 1
+        if why:
+            no_best[why] += 1
     drawn = sum(r["drawn"] for r in rows)
     unique = sum(len(r["samples"]) for r in rows)
     unscored = {n: sum(1 for r in rows for s in r["samples"] if s["scores"].get(n) is None) for n in names}
@@ -252,7 +257,7 @@ def summarize(run: CollectRun, names: Sequence[str], cfg: PairConfig, *, seed: i
         "pairs": n_pairs, "prompts_with_pair": with_pair, "pair_share": with_pair / len(rows) if rows else None,
         "no_pair": {r: reasons[r] for r in NO_PAIR if reasons[r]},
         "mean_pair_agreement": sum(agreements) / len(agreements) if agreements else None,
-        "best_of_n_rows": best,
+        "best_of_n_rows": best, "no_best_of_n": {r: no_best[r] for r in NO_BEST if no_best[r]},
         "agreement": agreement([r["samples"] for r in rows], names),
         "seconds_this_run": round(run.seconds, 2),
         "samples_per_second": round(run.samples_this_run / run.seconds, 3) if run.samples_this_run and run.seconds > 0 else None,
@@ -261,6 +266,10 @@ def summarize(run: CollectRun, names: Sequence[str], cfg: PairConfig, *, seed: i
 
 def _fmt(x: Any) -> str:
     return "-" if x is None else f"{x:.3f}" if isinstance(x, float) else str(x)
+
+
+def _none_for(reasons: Mapping[str, int]) -> str:
+    return f" (none for {', '.join(f'{n} prompts: {r}' for r, n in reasons.items())})" if reasons else ""
 
 
 def write_report(path: Path, s: dict[str, Any]) -> None:
@@ -274,7 +283,7 @@ def write_report(path: Path, s: dict[str, Any]) -> None:
               f"| prompts | {s['prompts']} ({s['prompts_this_run']} this run, {s['prompts_resumed']} found done) |",
               f"| samples drawn | {s['samples_drawn']} ({s['duplicates']} duplicates, {s['distinct_samples']} distinct) |",
               f"| pairs | {s['pairs']} from {s['prompts_with_pair']} prompts (share {_fmt(s['pair_share'])}) |",
-              f"| best-of-N rows | {s['best_of_n_rows']} |",
+              f"| best-of-N rows | {s['best_of_n_rows']}{_none_for(s['no_best_of_n'])} |",
               f"| mean agreement of a pair | {_fmt(s['mean_pair_agreement'])} |",
               f"| samples/s (this run) | {_fmt(s['samples_per_second'])} |", ""]
     if s["no_pair"]:

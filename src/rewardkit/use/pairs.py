@@ -33,6 +33,8 @@ from typing import Any, Literal, Sequence
 
 #: reasons a prompt yields no pair, in the order they are checked
 NO_PAIR = ("fewer than 2 distinct samples", "fewer than 2 scored samples", "all tied", "below margin", "filtered by consistency")
+#: reasons a prompt yields no best-of-N row
+NO_BEST = ("no sample scored", "no verified-correct sample")
 
 
 @dataclass
@@ -141,23 +143,31 @@ def select_pairs(samples: Sequence[dict[str, Any]], names: Sequence[str], cfg: P
     return [], NO_PAIR[3] if below else NO_PAIR[4]
 
 
-def best_sample(samples: Sequence[dict[str, Any]], names: Sequence[str], cfg: PairConfig) -> tuple[int | None, str | None, int]:
-    """(index, picking reward, how many samples share its top score) of the response to keep for
-    rejection-sampling fine-tuning: under ``gate`` the verified-correct sample the model reward likes
-    most (the model's favourite when none is correct); otherwise the primary reward's top sample,
-    earliest among ties. ``None`` when the reward scored nothing."""
+def best_sample(samples: Sequence[dict[str, Any]], names: Sequence[str], cfg: PairConfig) -> tuple[int | None, str | None, int, str | None]:
+    """(index, picking reward, how many samples share its top score, None) of the response to keep for
+    rejection-sampling fine-tuning, or (None, None, 0, the reason of :data:`NO_BEST`). Outside ``gate``:
+    the primary reward's top sample, earliest among ties. Under ``gate``: the verified-correct sample the
+    model reward likes most (ranked by the verifier, then sample order, when the model reward scored
+    none of them); no sample when the verifier judged some and found none correct (a wrong answer is no
+    target to fine-tune on); the model reward's favourite when the verifier judged none (no final
+    answer, no gold answer), as for pairs."""
     primary, verifier = roles(names, cfg)
     pool = list(range(len(samples)))
     by = primary
     if verifier is not None:
-        good = [i for i in pool if (v := _score(samples[i], verifier)) is not None and v > 0.5]
+        verdict = {i: v > 0.5 for i, s in enumerate(samples) if (v := _score(s, verifier)) is not None}
+        good = [i for i, ok in verdict.items() if ok]
+        if verdict and not good:
+            return None, None, 0, NO_BEST[1]
         if good:
-            pool, by = good, (primary if primary != verifier else verifier)
+            pool = good
+            if primary == verifier or all(_score(samples[i], primary) is None for i in good):
+                by = verifier
     order = [i for i in _ranked(samples, by) if i in pool]
     if not order:
-        return None, None, 0
+        return None, None, 0, NO_BEST[0]
     top = _score(samples[order[0]], by)
-    return order[0], by, sum(1 for i in order if _score(samples[i], by) == top)
+    return order[0], by, sum(1 for i in order if _score(samples[i], by) == top), None
 
 
 def agreement(pools: Sequence[Sequence[dict[str, Any]]], names: Sequence[str]) -> dict[str, dict[str, Any]]:
