@@ -195,6 +195,13 @@ def test_gate_writes_no_best_of_n_row_for_a_prompt_with_only_wrong_answers(tmp_p
     assert set(best) == {"c0", "f"} and best["f"]["completion"] == "a longer haiku here" and best["f"]["picked_by"] == "length"
     summary = json.loads((out / "summary.json").read_text())
     assert summary["best_of_n_rows"] == 2 and summary["no_best_of_n"] == {"no verified-correct sample": 1}
+    # f's None from the rule means "cannot judge" (no answer column), not "no final answer" ("I am not sure" in c0)
+    assert summary["unscored"] == {"length": 0, "rule:math": 1} and summary["not_applicable"] == {"length": 0, "rule:math": 2}
+    rows = {r["id"]: r for r in map(json.loads, (out / "samples.jsonl").read_text().splitlines())}
+    assert [s.get("not_applicable") for s in rows["f"]["samples"]] == [["rule:math"]] * 2
+    assert not any("not_applicable" in s for s in rows["c0"]["samples"] + rows["w"]["samples"])
+    pair = json.loads((out / "pairs.jsonl").read_text().splitlines()[-1])  # the verifier cannot judge f: the primary reward decides
+    assert (pair["prompt_id"], pair["chosen"], pair["decided_by"]) == ("f", "a longer haiku here", "length")
     assert "none for 1 prompts: no verified-correct sample" in (out / "report.md").read_text()
 
 

@@ -73,9 +73,14 @@ def test_curve_peak_and_seeded_bands():
 def test_pools_count_repeated_samples_and_unscored_gold():
     rows = [{"id": "a", "samples": [{"count": 3, "scores": {"p": 1.0, "g": 1.0}}, {"count": 1, "scores": {"p": 2.0, "g": None}},
                                     {"count": 2, "scores": {"p": None, "g": 0.0}}]}]
-    assert pools_from_rows(rows, "p", "g") == ([([1.0] * 3, [1.0] * 3)], {"gold_unscored": 1, "proxy_unscored": 2})
-    pools, dropped = pools_from_rows(rows, "p", "g", gold_none_as=0.0)
+    assert pools_from_rows(rows, "p", "g") == ([([1.0] * 3, [1.0] * 3)], {"gold_unscored": 1, "proxy_unscored": 2}, 0)
+    pools, dropped, _ = pools_from_rows(rows, "p", "g", gold_none_as=0.0)
     assert pools == [([1.0, 1.0, 1.0, 2.0], [1.0, 1.0, 1.0, 0.0])] and dropped["gold_unscored_counted_as_value"] == 1
+    # a prompt the gold reward cannot judge (no gold column) is no pool, even with --gold-none-as: unjudged is not wrong
+    na = [{"id": "b", "samples": [{"count": 2, "scores": {"p": 1.0, "g": None}, "not_applicable": ["g"]},
+                                  {"count": 1, "scores": {"p": 3.0, "g": None}, "not_applicable": ["g"]}]}]
+    assert pools_from_rows(rows + na, "p", "g", gold_none_as=0.0) == (pools, {**dropped, "gold_not_applicable": 3}, 1)
+    assert pools_from_rows(na, "p", "g")[2] == 1
     with pytest.raises(ValueError, match="no 'x' score"):
         pools_from_rows(rows, "p", "x")
 
@@ -104,6 +109,30 @@ def test_overopt_cli_end_to_end_with_rule_rewards(tmp_path):
     result = json.loads((again / "curve.json").read_text())
     assert [p["gold"] for p in result["points"]] == pytest.approx([0.75, 0.5 + 0.5 * 2 / 3, 1.0])
     assert result["dropped"] == {"gold_unscored": 4}
+
+
+def test_overopt_leaves_out_prompts_the_gold_cannot_judge_even_with_gold_none_as(tmp_path, capsys):
+    rows = [{"id": f"c{i}", "prompt": f"What is {i}+{i}?", "answer": str(2 * i),
+             "completions": [f"The answer is {2 * i}.", f"The answer is {2 * i + 1}.", "I am not sure",
+                             f"so {i}+{i} = {2 * i}. The answer is {2 * i}", f"The answer is {2 * i}."]} for i in range(4)]
+    free = [{"id": f"f{i}", "prompt": f"Write line {i}.", "completions": ["a", "b c", "d e f", "g h i j", "k"]} for i in range(2)]
+    data = tmp_path / "pools.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows + free))
+    out = tmp_path / "ov"
+    assert main(["overopt", "--proxy", "length", "--gold", "rule:math", "--gold-none-as", "0", "--candidates", str(data), "--out", str(out)]) == 0
+    result = json.loads((out / "curve.json").read_text())
+    # the curve of the four prompts with an answer alone (as in the end-to-end test above); the two without are not zeros
+    assert result["prompts"] == 4 and result["prompts_left_out"] == 0 and result["prompts_gold_not_applicable"] == 2
+    assert [p["gold"] for p in result["points"]] == pytest.approx([0.6, 0.7, 0.9, 1.0])
+    assert result["dropped"] == {"gold_unscored_counted_as_value": 4, "gold_not_applicable": 10}
+    assert "Gold not applicable: 2 more prompts" in (out / "report.md").read_text()
+    samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    assert [s.get("not_applicable") for r in samples for s in r["samples"]] == [None] * 16 + [["rule:math"]] * 10
+    only_free = tmp_path / "free.jsonl"
+    only_free.write_text("".join(json.dumps({**r, "answer": None}) + "\n" for r in free))  # an answer column, empty in every row
+    assert main(["overopt", "--proxy", "length", "--gold", "rule:math", "--gold-none-as", "0", "--candidates", str(only_free),
+                 "--out", str(tmp_path / "none")]) == 2
+    assert "--gold rule:math does not apply to any of the 2 prompts" in capsys.readouterr().err
 
 
 def test_overopt_png_when_pillow_is_installed(tmp_path):

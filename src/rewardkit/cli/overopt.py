@@ -24,7 +24,9 @@ pick with probability C(i-1, N-1) / C(n, N); proxy ties are broken at random, i.
 their gold mean), averaged over prompts, against KL_bon = log N - (N-1)/N. A generated sample drawn
 twice counts twice (the pool is i.i.d. draws). Gold can be any reward: rule:math with an "answer"
 column, a stronger RM, a judge. rule:math leaves a response without a final answer unscored:
---gold-none-as 0 counts it as wrong (otherwise it is left out of the pool, and counted).
+--gold-none-as 0 counts it as wrong (otherwise it is left out of the pool, and counted). A prompt the
+gold reward does not apply to (rule:math on a row without "answer") is left out of the curve whatever
+--gold-none-as says, and counted as "gold not applicable".
 
 Writes OUT/curve.json, OUT/report.md, OUT/curve.svg and OUT/curve.png (the PNG needs Pillow:
 pip install 'rewardkit[images]'); with --data or --candidates also OUT/samples.jsonl (resumable, as annotate's)."""
@@ -70,10 +72,12 @@ def run(args: argparse.Namespace) -> int:
                        seed=args.seed, settings=settings(args, specs), generator=f"candidates:{args.candidates}" if args.candidates else args.generator,
                        overwrite=args.overwrite)
         rows = run_.rows
-    pools, dropped = pools_from_rows(rows, args.proxy, args.gold, gold_none_as=args.gold_none_as)
+    pools, dropped, gold_na = pools_from_rows(rows, args.proxy, args.gold, gold_none_as=args.gold_none_as)
+    if not pools and gold_na:
+        raise ValueError(f"--gold {args.gold} does not apply to any of the {gold_na} prompts (a rule needs its gold column, e.g. 'answer')")
     result = curve(pools, n_max=args.n_max, n_boot=args.bootstrap, seed=args.seed)
     result = {"proxy": args.proxy, "gold": args.gold, "data": source, "command": command_line(args.argv), "seed": args.seed,
-              "gold_none_as": args.gold_none_as, "dropped": dropped, **result}
+              "gold_none_as": args.gold_none_as, "dropped": dropped, "prompts_gold_not_applicable": gold_na, **result}
     drawing = plot(result, args.proxy, args.gold)
     out.mkdir(parents=True, exist_ok=True)
     (out / "curve.svg").write_text(drawing.svg(), encoding="utf-8")

@@ -4,7 +4,8 @@ self-rewarding LMs and their consistency-filtered successors.
 
 Files in the output folder:
   samples.jsonl    one row per prompt, appended as each batch of prompts is done: its distinct samples
-                   (``count`` = how often drawn), every reward's score per sample, generator and seed.
+                   (``count`` = how often drawn), every reward's score per sample (``not_applicable``
+                   names the rewards that cannot judge the prompt), generator and seed.
                    The resumable record of the run (rows keyed by id and input fingerprint, the
                    settings in ``samples.jsonl.meta.json``: :mod:`rewardkit.data.resume`).
   pairs.jsonl      TRL's preference format (``prompt``, ``chosen``, ``rejected``) plus scores per reward,
@@ -68,7 +69,9 @@ def _dedupe(texts: Sequence[Any], extras: Sequence[dict[str, Any]]) -> list[dict
 
 def _score_pools(rewards: Mapping[str, Any], pools: Sequence[Pool], samples: Sequence[list[dict[str, Any]]]) -> None:
     """Every reward's score (and per-sample details) into each sample, through the evaluation
-    runner's scoring path (a pool is one record, so rewards that compare a prompt's samples see them together)."""
+    runner's scoring path (a pool is one record, so rewards that compare a prompt's samples see them
+    together). A reward that does not apply to the prompt (a rule without its gold column) is named in
+    each sample's ``not_applicable``: its None means "cannot judge", not "no valid answer"."""
     from ..evals.runner import score_dataset
 
     records = [BestOfNRecord(p.id, p.prompt, [s["completion"] for s in ss], 0, "default", p.columns) for p, ss in zip(pools, samples)]
@@ -80,6 +83,8 @@ def _score_pools(rewards: Mapping[str, Any], pools: Sequence[Pool], samples: Seq
                 s.setdefault("scores", {})[name] = score
                 if any(d.values()):
                     s.setdefault("details", {})[name] = d
+                if row.get("not_applicable"):
+                    s.setdefault("not_applicable", []).append(name)
 
 
 def _generate(client: Any, pools: Sequence[Pool], cfg: SamplingConfig, seed: int) -> list[list[dict[str, Any]]]:
@@ -246,14 +251,15 @@ def summarize(run: CollectRun, names: Sequence[str], cfg: PairConfig, *, seed: i
             no_best[why] += 1
     drawn = sum(r["drawn"] for r in rows)
     unique = sum(len(r["samples"]) for r in rows)
-    unscored = {n: sum(1 for r in rows for s in r["samples"] if s["scores"].get(n) is None) for n in names}
+    unscored = {n: sum(1 for r in rows for s in r["samples"] if s["scores"].get(n) is None and n not in s.get("not_applicable", ())) for n in names}
+    not_applicable = {n: sum(1 for r in rows for s in r["samples"] if n in s.get("not_applicable", ())) for n in names}
     truncated = {n: sum(1 for r in rows for s in r["samples"] if (s.get("details") or {}).get(n, {}).get("truncated")) for n in names}
     primary, verifier = roles(names, cfg)
     return {
         **about, "rewards": list(names), "primary": primary, **({"verifier": verifier} if verifier else {}), "seed": seed,
         "pair_options": asdict(cfg), "prompts": len(rows), "prompts_this_run": run.new, "prompts_resumed": run.kept,
         "samples_drawn": drawn, "distinct_samples": unique, "duplicates": drawn - unique,
-        "unscored": unscored, "truncated": truncated,
+        "unscored": unscored, "not_applicable": not_applicable, "truncated": truncated,
         "pairs": n_pairs, "prompts_with_pair": with_pair, "pair_share": with_pair / len(rows) if rows else None,
         "no_pair": {r: reasons[r] for r in NO_PAIR if reasons[r]},
         "mean_pair_agreement": sum(agreements) / len(agreements) if agreements else None,
@@ -289,8 +295,9 @@ def write_report(path: Path, s: dict[str, Any]) -> None:
     if s["no_pair"]:
         lines += ["## Prompts without a pair", "", "| reason | prompts |", "|---|---|"]
         lines += [f"| {r} | {n} |" for r, n in s["no_pair"].items()] + [""]
-    lines += ["## Unscored and truncated samples", "", "| reward | unscored | truncated |", "|---|---|---|"]
-    lines += [f"| `{n}` | {s['unscored'][n]} | {s['truncated'][n]} |" for n in s["rewards"]] + [""]
+    lines += ["## Unscored and truncated samples", "", "Not applicable: the reward cannot judge the prompt (a rule without its gold column).", "",
+              "| reward | unscored | not applicable | truncated |", "|---|---|---|---|"]
+    lines += [f"| `{n}` | {s['unscored'][n]} | {s['not_applicable'][n]} | {s['truncated'][n]} |" for n in s["rewards"]] + [""]
     if s["agreement"]:
         lines += ["## Agreement between rewards", "",
                   "Over every two distinct samples of one prompt that both rewards scored: order agreement = concordant / (concordant + discordant);",

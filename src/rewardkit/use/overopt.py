@@ -53,19 +53,26 @@ def expected_pick(proxy: Sequence[float], gold: Sequence[float], N: int) -> tupl
     return sum(a * b for a, b in zip(w, tied)), sum(a * b for a, b in zip(w, p))
 
 
-def pools_from_rows(rows: Sequence[dict[str, Any]], proxy: str, gold: str, *, gold_none_as: float | None = None) -> tuple[list[tuple[list[float], list[float]]], dict[str, int]]:
-    """Per prompt (proxy scores, gold scores) of annotate's samples rows, each distinct sample as many
-    times as it was drawn (the pool of i.i.d. draws the estimator assumes). A sample the proxy could not
-    score is left out, and so is one the gold could not score unless ``gold_none_as`` gives its value;
-    both counted."""
-    pools, dropped = [], Counter()
+def pools_from_rows(rows: Sequence[dict[str, Any]], proxy: str, gold: str, *,
+                    gold_none_as: float | None = None) -> tuple[list[tuple[list[float], list[float]]], dict[str, int], int]:
+    """(per prompt (proxy scores, gold scores), samples left out by reason, prompts the gold reward does
+    not apply to) of annotate's samples rows, each distinct sample as many times as it was drawn (the
+    pool of i.i.d. draws the estimator assumes). A sample the proxy could not score is left out, and so
+    is one the gold could not score unless ``gold_none_as`` gives its value; both counted. A prompt the
+    gold reward does not apply to (``not_applicable``: a rule without its gold column) is no pool at
+    all, whatever ``gold_none_as`` says: its samples are not wrong, they are unjudged."""
+    pools, dropped, gold_na = [], Counter(), 0
     for row in rows:
-        ps, gs = [], []
+        ps, gs, na = [], [], 0
         for s in row["samples"]:
             a, b = s["scores"].get(proxy), s["scores"].get(gold)
             if proxy not in s["scores"] or gold not in s["scores"]:
                 raise ValueError(f"samples of {row['id']} carry no {proxy if proxy not in s['scores'] else gold!r} score (scored with: {', '.join(s['scores'])})")
             count = int(s.get("count", 1))
+            if gold in s.get("not_applicable", ()):
+                dropped["gold_not_applicable"] += count
+                na += count
+                continue
             if a is None:
                 dropped["proxy_unscored"] += count
                 continue
@@ -77,8 +84,11 @@ def pools_from_rows(rows: Sequence[dict[str, Any]], proxy: str, gold: str, *, go
                 b = gold_none_as
             ps += [float(a)] * count
             gs += [float(b)] * count
-        pools.append((ps, gs))
-    return pools, dict(dropped)
+        if na and not ps:
+            gold_na += 1
+        else:
+            pools.append((ps, gs))
+    return pools, dict(dropped), gold_na
 
 
 def default_ns(n_max: int) -> list[int]:
@@ -139,8 +149,10 @@ def report(result: dict[str, Any], proxy: str, gold: str, *, png: bool, command:
     lines = ["# Best-of-N overoptimization", ""]
     if command:
         lines += ["Produced by:", "", f"    {command}", ""]
+    na = result.get("prompts_gold_not_applicable")
     lines += [f"Proxy (picks the best of N): `{proxy}`; gold: `{gold}`. {result['prompts']} prompts"
-              + (f" ({result['prompts_left_out']} left out: {result['left_out_reason']})" if result["prompts_left_out"] else "") + ".",
+              + (f" ({result['prompts_left_out']} left out: {result['left_out_reason']})" if result["prompts_left_out"] else "") + "."
+              + (f" Gold not applicable: {na} more prompts the gold reward cannot judge (e.g. no gold answer), not in the curve." if na else ""),
               "", "![curve](curve.svg)" + ("" if png else "  (curve.png: install Pillow)"), "",
               "| N | KL_bon (nats) | gold of the pick | 95% CI | proxy of the pick | 95% CI |", "|---|---|---|---|---|---|"]
     for p in result["points"]:
