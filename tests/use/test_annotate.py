@@ -205,6 +205,33 @@ def test_gate_writes_no_best_of_n_row_for_a_prompt_with_only_wrong_answers(tmp_p
     assert "none for 1 prompts: no verified-correct sample" in (out / "report.md").read_text()
 
 
+def test_a_rerun_on_fewer_prompts_counts_only_them_and_keeps_the_others(tmp_path, capsys):
+    data = _write(tmp_path / "pools.jsonl", POOLS[:4])
+    out = tmp_path / "out"
+    args = ["annotate", "--candidates", str(data), "--reward", "length", "--reward", "rule:math", "--out", str(out)]
+    assert main(args) == 0
+    whole = (out / "samples.jsonl").read_text()
+    capsys.readouterr()
+    assert main([*args, "--limit", "2"]) == 0
+    assert "kept 2 rows" in capsys.readouterr().err
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["prompts"], summary["prompts_resumed"], summary["samples_drawn"]) == (2, 2, 10) and summary["rows_not_in_this_input"] == 2
+    assert [r["prompt_id"] for r in map(json.loads, (out / "pairs.jsonl").read_text().splitlines())] == ["c0", "c1"]
+    assert [r["id"] for r in map(json.loads, (out / "best_of_n.jsonl").read_text().splitlines())] == ["c0", "c1"]
+    assert "rows of other prompts in samples.jsonl | 2" in (out / "report.md").read_text()
+    assert (out / "samples.jsonl").read_text() == whole  # the other prompts' rows stay for a larger --limit
+    assert main(args) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["prompts"], summary["prompts_this_run"], summary["rows_not_in_this_input"]) == (4, 0, 0)
+    # overopt's curve, from the same collect: the prompts of this input only
+    ov = tmp_path / "ov"
+    assert main(["overopt", "--proxy", "length", "--gold", "rule:math", "--candidates", str(data), "--limit", "3", "--out", str(ov)]) == 0
+    assert main(["overopt", "--proxy", "length", "--gold", "rule:math", "--candidates", str(data), "--limit", "1", "--out", str(ov)]) == 0
+    curve = json.loads((ov / "curve.json").read_text())
+    assert (curve["prompts"], curve["rows_not_in_this_input"]) == (1, 2)
+    assert "also holds 2 rows of prompts not in this input" in (ov / "report.md").read_text()
+
+
 def test_chat_prompts_give_conversational_pairs(tmp_path):
     chat = [{"id": "m", "prompt": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Say hi."}],
              "completions": ["hi", "hello there", "hi"]}]

@@ -49,7 +49,9 @@ OUT/summary.json and OUT/report.md (pairs, prompts without a pair and why, agree
 samples/s). Note: TRL's RewardTrainer subtracts a "margin" column inside its loss; drop or rescale it
 when the rewards' units do not suit that. Rows are written per batch of prompts; rerun the same
 command to resume (no prompt is generated twice). Other generator, sampling, reward or seed settings
-are refused (--overwrite starts afresh); other pair options just re-derive the pairs from the samples."""
+are refused (--overwrite starts afresh); other pair options just re-derive the pairs from the samples.
+Pairs, best-of-N and the summary cover this input's prompts only (id and input fingerprint): rows of
+other prompts (an earlier, larger --limit) stay in samples.jsonl and are counted, not used."""
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

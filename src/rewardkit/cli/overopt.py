@@ -61,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
     if args.proxy == args.gold:
         raise ValueError("--proxy and --gold are the same reward; the curve would only show the proxy against itself")
     out = Path(args.out)
+    others = 0
     if args.samples:
         rows = read_rows(Path(args.samples))
         source = args.samples
@@ -71,13 +72,14 @@ def run(args: argparse.Namespace) -> int:
         run_ = collect(pools, out, load_client=load_client, load_rewards=load_rewards, sampling=SamplingConfig(**values(SamplingConfig, args)),
                        seed=args.seed, settings=settings(args, specs), generator=f"candidates:{args.candidates}" if args.candidates else args.generator,
                        overwrite=args.overwrite)
-        rows = run_.rows
+        rows, others = run_.rows, run_.others
     pools, dropped, gold_na = pools_from_rows(rows, args.proxy, args.gold, gold_none_as=args.gold_none_as)
     if not pools and gold_na:
         raise ValueError(f"--gold {args.gold} does not apply to any of the {gold_na} prompts (a rule needs its gold column, e.g. 'answer')")
     result = curve(pools, n_max=args.n_max, n_boot=args.bootstrap, seed=args.seed)
     result = {"proxy": args.proxy, "gold": args.gold, "data": source, "command": command_line(args.argv), "seed": args.seed,
-              "gold_none_as": args.gold_none_as, "dropped": dropped, "prompts_gold_not_applicable": gold_na, **result}
+              "gold_none_as": args.gold_none_as, "dropped": dropped, "prompts_gold_not_applicable": gold_na,
+              "rows_not_in_this_input": others, **result}
     drawing = plot(result, args.proxy, args.gold)
     out.mkdir(parents=True, exist_ok=True)
     (out / "curve.svg").write_text(drawing.svg(), encoding="utf-8")

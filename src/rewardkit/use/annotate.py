@@ -95,11 +95,24 @@ def _generate(client: Any, pools: Sequence[Pool], cfg: SamplingConfig, seed: int
 
 @dataclass
 class CollectRun:
-    rows: list[dict[str, Any]]  # every samples row in the file, in file order
+    rows: list[dict[str, Any]]  # the samples rows of this input's prompts, in file order
     new: int  # prompts done by this run
     kept: int  # prompts found done
     samples_this_run: int
     seconds: float
+    others: int = 0  # rows of the file made for other prompts (a larger --limit, another input): kept there, not counted
+
+
+def _this_input(rows: Sequence[dict[str, Any]], pools: Sequence[Pool]) -> tuple[list[dict[str, Any]], int]:
+    """(the rows made for these pools, by id and input fingerprint; how many other rows there are).
+    Resume keeps rows of prompts this input does not hold, so a rerun with a larger --limit finds them;
+    pairs, best-of-N, the summary and curves describe this input alone."""
+    from ..data.resume import fingerprint
+
+    prints = {(str(p.id), fingerprint(p)) for p in pools}
+    ids = {i for i, _ in prints}
+    mine = [r for r in rows if ((str(r["id"]), r["input_sha"]) in prints if "input_sha" in r else str(r["id"]) in ids)]
+    return mine, len(rows) - len(mine)
 
 
 def collect(pools: Sequence[Pool], out_dir: Path, *, load_client: Callable[[], Any] | None, load_rewards: Callable[[], Mapping[str, Any]],
@@ -110,7 +123,8 @@ def collect(pools: Sequence[Pool], out_dir: Path, *, load_client: Callable[[], A
     reward, and append one row per prompt to ``OUT/samples.jsonl``. A rerun keeps the rows of prompts
     already done and does the rest (never a prompt twice); other ``settings`` are refused unless
     ``overwrite``. Clients and rewards are loaded only when there is work. ``on_start`` gets the rows
-    kept from before, ``on_rows`` each batch of new rows once it is in the file."""
+    of these prompts kept from before, ``on_rows`` each batch of new rows once it is in the file; the
+    returned rows are those of these prompts (:func:`_this_input`)."""
     from tqdm.auto import tqdm
 
     from ..data.resume import check_settings, fingerprint, resume, write_settings
@@ -126,7 +140,7 @@ def collect(pools: Sequence[Pool], out_dir: Path, *, load_client: Callable[[], A
         path.write_text("", encoding="utf-8")
     write_settings(path, settings)
     if on_start is not None:
-        on_start(read_rows(path))
+        on_start(_this_input(read_rows(path), pools)[0])
     drawn, seconds = 0, 0.0
     if todo:
         client = load_client() if load_client is not None else None
@@ -153,7 +167,8 @@ def collect(pools: Sequence[Pool], out_dir: Path, *, load_client: Callable[[], A
                     on_rows(rows)
                 bar.update(sum(r["drawn"] for r in rows))
         seconds = time.perf_counter() - start
-    return CollectRun(read_rows(path), len(todo), kept, drawn, seconds)
+    rows, others = _this_input(read_rows(path), pools)  # resume's note names the others
+    return CollectRun(rows, len(todo), kept, drawn, seconds, others)
 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:
@@ -258,6 +273,7 @@ def summarize(run: CollectRun, names: Sequence[str], cfg: PairConfig, *, seed: i
     return {
         **about, "rewards": list(names), "primary": primary, **({"verifier": verifier} if verifier else {}), "seed": seed,
         "pair_options": asdict(cfg), "prompts": len(rows), "prompts_this_run": run.new, "prompts_resumed": run.kept,
+        "rows_not_in_this_input": run.others,
         "samples_drawn": drawn, "distinct_samples": unique, "duplicates": drawn - unique,
         "unscored": unscored, "not_applicable": not_applicable, "truncated": truncated,
         "pairs": n_pairs, "prompts_with_pair": with_pair, "pair_share": with_pair / len(rows) if rows else None,
@@ -287,6 +303,7 @@ def write_report(path: Path, s: dict[str, Any]) -> None:
               f"strategy {s['pair_options']['pairs']}, consistency {s['pair_options']['consistency']}, min margin {s['pair_options']['min_margin']}).", "",
               "| | |", "|---|---|",
               f"| prompts | {s['prompts']} ({s['prompts_this_run']} this run, {s['prompts_resumed']} found done) |",
+              *([f"| rows of other prompts in samples.jsonl | {s['rows_not_in_this_input']} (not counted here) |"] if s.get("rows_not_in_this_input") else []),
               f"| samples drawn | {s['samples_drawn']} ({s['duplicates']} duplicates, {s['distinct_samples']} distinct) |",
               f"| pairs | {s['pairs']} from {s['prompts_with_pair']} prompts (share {_fmt(s['pair_share'])}) |",
               f"| best-of-N rows | {s['best_of_n_rows']}{_none_for(s['no_best_of_n'])} |",

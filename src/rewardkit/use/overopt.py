@@ -152,7 +152,9 @@ def report(result: dict[str, Any], proxy: str, gold: str, *, png: bool, command:
     na = result.get("prompts_gold_not_applicable")
     lines += [f"Proxy (picks the best of N): `{proxy}`; gold: `{gold}`. {result['prompts']} prompts"
               + (f" ({result['prompts_left_out']} left out: {result['left_out_reason']})" if result["prompts_left_out"] else "") + "."
-              + (f" Gold not applicable: {na} more prompts the gold reward cannot judge (e.g. no gold answer), not in the curve." if na else ""),
+              + (f" Gold not applicable: {na} more prompts the gold reward cannot judge (e.g. no gold answer), not in the curve." if na else "")
+              + (f" samples.jsonl also holds {result['rows_not_in_this_input']} rows of prompts not in this input, not in the curve."
+                 if result.get("rows_not_in_this_input") else ""),
               "", "![curve](curve.svg)" + ("" if png else "  (curve.png: install Pillow)"), "",
               "| N | KL_bon (nats) | gold of the pick | 95% CI | proxy of the pick | 95% CI |", "|---|---|---|---|---|---|"]
     for p in result["points"]:
