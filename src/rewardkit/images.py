@@ -350,6 +350,14 @@ class ImageRef:
             raise self.error(f"declares {width}x{height} = {width * height} pixels, over the limit of {limit} "
                              "(a decompression bomb, or an image too large to score)")
 
+    def data_url(self, policy: ImagePolicy | None = None) -> str:
+        """The image as a ``data:image/...;base64,...`` URL (read under ``policy``, checked against its
+        limits): how OpenAI-compatible servers (vLLM, SGLang, llama.cpp) take an image in a chat message."""
+        policy = policy or current_policy()
+        raw = self.data(policy)
+        self._open(raw, policy)  # header and pixel limits, before a server decodes it
+        return f"data:{mime_type(raw)};base64,{base64.b64encode(raw).decode('ascii')}"
+
     def to_part(self, *, inline: bool = False, policy: ImagePolicy | None = None) -> dict[str, str]:
         """The canonical JSON part. ``inline``: always ``{"type": "image", "base64": ...}`` (read under
         ``policy``), as the remote client sends images and the server hands them to its reward."""
@@ -484,6 +492,18 @@ def inline_images(prompts: list[Any], completions: list[Any], columns: dict[str,
 
 
 # ---------------------------------------------------------------------- small helpers
+
+_MIME = ((b"\x89PNG\r\n\x1a\n", "image/png"), (b"\xff\xd8\xff", "image/jpeg"), (b"GIF8", "image/gif"), (b"BM", "image/bmp"),
+         (b"II*\x00", "image/tiff"), (b"MM\x00*", "image/tiff"))
+
+
+def mime_type(raw: bytes) -> str:
+    """The MIME type of encoded image bytes, from their first bytes (``image/png`` when unknown:
+    servers decode by content, the type is a label)."""
+    if raw[:4] == b"RIFF" and raw[8:12] == b"WEBP":
+        return "image/webp"
+    return next((mime for magic, mime in _MIME if raw.startswith(magic)), "image/png")
+
 
 def _is_pil(value: Any) -> bool:
     return type(value).__module__.startswith("PIL.") and hasattr(value, "size") and hasattr(value, "save")

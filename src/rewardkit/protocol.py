@@ -186,8 +186,9 @@ class BaseReward:
     * ``reads_images``: it scores the images a sample carries (image parts in the prompt or the
       completion, the ``images`` / ``image`` column). A reward that does not (the default) never
       scores such a sample by its text alone: ``score`` gives it ``None`` with the reason "reward does
-      not read images" and ``applicable: False`` (:func:`image_refusals`, applied to every subclass's
-      ``score``). A composition passes samples on when a reward inside it reads images.
+      not read images" (and its ``image_hint``, when it has one: what would make it read them) and
+      ``applicable: False`` (:func:`image_refusals`, applied to every subclass's ``score``). A
+      composition passes samples on when a reward inside it reads images.
     * ``reads_prompt``: the score depends on the prompt. A reward that reads only the completion's
       text and gold columns (rules, length) scores an image prompt's text answer: only images in the
       completion are refused.
@@ -295,13 +296,15 @@ def image_refusals(reward: Any, prompts: Sequence[Any], completions: Sequence[An
     if not image_cols and all(isinstance(p, str) for p in prompts) and all(isinstance(c, str) for c in completions):
         return None
     reads_prompt = any(getattr(n, "reads_prompt", True) for n in walk(reward) if hasattr(n, "score"))
+    hint = next((h for h in (getattr(n, "image_hint", None) for n in walk(reward)) if h), None)
+    tail = f"; {hint}" if hint else ""
     out: list[str | None] = []
     for i, (p, c) in enumerate(zip(prompts, completions)):
         in_prompt, in_completion = image_sides(p, c, next((col[i] for col in image_cols if col[i] is not None), None))
         if in_completion:
-            out.append(f"reward does not read images (the completion is or holds {count_images(c)} image(s))")
+            out.append(f"reward does not read images (the completion is or holds {count_images(c)} image(s)){tail}")
         elif in_prompt and reads_prompt:
-            out.append("reward does not read images (the prompt carries images); it does not score the text alone")
+            out.append(f"reward does not read images (the prompt carries images); it does not score the text alone{tail}")
         else:
             out.append(None)
     return out if any(r is not None for r in out) else None
@@ -320,14 +323,15 @@ def _image_gate(score: Callable[..., RewardOutput]) -> Callable[..., RewardOutpu
         per_sample = sample_columns(columns, len(prompts))
         sub = {**columns, **{k: [v[i] for i in keep] for k, v in per_sample.items()}}
         inner = score(self, [prompts[i] for i in keep], [completions[i] for i in keep], **sub) if keep else None
-        return _scatter(inner, keep, refused)
+        return scatter_output(inner, keep, refused)
 
     gated._image_gate = True  # type: ignore[attr-defined]
     return gated
 
 
-def _scatter(inner: RewardOutput | None, keep: list[int], refused: list[str | None]) -> RewardOutput:
-    """The output of the kept samples put back in place among the refused ones."""
+def scatter_output(inner: RewardOutput | None, keep: list[int], refused: list[str | None]) -> RewardOutput:
+    """The output of the kept samples (indices ``keep``) put back in place among the refused ones
+    (``None`` scores, their reason in ``extras["reason"]``, ``applicable: False``)."""
     n = len(refused)
     if inner is None:
         return RewardOutput(scores=[None] * n, extras={"reason": list(refused), "applicable": [False] * n})

@@ -51,7 +51,7 @@ ALIASES: dict[str, tuple[str, str]] = {
     "implicit-prm": ("rewardkit.rewards.process:ImplicitPRM",
                      "implicit PRM: step rewards beta*log(pi/pi_ref) summed over each step's tokens (implicit-prm:POLICY, reference=REF)"),
     "judge": ("rewardkit.rewards.judge:JudgeReward",
-              "LLM-as-a-judge, pointwise score (judge:default = embedded model; judge:openai:MODEL@URL = any OpenAI-compatible server)"),
+              "LLM-as-a-judge, pointwise score (judge:default = embedded model; judge:openai:MODEL@URL = any OpenAI-compatible server, (images=true) for a vision-language one; judge:VLM_DIR reads images locally)"),
     "pairwise": ("rewardkit.rewards.judge:PairwiseJudge",
                  "LLM-as-a-judge comparing responses to the same prompt in both orders; score = win probability (pairwise:default)"),
     "verify": ("rewardkit.rewards.judge:VerifierJudge",

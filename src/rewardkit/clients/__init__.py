@@ -6,6 +6,8 @@ Two clients, one call::
 
     client = LocalClient("default")                 # embedded SmolLM2-135M-Instruct (or a dir/.gguf/hub id)
     client = OpenAIClient("my-model", "http://127.0.0.1:8000/v1")   # vLLM / SGLang / llama.cpp / hosted
+    client = LocalVLMClient("path/to/smolvlm")      # a local vision-language model (prompts may carry images)
+    client = OpenAIClient("smolvlm", URL, images=True)              # a served one (images go as data: URLs)
 
     outs = client.generate(
         prompts,                  # list of str (one user message) or list of chat messages
@@ -34,7 +36,7 @@ from typing import Any
 from .base import Generation, GenerationClient, RawText, sample_seed
 from .cache import PrefixCache
 
-__all__ = ["Generation", "GenerationClient", "LocalClient", "OpenAIClient", "PrefixCache", "RawText", "client_from_spec",
+__all__ = ["Generation", "GenerationClient", "LocalClient", "LocalVLMClient", "OpenAIClient", "PrefixCache", "RawText", "client_from_spec",
            "sample_seed"]
 
 
@@ -47,14 +49,24 @@ def __getattr__(name: str) -> Any:  # torch / httpx stay unimported until a clie
         from .openai import OpenAIClient
 
         return OpenAIClient
+    if name == "LocalVLMClient":
+        from .vlm import LocalVLMClient
+
+        return LocalVLMClient
     raise AttributeError(name)
 
 
-def client_from_spec(spec: Any = "default", **kwargs: Any) -> Any:
+def client_from_spec(spec: Any = "default", *, images: bool | None = None, **kwargs: Any) -> Any:
     """A client from a short spec: an existing client is returned as is; ``openai:MODEL@URL`` is an
     OpenAI-compatible server (URL like ``http://host:8000/v1``); anything else is a local model
-    (``default``, a directory, a .gguf file or a hub id). ``kwargs`` go to the client's constructor."""
+    (``default``, a directory, a .gguf file or a hub id): a vision-language model (one transformers
+    loads with ``AutoModelForImageTextToText``, told by its config) becomes a :class:`LocalVLMClient`,
+    any other a :class:`LocalClient`. ``images``: the engine must read images (``True``: an error when
+    it cannot; an ``openai:`` server is taken at its word), must not (``False``), or as it can
+    (``None``; a server: no). ``kwargs`` go to the client's constructor."""
     if not isinstance(spec, str):
+        if images and not getattr(spec, "reads_images", False):
+            raise ValueError(f"images=True, but the client {getattr(spec, 'name', spec)!r} does not read images")
         return spec
     if spec.startswith("openai:"):
         body = spec[len("openai:"):]
@@ -63,7 +75,16 @@ def client_from_spec(spec: Any = "default", **kwargs: Any) -> Any:
             raise ValueError(f"expected openai:MODEL@URL (e.g. openai:qwen@http://127.0.0.1:8000/v1), got {spec!r}")
         from .openai import OpenAIClient
 
-        return OpenAIClient(model, url, **kwargs)
+        return OpenAIClient(model, url, images=bool(images), **kwargs)
+    from ..models.loading import is_vision_language, resolve_source
+
+    if is_vision_language(resolve_source(spec)):
+        from .vlm import LocalVLMClient
+
+        return LocalVLMClient(spec, images=images is not False, **kwargs)
+    if images:
+        raise ValueError(f"images=True, but {spec!r} is a text-only model; a local judge that reads images needs a vision-language "
+                         "model (one AutoModelForImageTextToText loads, e.g. SmolVLM), or serve one and use openai:MODEL@URL")
     from .local import LocalClient
 
     return LocalClient(spec, **kwargs)

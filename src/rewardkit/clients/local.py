@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 from typing import Any, Literal, Sequence
 
+from ..images import count_images
 from ..models import load_model, load_tokenizer, make_batches, resolve_source
 from ..models.encoding import special_prefix, to_messages, with_prefix
 from ..models.loading import resolve_device
@@ -29,7 +30,11 @@ class LocalClient:
         or text you rendered yourself).
     max_tokens_per_batch: budget of ``rows * (prompt + max_new_tokens)`` tokens per batch of prompts.
     max_batch_size: cap on prompts per batch (each brings ``n`` rows while decoding).
+    A text-only model reads no images: a prompt with image parts is an error (a judge on this client
+    refuses image samples before asking; :class:`~rewardkit.clients.vlm.LocalVLMClient` reads them).
     """
+
+    reads_images = False
 
     def __init__(
         self,
@@ -67,6 +72,8 @@ class LocalClient:
         pad = self.tokenizer.pad_token_id
         self.pad_id = int(pad if pad is not None else (self.tokenizer.eos_token_id or 0))
         self._lock = threading.Lock()  # one generation at a time per model (a server calls from threads)
+        self.image_hint = (f"{self.name} is a text-only model: a vision-language model (one AutoModelForImageTextToText loads) "
+                           "or a served one (openai:MODEL@URL(images=true)) reads images")
 
     def _stop_ids(self) -> set[int]:
         """EOS ids of the tokenizer and of the model's generation config (chat models end a turn with
@@ -84,6 +91,9 @@ class LocalClient:
         """The exact text the model continues: chat-rendered prompt + generation prompt + prefix."""
         if isinstance(prompt, RawText):
             return str(prompt) + assistant_prefix
+        if not isinstance(prompt, str) and count_images(prompt):
+            raise ValueError(f"{self.name} is a text-only model and the prompt carries {count_images(prompt)} image(s); "
+                             "its text alone is not the question (use a vision-language model: LocalVLMClient)")
         if not self.use_chat:
             if not isinstance(prompt, str):
                 prompt = "".join(f"{m['role']}: {m['content']}\n" for m in to_messages(prompt))
@@ -130,7 +140,10 @@ class LocalClient:
                     results[i] = gens
         return results
 
-    def _generate_batch(self, ids, texts, max_new, temperature, top_p, n, seed, stop, want_lp, top_k_lp):
+    def _generate_batch(self, ids, keys, max_new, temperature, top_p, n, seed, stop, want_lp, top_k_lp, inputs=None):
+        """Generate for one batch of encoded prompts. ``keys``: each prompt's identity for its samples'
+        seeds (its rendered text; a VLM adds its images); ``inputs``: extra tensors for the prefill
+        only (a VLM's pixel values), batch-major in the order of ``ids``."""
         import torch
 
         B, width = len(ids), max(len(x) for x in ids)
@@ -147,8 +160,9 @@ class LocalClient:
             cache = DynamicCache()
             # logits_to_keep=1: only the last position goes through the vocabulary-sized head (the
             # prompt's other logits would cost ~20% of the prefill and B*T*V floats of memory)
+            extra = {k: v.to(dev) for k, v in (inputs or {}).items()}
             out = self.model(input_ids=input_ids.to(dev), attention_mask=mask.to(dev), position_ids=positions.to(dev),
-                             past_key_values=cache, use_cache=True, logits_to_keep=1)
+                             past_key_values=cache, use_cache=True, logits_to_keep=1, **extra)
             logits = out.logits[:, -1].float()
             cache = out.past_key_values
             if n > 1:  # the prompt was encoded once; its cache serves all n samples
@@ -157,7 +171,7 @@ class LocalClient:
                 mask = mask.repeat_interleave(n, dim=0)
             mask = mask.to(dev)
             rows = B * n
-            seeds = [None if temperature == 0 else sample_seed(int(seed), texts[r // n], r % n) for r in range(rows)]
+            seeds = [None if temperature == 0 else sample_seed(int(seed), keys[r // n], r % n) for r in range(rows)]
             gens = [torch.Generator().manual_seed(s) if s is not None else None for s in seeds]
             next_pos = torch.tensor([len(ids[r // n]) for r in range(rows)], dtype=torch.long)
             tokens: list[list[int]] = [[] for _ in range(rows)]

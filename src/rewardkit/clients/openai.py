@@ -5,17 +5,26 @@ Transient trouble (429, 500, 502, 503, 504, connection errors, timeouts) is retr
 backoff (``Retry-After`` respected, both capped by ``max_backoff``); other errors fail at once with the
 server's message. ``seed`` is sent with every request: servers that honour it (vLLM, SGLang, the
 rewardkit one in :mod:`rewardkit.serve.openai_compat`) give the same text for the same input.
+
+Images (``images=True``): image parts of a chat prompt go out as OpenAI content parts
+``{"type": "image_url", "image_url": {"url": "data:image/png;base64,..."}}`` where they stood in their
+message, the form vLLM, SGLang and llama.cpp take for vision-language models. Whether a server's
+model reads images cannot be asked, so it is the caller's word; a server that refuses them is an
+error that says so, and without ``images=True`` a prompt with images is refused before any request.
 """
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import os
 import threading
 from typing import Any, Literal, Sequence
 
 import httpx
 
+from ..images import ImageRef, count_images, is_image_part
 from ..models.encoding import to_messages
+from ..protocol import message_text
 from ..types import Prompt
 from .base import Generation, Sampling, per_prompt
 from .retry import Retrying
@@ -46,6 +55,10 @@ class OpenAIClient:
         written); "auto" (default): vLLM's fields until a server refuses them with 400/422, then plain for the
         rest of this client's life.
     transport: an ``httpx.AsyncBaseTransport`` (``httpx.MockTransport`` in tests, custom networking).
+    images: the server's model reads images (a vision-language model): image parts of chat prompts
+        are sent as ``image_url`` parts with ``data:`` URLs (read locally under the image policy in
+        force, never passed on as paths or URLs for the server to fetch). Off by default: a judge on
+        this client then refuses image samples instead of judging their text alone.
     """
 
     def __init__(
@@ -64,6 +77,7 @@ class OpenAIClient:
         transport: httpx.AsyncBaseTransport | None = None,
         extra_body: dict[str, Any] | None = None,
         vendor_fields: Literal["auto", "vllm", "none"] = "auto",
+        images: bool = False,
         name: str | None = None,
     ):
         if not base_url.startswith(("http://", "https://")):
@@ -88,6 +102,9 @@ class OpenAIClient:
         self.concurrency = int(concurrency)
         self.transport = transport
         self.extra_body = dict(extra_body or {})
+        self.reads_images = bool(images)
+        self.image_hint = None if images else (
+            f"add images=true (judge:openai:{model}@{self.base_url}(images=true)) if the server's model is a vision-language model")
 
     # ----------------------------------------------------------------- public API
     def generate(self, prompts: Sequence[Prompt], **kwargs: Any) -> list[list[Generation]]:
@@ -104,7 +121,8 @@ class OpenAIClient:
             except BaseException as err:  # noqa: BLE001 - re-raised in the caller's thread
                 box["err"] = err
 
-        thread = threading.Thread(target=work)
+        context = contextvars.copy_context()  # the image policy in force goes with the work
+        thread = threading.Thread(target=context.run, args=(work,))
         thread.start()
         thread.join()
         if "err" in box:
@@ -122,22 +140,25 @@ class OpenAIClient:
         """
         o = Sampling.of(self.name, options)
         prefixes = per_prompt(assistant_prefix, len(prompts))
+        # chat messages built (and images read) once, before any request: a bad image fails fast
+        wire = [self.messages(p) for p in prompts] if self.endpoint == "chat" else [None] * len(prompts)
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
         limit = asyncio.Semaphore(self.concurrency)
         async with httpx.AsyncClient(base_url=self.base_url, headers=headers, timeout=self.timeout, transport=self.transport) as client:
-            async def one(prompt: Prompt, prefix: str) -> list[Generation]:
+            async def one(prompt: Prompt, prefix: str, messages: list[dict[str, Any]] | None) -> list[Generation]:
                 async with limit:
-                    body = self._body(prompt, o, prefix)  # built once a slot is free: it sees a fallback decided meanwhile
+                    body = self._body(prompt, o, prefix, messages=messages)  # built once a slot is free: it sees a fallback decided meanwhile
                     try:
                         data = await self._post(client, body)
                     except OpenAIClientError as err:
                         if not (self.vendor_fields == "auto" and err.status in (400, 422) and "continue_final_message" in body):
-                            raise
-                        plain = self._body(prompt, o, prefix, plain=True)
+                            raise self._image_refusal(err, messages) from None
+                        plain = self._body(prompt, o, prefix, plain=True, messages=messages)
                         try:
                             data = await self._post(client, plain)
                         except OpenAIClientError:
-                            raise err from None  # not about vLLM's fields (e.g. a prompt too long): the server's own answer
+                            # not about vLLM's fields (e.g. a prompt too long): the server's own answer
+                            raise self._image_refusal(err, messages) from None
                         self.plain_chat, body = True, plain  # the server refused only the fields: plain requests from now on
                 gens = self._parse(data, o.n, o.seed)
                 if prefix and self.endpoint == "chat" and "continue_final_message" not in body:
@@ -145,10 +166,38 @@ class OpenAIClient:
                         g.extras["prefix_applied"] = False
                 return gens
 
-            return list(await asyncio.gather(*(one(p, pre) for p, pre in zip(prompts, prefixes))))
+            return list(await asyncio.gather(*(one(p, pre, m) for p, pre, m in zip(prompts, prefixes, wire))))
 
     # ----------------------------------------------------------------- wire format
-    def _body(self, prompt: Prompt, o: Sampling, prefix: str = "", plain: bool = False) -> dict[str, Any]:
+    def messages(self, prompt: Prompt) -> list[dict[str, Any]]:
+        """The chat messages sent for ``prompt``: text content as a string; content with images as
+        OpenAI content parts, text and ``image_url`` (a ``data:`` URL) in their order."""
+        messages = to_messages(prompt)
+        if isinstance(prompt, str) or not count_images(prompt):
+            return messages
+        if not self.reads_images:
+            raise ValueError(f"{self.name}: the prompt carries {count_images(prompt)} image(s) but this client was not told that the "
+                             "server's model reads images; pass images=True (spec: judge:openai:MODEL@URL(images=true)) for a "
+                             "vision-language model")
+        for m, original in zip(messages, prompt):
+            content = original.get("content")
+            if isinstance(content, (list, tuple)) and any(is_image_part(p) for p in content):
+                parts = [{"type": "image_url", "image_url": {"url": ImageRef.parse(p).data_url()}} if is_image_part(p)
+                         else {"type": "text", "text": message_text(p)} for p in content]
+                m["content"] = [p for p in parts if p["type"] != "text" or p["text"]]
+        return messages
+
+    def _image_refusal(self, err: OpenAIClientError, messages: list[dict[str, Any]] | None) -> OpenAIClientError:
+        """``err``, and when the refused request carried images, what that likely means."""
+        images = sum(1 for m in messages or () if isinstance(m["content"], list) for p in m["content"] if p["type"] == "image_url")
+        if not images or err.status not in (400, 413, 422):
+            return err
+        return OpenAIClientError(f"{err} [the request carried {images} image(s): is {self.model!r} a vision-language model, served with "
+                                 "its image support (llama.cpp: --mmproj), and are the images within its limits? Without images=True "
+                                 "the judge refuses image samples instead]", status=err.status)
+
+    def _body(self, prompt: Prompt, o: Sampling, prefix: str = "", plain: bool = False,
+              messages: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {"model": self.model, "max_tokens": o.max_new_tokens, "temperature": o.temperature,
                                 "top_p": o.top_p, "n": o.n}
         if o.seed is not None:
@@ -158,7 +207,7 @@ class OpenAIClient:
         want = o.wants_logprobs
         top_logprobs = o.top_logprobs
         if self.endpoint == "chat":
-            body["messages"] = to_messages(prompt)
+            body["messages"] = list(messages if messages is not None else self.messages(prompt))
             if prefix and not (plain or self.plain_chat):
                 body["messages"].append({"role": "assistant", "content": prefix})
                 body["continue_final_message"], body["add_generation_prompt"] = True, False

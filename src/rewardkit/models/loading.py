@@ -221,9 +221,32 @@ def load_config(source: ModelSource | str):
     return _from_pretrained(AutoConfig, source)
 
 
+def load_processor(source: ModelSource | str):
+    """The model's processor (tokenizer, image processor, chat template) for a vision-language model."""
+    from transformers import AutoProcessor
+
+    return _from_pretrained(AutoProcessor, source)
+
+
+def is_vision_language(source: ModelSource) -> bool:
+    """Whether the model is one transformers loads with ``AutoModelForImageTextToText`` (a vision
+    tower feeding a language model: SmolVLM/Idefics3, LLaVA, Qwen2-VL ...), told by its config's
+    ``model_type`` (a local config.json is read as JSON; a hub id's config is fetched). GGUF files
+    and adapters are text models here."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
+
+    if source.kind == "dir":
+        model_type = json.loads((Path(source.path) / "config.json").read_text()).get("model_type")
+    elif source.kind == "hub":
+        model_type = getattr(load_config(source), "model_type", None)
+    else:
+        return False
+    return model_type in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
+
+
 def load_model(
     source: ModelSource | str,
-    task: Literal["causal-lm", "sequence-classification"] = "causal-lm",
+    task: Literal["causal-lm", "sequence-classification", "image-text-to-text"] = "causal-lm",
     *,
     num_labels: int | None = None,
     dtype: str = "float32",
@@ -237,10 +260,11 @@ def load_model(
     scores are reproducible. ``attn_implementation`` (``sdpa``, ``eager``, ``flash_attention_2`` ...)
     is transformers' choice of attention kernel; ``None`` keeps transformers' default (sdpa)."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+    from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, AutoModelForSequenceClassification
 
     torch_dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
-    cls = AutoModelForCausalLM if task == "causal-lm" else AutoModelForSequenceClassification
+    cls = {"causal-lm": AutoModelForCausalLM, "sequence-classification": AutoModelForSequenceClassification,
+           "image-text-to-text": AutoModelForImageTextToText}[task]
     kwargs: dict[str, Any] = {}
     if task == "sequence-classification" and num_labels is not None:
         kwargs["num_labels"] = num_labels

@@ -5,7 +5,7 @@ path is tested against a real server.
 Endpoints: ``/v1/chat/completions``, ``/v1/completions``, ``/v1/models``, ``/health``, ``/ready``.
 Supported fields: ``model``, ``messages``/``prompt``, ``max_tokens``, ``temperature``, ``top_p``, ``n``,
 ``seed``, ``stop``, ``logprobs``/``top_logprobs``, and vLLM's ``continue_final_message`` (the answer
-continues a final assistant message). Not supported: streaming, tools (rejected with 400).
+continues a final assistant message). Not supported: streaming, tools, image parts (rejected with 400).
 Requests are served one at a time by the model (no continuous batching): for throughput, use vLLM.
 """
 from __future__ import annotations
@@ -19,6 +19,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..clients.base import RawText
+from ..images import count_images
+from ..protocol import message_text
 
 
 class _Common(BaseModel):
@@ -91,7 +93,10 @@ def create_openai_app(client: Any, model_name: str = "rewardkit-local", *, defau
         if bad is not None:
             return bad
         try:
-            messages = [{"role": str(m["role"]), "content": str(m["content"])} for m in req.messages]
+            if any(isinstance(m["content"], list) and count_images(m["content"]) for m in req.messages):
+                # the served client reads text: an image would otherwise vanish from the question
+                return _error(400, "image inputs are not supported: this endpoint serves a text-only model")
+            messages = [{"role": str(m["role"]), "content": message_text(m["content"])} for m in req.messages]
         except KeyError as err:
             return _error(400, f"every message needs 'role' and 'content' (missing {err})")
         top = req.top_logprobs or 0

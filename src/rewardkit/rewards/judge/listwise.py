@@ -14,9 +14,10 @@ import json
 import random
 from typing import Any, Sequence
 
-from ...protocol import completion_text, groups_of
+from ...protocol import groups_of
 from ...types import Completion, Prompt, RewardOutput
-from .pointwise import JudgeBase, prompt_text
+from .content import Content, join, readable_images
+from .pointwise import JudgeBase
 from .text import fill, parse_choice, parse_ranking, template_fields
 
 LABELS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -78,11 +79,13 @@ class ListwiseJudge(JudgeBase):
             raise ValueError("a listwise template needs {responses} and {labels}")
         self.permutations = permutations
 
+    @readable_images
     def score(self, prompts: Sequence[Prompt], completions: Sequence[Completion], **columns: Any) -> RewardOutput:
         self._check_lengths(prompts, completions)
         n = len(prompts)
         groups = groups_of(prompts, columns.get("group_id"))
-        blocks = self._principles(prompts, columns)
+        shown = self._shown(prompts, columns)
+        blocks = self._principles(prompts, columns, shown)
         asks: list[list[int]] = []  # the sample indices shown, in the order shown, per judge prompt
         for members in groups.values():
             if len(members) < 2:
@@ -90,9 +93,9 @@ class ListwiseJudge(JudgeBase):
             if len(members) > len(LABELS):
                 raise ValueError(f"{self.name}: a group has {len(members)} responses; a listwise judge ranks at most {len(LABELS)}"
                                  " (use the pairwise judge for more)")
-            key = json.dumps([self.seed, [completion_text(completions[i]) for i in members]])
+            key = json.dumps([self.seed, [self._identity(completions[i]) for i in members]])
             asks += shown_orders(members, self.permutations or len(members), key)
-        texts = [self._fill(prompts[order[0]], [completions[i] for i in order], blocks[order[0]]) for order in asks]
+        texts = [self._fill(shown[order[0]], [completions[i] for i in order], blocks[order[0]]) for order in asks]
         outs = self._ask(texts)
         ex = {k: [0] * n for k in ("judge_calls", "parse_failures", "generated_tokens", "comparisons", "order_checked",
                                    "order_inconsistent", "first_position_wins", "meta_discarded", "hard_verdicts")}
@@ -160,8 +163,8 @@ class ListwiseJudge(JudgeBase):
         best = order[labels.index(label)]
         return [best] + [s for s in order if s != best], {s: dist.get(x, 0.0) for x, s in zip(labels, order)}
 
-    def _fill(self, prompt: Prompt, shown: Sequence[Completion], principles: str) -> str:
+    def _fill(self, prompt: Content, shown: Sequence[Completion], principles: str) -> Content:
         labels = LABELS[: len(shown)]
-        responses = "\n\n".join(f"[Response {x}]\n{completion_text(c)}" for x, c in zip(labels, shown))
-        return fill(self.template, prompt=prompt_text(prompt), responses=responses, principles=principles,
+        responses = join([join([f"[Response {x}]\n", self._response(c)]) for x, c in zip(labels, shown)], "\n\n")
+        return fill(self.template, prompt=prompt, responses=responses, principles=principles,
                     labels=", ".join(labels), count=len(shown))

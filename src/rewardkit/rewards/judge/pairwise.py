@@ -8,9 +8,10 @@ import random
 from typing import Any, Literal, Sequence
 
 from ...clients.base import Generation
-from ...protocol import completion_text, groups_of
+from ...protocol import groups_of
 from ...types import Completion, Prompt, RewardOutput
-from .pointwise import JudgeBase, prompt_text
+from .content import readable_images
+from .pointwise import JudgeBase
 from .text import fill, parse_choice, template_fields
 
 
@@ -47,11 +48,13 @@ class PairwiseJudge(JudgeBase):
         dist = self._located(gen, at, {"A": "A", "B": "B"})
         return (dist.get("A", 0.0) if dist else (1.0 if label == "A" else 0.0)), label
 
+    @readable_images
     def score(self, prompts: Sequence[Prompt], completions: Sequence[Completion], **columns: Any) -> RewardOutput:
         self._check_lengths(prompts, completions)
         n = len(prompts)
         groups = groups_of(prompts, columns.get("group_id"))
-        blocks = self._principles(prompts, columns)
+        shown = self._shown(prompts, columns)
+        blocks = self._principles(prompts, columns, shown)
         asks: list[tuple[int, int]] = []  # (first, second) sample indices of each judge prompt
         for members in groups.values():
             for a in range(len(members)):
@@ -60,10 +63,11 @@ class PairwiseJudge(JudgeBase):
                     if self.order == "both":
                         asks += [(i, j), (j, i)]
                     else:
-                        key = json.dumps([self.seed, completion_text(completions[i]), completion_text(completions[j])])
+                        key = json.dumps([self.seed, self._identity(completions[i]), self._identity(completions[j])])
                         asks.append((i, j) if random.Random(key).random() < 0.5 else (j, i))
-        texts = [fill(self.template, prompt=prompt_text(prompts[i]), response_a=completion_text(completions[i]),
-                      response_b=completion_text(completions[j]), principles=blocks[i]) for i, j in asks]
+        # image completions are shown under their labels ("[Response A]" then A's image), in the order asked
+        texts = [fill(self.template, prompt=shown[i], response_a=self._response(completions[i]),
+                      response_b=self._response(completions[j]), principles=blocks[i]) for i, j in asks]
         outs = self._ask(texts)
         # per unordered pair: list of P(lower index wins) readings and hard winners
         pairs: dict[tuple[int, int], dict[str, list]] = {}

@@ -5,22 +5,18 @@ cost and reliability. The pointwise judge is also the meta-judge that rates crit
 (``meta_filter="critique-judge"``), so the two live in one module."""
 from __future__ import annotations
 
+import json
 import math
 from collections import Counter, defaultdict
 from typing import Any, Literal, Sequence
 
 from ...clients import client_from_spec
 from ...clients.base import Generation
-from ...protocol import BaseReward, completion_text, message_text
+from ...protocol import BaseReward, completion_text
+from ...protocol import reads_images as any_reads_images
 from ...types import Completion, Prompt, RewardOutput
+from .content import Content, completion_content, content_text, judge_prompt, prompt_content, prompt_text, readable_images, sample_images
 from .text import CRITIQUE_CHECKS, critique_checks, distribution_at, fill, load_template, parse_score, principles_block, template_fields
-
-
-def prompt_text(prompt: Prompt) -> str:
-    """A prompt as text for a judge template (a conversation becomes role-labelled turns)."""
-    if isinstance(prompt, str):
-        return prompt
-    return "\n".join(f"{m['role'].capitalize()}: {message_text(m.get('content'))}" for m in prompt)
 
 
 class JudgeBase(BaseReward):
@@ -47,6 +43,13 @@ class JudgeBase(BaseReward):
         direct templates, so even a small model answers in the format); "auto" = the template's default,
         none for critique templates. Sent over HTTP as vLLM's ``continue_final_message``.
     seed: seed of sampling and of random answer orders (reported in ``extras["seed"]``).
+    images: whether the judge is shown the images a sample carries (image parts in the prompt or an
+        image completion, the ``images`` column), in place in its user turn. ``None``: as the engine
+        can, i.e. a local vision-language model (``AutoModelForImageTextToText``) yes, a text-only
+        local model no, an ``openai:`` server only when told (``judge:openai:MODEL@URL(images=true)``:
+        whether a server's model reads images cannot be asked, and a server that drops them would be
+        judged on the text alone). A judge that does not read images gives image samples ``None``
+        with the reason; it never judges their text alone.
     """
 
     default_template = ""
@@ -72,6 +75,7 @@ class JudgeBase(BaseReward):
         max_new_tokens: int = 24,
         answer_prefix: str | None = "auto",
         seed: int = 0,
+        images: bool | None = None,
         device: str | None = None,
         name: str | None = None,
     ):
@@ -82,8 +86,13 @@ class JudgeBase(BaseReward):
         if not 0 < meta_keep <= 1:
             raise ValueError(f"meta_keep must be in (0, 1], got {meta_keep}")
         if client is None:
-            client = client_from_spec(model, **({"device": device} if device and not str(model).startswith("openai:") else {}))
+            client = client_from_spec(model, images=images, **({"device": device} if device and not str(model).startswith("openai:") else {}))
+        elif images and not getattr(client, "reads_images", False):
+            raise ValueError(f"images=True, but the client {getattr(client, 'name', client)!r} does not read images")
         self.client = client
+        self.reads_images = bool(getattr(client, "reads_images", False)) and images is not False
+        self.image_hint = None if self.reads_images else (getattr(client, "image_hint", None) if images is None else
+                                                          "the judge was built with images=False")
         self.template = load_template(template or self.default_template)
         if answer_prefix == "auto":
             answer_prefix = self.default_prefix if (template or self.default_template) == self.default_template else None
@@ -98,11 +107,15 @@ class JudgeBase(BaseReward):
             meta_filter = CritiqueRules()
         elif meta_filter == "critique-judge":
             meta_filter = JudgeReward(client=self.client, template="meta-critique", answer_prefix="Score:",
-                                      seed=int(seed), name="critique-judge")
+                                      seed=int(seed), images=self.reads_images, name="critique-judge")
         elif isinstance(meta_filter, str):
             from ...specs import load_reward
 
             meta_filter = load_reward(meta_filter)
+        if meta_filter is not None and any_reads_images(meta_filter) and not self.reads_images:
+            # the judge's capability is what decides whether image samples reach it; a meta-filter must not widen it
+            raise ValueError("the meta-filter reads images but the judge does not (its engine, or images=False); "
+                             "it would let the judge score image samples by their text")
         self.meta_filter, self.meta_keep = meta_filter, float(meta_keep)
         self.meta_min = float(meta_min) if meta_min is not None else None
         self.use_logprobs, self.top_logprobs = use_logprobs, int(top_logprobs)
@@ -128,9 +141,16 @@ class JudgeBase(BaseReward):
         return metrics
 
     # ----------------------------------------------------------------- shared steps
-    def _principles(self, prompts: Sequence[Prompt], columns: dict[str, Any]) -> list[str]:
+    def _shown(self, prompts: Sequence[Prompt], columns: dict[str, Any]) -> list[Content]:
+        """Each prompt as the judge is shown it: text, with its images in place when the judge reads them."""
+        if not self.reads_images:
+            return [prompt_text(p) for p in prompts]
+        return [prompt_content(p, sample_images(columns, i)) for i, p in enumerate(prompts)]
+
+    def _principles(self, prompts: Sequence[Prompt], columns: dict[str, Any], shown: Sequence[Content] | None = None) -> list[str]:
         """The principles/rubric block per sample: column ``principles`` or ``rubric``, else the global
-        ones, else (with ``generate_principles``) the judge's own, written once per prompt."""
+        ones, else (with ``generate_principles``) the judge's own, written once per prompt as it is
+        ``shown`` (with its images)."""
         n = len(prompts)
         blocks = [""] * n
         for column, heading in (("rubric", "Rubric"), ("principles", "Principles")):
@@ -141,28 +161,41 @@ class JudgeBase(BaseReward):
         if self.principles is not None:
             blocks = [b or principles_block(self.principles) for b in blocks]
         if self.generate_principles:
-            todo = sorted({prompt_text(p) for p, b in zip(prompts, blocks) if not b} - set(self._principle_cache))
+            shown = list(shown) if shown is not None else [prompt_text(p) for p in prompts]
+            keys = [c if isinstance(c, str) else json.dumps(c, sort_keys=True) for c in shown]
+            todo = {k: c for k, c, b in zip(keys, shown, blocks) if not b and k not in self._principle_cache}
             if todo:
-                asks = [fill(load_template("principles"), prompt=t) for t in todo]
-                for t, gens in zip(todo, self.client.generate(asks, max_new_tokens=160, temperature=0.0, seed=self.seed)):
-                    self._principle_cache[t] = gens[0].text.strip()
-            blocks = [b or principles_block(self._principle_cache[prompt_text(p)]) for p, b in zip(prompts, blocks)]
+                order = sorted(todo)
+                asks = [judge_prompt(fill(load_template("principles"), prompt=todo[k])) for k in order]
+                for k, gens in zip(order, self.client.generate(asks, max_new_tokens=160, temperature=0.0, seed=self.seed)):
+                    self._principle_cache[k] = gens[0].text.strip()
+            blocks = [b or principles_block(self._principle_cache[k]) for k, b in zip(keys, blocks)]
         if any(blocks) and "principles" not in template_fields(self.template):
             raise ValueError(f"{self.name}: principles or a rubric were given but the judge template has no {{principles}}"
                              " placeholder, so they would be ignored")
         return blocks
 
-    def _ask(self, texts: list[str]) -> list[list[Generation]]:
-        """One batched call: ``samples`` generations per judge prompt."""
+    def _ask(self, texts: Sequence[Content]) -> list[list[Generation]]:
+        """One batched call: ``samples`` generations per filled judge template (text, or text and images)."""
         if not texts:
             return []
         want = self.use_logprobs and self.top_logprobs > 0
         # with a forced prefix the verdict comes first; a blank line ends the useful part
         extra = {"assistant_prefix": self.answer_prefix, "stop": ["\n\n"]} if self.answer_prefix else {}
-        outs = self.client.generate(texts, max_new_tokens=self.max_new_tokens, temperature=self.temperature,
+        outs = self.client.generate([judge_prompt(t) for t in texts], max_new_tokens=self.max_new_tokens, temperature=self.temperature,
                                     top_p=self.top_p, n=self.samples, seed=self.seed, logprobs=want,
                                     top_logprobs=self.top_logprobs if want else 0, **extra)
         return outs
+
+    def _response(self, completion: Completion) -> Content:
+        """A completion as the judge is shown it (its images in place when the judge reads them)."""
+        return completion_content(completion) if self.reads_images else completion_text(completion)
+
+    def _identity(self, completion: Completion) -> str:
+        """A completion's content as a string key (seeded answer orders depend on it): its text, or
+        for a completion shown with images, the content with the images' bytes."""
+        shown = self._response(completion)
+        return shown if isinstance(shown, str) else json.dumps(shown, sort_keys=True)
 
     def _prefix(self, gen: Generation) -> str:
         """The answer prefix this generation continued ("" when the server could not continue a turn)."""
@@ -185,14 +218,17 @@ class JudgeBase(BaseReward):
     def full_text(self, gen: Generation) -> str:
         return self._prefix(gen) + gen.text
 
-    def _meta_keep(self, judge_prompt: str, gens: list[Generation], parsed: list[Any]) -> tuple[list[int], list[float | None] | None]:
+    def _meta_keep(self, shown: Content, gens: list[Generation], parsed: list[Any]) -> tuple[list[int], list[float | None] | None]:
         """(indices of the generations kept for aggregation, meta score per generation). Without a
         meta-filter: all parsed ones. With one: the best ``meta_keep`` share of the parsed critiques by
         the meta reward's score, minus those below ``meta_min``; at least the best one stays."""
         ok = [i for i, p in enumerate(parsed) if p is not None]
         if self.meta_filter is None or not ok:
             return ok, None
-        found = self.meta_filter.score([judge_prompt] * len(ok), [self.full_text(gens[i]) for i in ok]).scores
+        # a meta-filter that reads images (the critique-judge on this judge's engine) sees the judge prompt with them;
+        # another (critique-rules: copied text, loops) reads its text
+        asked = judge_prompt(shown) if any_reads_images(self.meta_filter) else content_text(shown)
+        found = self.meta_filter.score([asked] * len(ok), [self.full_text(gens[i]) for i in ok]).scores
         meta: list[float | None] = [None] * len(gens)
         for i, m in zip(ok, found):
             meta[i] = m
@@ -236,11 +272,13 @@ class JudgeReward(JudgeBase):
         expected = sum(k * p for k, p in dist.items()) if dist else value
         return expected, value
 
+    @readable_images
     def score(self, prompts: Sequence[Prompt], completions: Sequence[Completion], **columns: Any) -> RewardOutput:
         self._check_lengths(prompts, completions)
-        blocks = self._principles(prompts, columns)
-        texts = [fill(self.template, prompt=prompt_text(p), response=completion_text(c), principles=b,
-                      min_score=self.min_score, max_score=self.max_score) for p, c, b in zip(prompts, completions, blocks)]
+        shown = self._shown(prompts, columns)
+        blocks = self._principles(prompts, columns, shown)
+        texts = [fill(self.template, prompt=s, response=self._response(c), principles=b,
+                      min_score=self.min_score, max_score=self.max_score) for s, c, b in zip(shown, completions, blocks)]
         outs = self._ask(texts)
         scores, raw, fails, tokens, votes, metas, discarded = [], [], [], [], [], [], []
         for text, gens in zip(texts, outs):

@@ -28,13 +28,24 @@ def template_fields(template: str) -> set[str]:
     return set(_PLACEHOLDER.findall(template))
 
 
-def fill(template: str, **values: Any) -> str:
+def fill(template: str, **values: Any) -> Any:
     """Replace ``{name}`` placeholders. Only the template is scanned, so braces inside the user's
-    text (code, JSON, LaTeX) are left alone."""
+    text (code, JSON, LaTeX) are left alone. A value may be a list of content parts (text and images,
+    :mod:`.content`): the result is then a list of parts with the images where their placeholder was."""
     missing = template_fields(template) - set(values)
     if missing:
         raise KeyError(f"the judge template needs {sorted(missing)}")
-    return _PLACEHOLDER.sub(lambda m: str(values[m.group(1)]), template)
+    if not any(isinstance(v, list) for v in values.values()):
+        return _PLACEHOLDER.sub(lambda m: str(values[m.group(1)]), template)
+    from .content import join
+
+    pieces: list[Any] = []
+    at = 0
+    for m in _PLACEHOLDER.finditer(template):
+        value = values[m.group(1)]
+        pieces += [template[at:m.start()], value if isinstance(value, list) else str(value)]
+        at = m.end()
+    return join(pieces + [template[at:]])
 
 
 def principles_block(value: Any, heading: str = "Principles") -> str:

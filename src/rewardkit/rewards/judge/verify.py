@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from ...clients.base import Generation
+from ...images import IMAGE_COLUMNS, count_images
 from ...protocol import completion_text
 from ...types import Completion, Prompt, RewardOutput
-from .pointwise import JudgeBase, prompt_text
+from .content import readable_images
+from .pointwise import JudgeBase
 from .text import ATTACK_PROBES, fill, is_substantive, parse_choice
 
 
@@ -40,18 +42,23 @@ class VerifierJudge(JudgeBase):
         dist = self._located(gen, at, {"correct": 1.0, "incorrect": 0.0, "yes": 1.0, "no": 0.0, "in": 0.0})
         return (dist.get(1.0, 0.0) if dist else hard), hard
 
+    @readable_images
     def score(self, prompts: Sequence[Prompt], completions: Sequence[Completion], **columns: Any) -> RewardOutput:
         self._check_lengths(prompts, completions)
         n = len(prompts)
         column = "reference" if columns.get("reference") is not None else "answer"
         refs = self.require_column(columns, column, n)
         answers = [completion_text(c) for c in completions]
-        empty = [self.harden and not is_substantive(a) for a in answers]
+        # an image answer has content even without text
+        empty = [self.harden and not is_substantive(a) and not (not isinstance(c, str) and count_images(c))
+                 for a, c in zip(answers, completions)]
         todo = [k for k in range(n) if not empty[k] and refs[k] is not None]
-        given = {c: [columns[c][k] for k in todo] for c in ("principles", "rubric") if columns.get(c) is not None}
-        blocks = self._principles([prompts[k] for k in todo], given) if todo else []
-        texts = [fill(self.template, prompt=prompt_text(prompts[k]), reference=str(refs[k]), response=answers[k], principles=b)
-                 for k, b in zip(todo, blocks)]
+        given = {c: [columns[c][k] for k in todo] for c in ("principles", "rubric", *IMAGE_COLUMNS) if columns.get(c) is not None}
+        subset = [prompts[k] for k in todo]
+        shown = self._shown(subset, given)
+        blocks = self._principles(subset, given, shown) if todo else []
+        texts = [fill(self.template, prompt=s, reference=str(refs[k]), response=self._response(completions[k]), principles=b)
+                 for k, s, b in zip(todo, shown, blocks)]
         outs = dict(zip(todo, zip(texts, self._ask(texts))))
         scores: list[float | None] = []
         ex: dict[str, list] = {k: [] for k in ("judge_raw", "judge_calls", "hard_verdicts", "parse_failures", "generated_tokens", "rejected_empty",
