@@ -215,26 +215,30 @@ def test_killed_two_process_run_resumes_to_the_same_weights(bt_runs, tiny_dirs, 
     assert json.loads((out / "train_results.json").read_text())["steps"] == 24
 
 
-def test_fsdp2_with_packed_pairs_and_resume_matches_one_process(bt_runs, tiny_dirs, tmp_path):
-    """The shipped FSDP config on two CPU processes (FSDP2: weights, gradients and optimizer state
-    sharded), BT with the shared-prefix packed pairs: stopped at step 12 and resumed to 24 (sharded
-    state gathered into the checkpoint, split again on load, gathered for the export), the weights of
-    one process."""
+def test_fsdp2_with_packed_pairs_resumes_a_one_process_run_to_its_weights(bt_runs, tiny_dirs, tmp_path):
+    """A run stopped at step 12 in one process, resumed to 24 under the shipped FSDP config on two CPU
+    processes (FSDP2: weights, gradients and optimizer state sharded; BT with the shared-prefix packed
+    pairs): the whole checkpoint is split over the processes, the checkpoints it writes hold whole
+    tensors gathered from both, and the export the weights of the uninterrupted one-process run."""
+    import torch
+
     out = tmp_path / "fsdp"
-
-    def cmd(steps: str) -> list[str]:
-        options = [*BT[:5], steps, *BT[6:]]
-        return accelerate(2, config=CONFIGS / "fsdp.yaml", module=["-m", "rewardkit.cli", "train", "--data", str(bt_runs["data"]),
-                                                                  "--model", str(tiny_dirs["lm"]), *options, "--save-every", "8", "--out", str(out)])
-
-    assert BT[4] == "--max-steps"
-    first = subprocess.run(cmd("12"), capture_output=True, text=True, env=env(), timeout=300)
-    assert first.returncode == 0, first.stderr[-3000:]
-    assert "training with FSDP2 (gloo), 2 processes on cpu" in first.stderr
-    done = subprocess.run(cmd("24") + ["--resume"], capture_output=True, text=True, env=env(), timeout=300)
+    options = ["train", "--data", str(bt_runs["data"]), "--model", str(tiny_dirs["lm"]), *BT, "--save-every", "8", "--out", str(out)]
+    assert options[options.index("--max-steps") + 1] == "24"
+    first = [*options[: options.index("--max-steps") + 1], "12", *options[options.index("--max-steps") + 2:]]
+    subprocess.run([sys.executable, "-m", "rewardkit.cli.main", *first], check=True, capture_output=True, env=env())
+    done = subprocess.run(accelerate(2, config=CONFIGS / "fsdp.yaml", module=["-m", "rewardkit.cli", *options, "--resume"]),
+                          capture_output=True, text=True, env=env(), timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "resumed from step 12" in done.stderr
-    assert_same_training(weights(bt_runs["one"]), weights(out), start_weights(tiny_dirs["lm"]))
+    assert "training with FSDP2 (gloo), 2 processes on cpu" in done.stderr and "resumed from step 12" in done.stderr
+    start = start_weights(tiny_dirs["lm"])
+    assert_same_training(weights(bt_runs["one"]), weights(out), start)
+    a = torch.load(bt_runs["one"] / "checkpoints" / "last" / "trainable.pt")
+    b = torch.load(out / "checkpoints" / "last" / "trainable.pt")
+    assert all(type(v) is torch.Tensor for v in b.values())  # whole tensors, not shards
+    assert_same_training(a, b, start)
+    moments = torch.load(out / "checkpoints" / "last" / "optimizer.pt")["state"]
+    assert [m["exp_avg"].shape for m in moments.values()] == [v.shape for v in a.values()]
 
 
 def test_gradient_of_a_step_is_the_one_process_gradient(tiny_dirs, tmp_path):
