@@ -2,8 +2,9 @@
 
 ``accelerate launch`` (or ``torchrun``) starts one process per device, each running the whole recipe on
 the same data. :class:`Parallel` wraps the :class:`accelerate.Accelerator` of the run (DDP over gloo on
-CPUs or nccl on GPUs; FSDP or DeepSpeed when accelerate is configured so; bf16 when its
-``mixed_precision`` says so) and keeps a step's arithmetic that of one process:
+CPUs or nccl on GPUs; FSDP2 when accelerate is configured so; bf16 autocast when its
+``mixed_precision`` says so; DeepSpeed is refused for now) and keeps a step's arithmetic that of one
+process:
 
 - every process computes the step's global batch (the same seeded order everywhere) and takes every
   N-th item of it (:meth:`Parallel.share`): disjoint, deterministic shares;
