@@ -6,6 +6,7 @@ import json
 import sys
 
 from .common import command_line, output_dir, quiet_libraries
+from ..train.parallel import is_main_process, launched
 from .flags import Flag, add_flags, fraction, non_negative_float, positive_float, positive_int, share, values
 
 HELP = "train a reward model: Bradley-Terry on pairs, regression / multi-objective on ratings, or both (resumable)"
@@ -17,10 +18,19 @@ EPILOG = """examples:
       --combination fixed --weights 1,1,0.5 --out runs/rm-hs2          # one head per attribute, fixed combination
   rewardkit train --objective bt+regression --data ratings.jsonl --data pairs.jsonl --attributes a,b \
       --combination learned --out runs/rm-mo                           # heads from ratings, weights from pairs
+  rewardkit train --data pairs.jsonl --model HUB_ID --launcher accelerate --num-processes 8 \
+      --pairs-per-step 64 --out runs/rm-ddp                            # data parallel on 8 GPUs (DDP)
+  accelerate launch --config_file examples/accelerate/ddp.yaml -m rewardkit.cli train \
+      --data pairs.jsonl --out runs/rm-ddp                             # the same under your own accelerate config
 
 Objectives: bt (pairs), regression (rated samples: prompt + completion/response + numeric attribute
 columns; one head per attribute, MSE on standardised ratings, missing ratings masked), bt+regression
 (both kinds of data; the BT term acts on the combined score).
+
+Several processes (accelerate launch, torchrun, or --launcher accelerate, which re-runs this command
+under `accelerate launch`): each takes every N-th pair of each step's --pairs-per-step (the global
+batch), so a run's weights do not depend on the number of processes (up to float rounding); only the
+first process writes checkpoints, the export and logs; --resume works with any number of processes.
 
 Writes checkpoints (durably: a kill leaves the last complete one; --resume refuses changed run options)
 under OUT/checkpoints, the exported model under OUT/model (loadable by
@@ -100,6 +110,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--after-error", choices=["zero", "ignore"], default=None,
                    help="prm: label steps after the first error 0, or skip them (default: zero for --readout value, ignore for loglik)")
     add_flags(g, PRMConfig, PRM)
+    g = p.add_argument_group("several processes (data parallel under accelerate; see examples/accelerate/)")
+    g.add_argument("--launcher", choices=["none", "accelerate"], default="none",
+                   help="accelerate: re-run this command under `accelerate launch` (one process per device; DDP unless "
+                        "--accelerate-config says otherwise)")
+    g.add_argument("--num-processes", type=positive_int, default=None, metavar="N",
+                   help="--launcher accelerate: processes to start (default: the config's, else every GPU, else 2 on CPU)")
+    g.add_argument("--accelerate-config", metavar="YAML", help="--launcher accelerate: an accelerate config file (examples/accelerate/*.yaml)")
+    g.add_argument("--mixed-precision", choices=["no", "bf16", "fp16"], default=None,
+                   help="--launcher accelerate: autocast precision of the forward passes (default: the config's, else no)")
     p.set_defaults(func=run)
 
 
@@ -115,7 +134,43 @@ def _targets(value: str) -> tuple[str, ...]:
     return names
 
 
+#: set for the processes a ``--launcher accelerate`` run starts, so they train instead of launching again
+LAUNCHED = "REWARDKIT_LAUNCHED"
+
+
+def launch_command(args: argparse.Namespace) -> list[str]:
+    """``accelerate launch ... -m rewardkit.cli.main train ARGS`` for ``--launcher accelerate``: this
+    command again (launcher flags and all: the started processes ignore them), one process per device."""
+    import os
+    import socket
+
+    import torch
+
+    cmd = [sys.executable, "-m", "accelerate.commands.launch"]
+    if args.accelerate_config:
+        if not os.path.isfile(args.accelerate_config):
+            raise FileNotFoundError(f"--accelerate-config {args.accelerate_config}: no such file")
+        cmd += ["--config_file", args.accelerate_config]
+    n = args.num_processes or (None if args.accelerate_config else max(torch.cuda.device_count(), 2 if not torch.cuda.is_available() else 1))
+    if n is not None:
+        cmd += ["--num_processes", str(n)]
+    if not args.accelerate_config:
+        cmd += ["--num_machines", "1", "--dynamo_backend", "no"] + (["--multi_gpu"] if n and n > 1 else [])
+        with socket.socket() as sock:  # a free port for the processes' rendezvous (accelerate's fixed default may be taken)
+            sock.bind(("127.0.0.1", 0))
+            cmd += ["--main_process_port", str(sock.getsockname()[1])]
+    if args.mixed_precision or not args.accelerate_config:
+        cmd += ["--mixed_precision", args.mixed_precision or "no"]
+    return cmd + ["-m", "rewardkit.cli.main", *args.argv]
+
+
 def run(args: argparse.Namespace) -> int:
+    import os
+
+    if args.launcher == "accelerate" and not os.environ.get(LAUNCHED):
+        cmd = launch_command(args)
+        print("launching: " + " ".join(cmd[1:]), file=sys.stderr, flush=True)
+        os.execve(sys.executable, cmd, {**os.environ, LAUNCHED: "1"})
     if getattr(args, "objective", "bt") == "prm":
         return run_prm(args)
     from ..data.benchmarks import resolve_data
@@ -145,7 +200,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = BTConfig(**values(BTConfig, args, SHARED + BT), output_dir=args.out, command=command_line(args.argv),
                    data_sources=list(sources), data_filters=filters)
     summary = train(cfg, records, eval_records, resume=args.resume)
-    print(json.dumps({k: summary[k] for k in ("train_pairs", "eval_pairs", "steps", "best_step", "eval", "export")} | {"data_filters": filters}, indent=2))
+    if is_main_process():
+        print(json.dumps({k: summary[k] for k in ("train_pairs", "eval_pairs", "steps", "best_step", "eval", "export")} | {"data_filters": filters}, indent=2))
     return 0
 
 
@@ -163,10 +219,11 @@ def clean_pairs(records: list, args: argparse.Namespace, reward_options: dict) -
     if args.vote_reward:
         members = [load_reward(spec, **reward_options) for spec in args.vote_reward]
         votes = ensemble_votes(records, members)
-        write_votes(Path(args.out) / "pair_votes.jsonl", votes, args.vote_reward)
+        if is_main_process():
+            write_votes(Path(args.out) / "pair_votes.jsonl", votes, args.vote_reward)
         records, report = apply_votes(records, votes, action=args.vote_action, min_agreement=args.min_agreement)
         reports.append(report | {"members": list(args.vote_reward)})
-    for report in reports:
+    for report in reports if is_main_process() else []:
         touched = {k: v for k, v in report.items() if k in ("dropped", "down_weighted", "without_ratings", "unscored", "ensemble_disagrees")}
         print(f"{report['option']}: {touched} of {report['pairs']} training pairs", file=sys.stderr)
     if not records:
@@ -209,7 +266,8 @@ def run_regression(args: argparse.Namespace) -> int:
         command=command_line(args.argv), data_sources=list(args.data),
     )
     summary = train(cfg, samples, pairs, resume=args.resume)
-    print(json.dumps({k: summary[k] for k in ("train_samples", "eval_samples", "train_pairs", "eval_pairs", "steps", "best_step", "weights", "eval", "export")}, indent=2))
+    if is_main_process():
+        print(json.dumps({k: summary[k] for k in ("train_samples", "eval_samples", "train_pairs", "eval_pairs", "steps", "best_step", "weights", "eval", "export")}, indent=2))
     return 0
 
 
@@ -228,13 +286,17 @@ def run_prm(args: argparse.Namespace) -> int:
     cfg = PRMConfig(**values(PRMConfig, args, SHARED + PRM), samples_per_step=args.pairs_per_step, output_dir=args.out,
                     after_error=args.after_error or "zero", command=command_line(args.argv), data_sources=list(sources))
     summary = train(cfg, records, eval_records, resume=args.resume)
-    print(json.dumps({k: summary[k] for k in ("train_solutions", "eval_solutions", "dropped_too_long", "steps", "best_step", "eval", "export", "seconds")}, indent=2))
+    if is_main_process():
+        print(json.dumps({k: summary[k] for k in ("train_solutions", "eval_solutions", "dropped_too_long", "steps", "best_step", "eval", "export", "seconds")}, indent=2))
     return 0
 
 
 def _run_loglik(args: argparse.Namespace, sources: list[str], records: list, eval_records: list | None) -> int:
     from ..train.prm_loglik import LoglikPRMConfig, train
 
+    if launched():
+        print("error: --readout loglik fits a logistic head in seconds in one process; run it without a distributed launcher", file=sys.stderr)
+        return 2
     cfg = LoglikPRMConfig(model=args.model, output_dir=args.out, l2=args.l2, after_error=args.after_error or "ignore",
                           max_length=args.max_length, eval_fraction=args.eval_fraction, seed=args.seed,
                           command=command_line(args.argv), data_sources=list(sources))

@@ -24,9 +24,9 @@ from typing import Any, Sequence
 
 from ..models import Encoder
 from ..types import PairRecord
-from .checkpoint import save_checkpoint
 from .common import (TrainOptions, bt_loss, can_share_prefix, config_dict, first_state, note_eval, pair_head_outputs, pair_micro_batches,
                      prepare_model, restore_best, save_adapter, shuffled, start_run, training_split, write_export)
+from .parallel import Net
 
 
 @dataclass(kw_only=True)
@@ -80,8 +80,9 @@ def _encode(records: Sequence[PairRecord], encoder: Encoder, margin_column: str 
 
 # ------------------------------------------------------------------ model
 
-def _pair_rewards(hf, chunk: Sequence[_Pair], pad_id: int, share_prefix: bool):
-    hc, hr = pair_head_outputs(hf, [(p.chosen, p.rejected) for p in chunk], pad_id, share_prefix)
+def _pair_rewards(net, chunk: Sequence[_Pair], pad_id: int, share_prefix: bool):
+    """Rewards ``([B], [B])`` of the chosen and rejected sides; ``net`` is a :class:`~rewardkit.train.parallel.Net`."""
+    hc, hr = net(pair_head_outputs, [(p.chosen, p.rejected) for p in chunk], pad_id, share_prefix)
     return hc[:, 0], hr[:, 0]
 
 
@@ -91,17 +92,16 @@ def _micro_batches(pairs: Sequence[_Pair], budget: int, share_prefix: bool) -> l
 
 # ------------------------------------------------------------------ evaluation
 
-def evaluate_pairs(hf, pairs: Sequence[_Pair], pad_id: int, budget: int, cfg: BTConfig) -> dict[str, float]:
+def evaluate_pairs(net, share: bool, pairs: Sequence[_Pair], pad_id: int, budget: int, cfg: BTConfig) -> dict[str, float]:
     import torch
 
     if not pairs:
         return {}
     correct, total_loss = 0, 0.0
     with torch.inference_mode():
-        share = cfg.share_prefix and can_share_prefix(hf)
         for idx in _micro_batches(pairs, budget, share):
             chunk = [pairs[i] for i in idx]
-            rc, rr = _pair_rewards(hf, chunk, pad_id, share)
+            rc, rr = _pair_rewards(net, chunk, pad_id, share)
             margins = torch.tensor([p.margin for p in chunk])
             total_loss += bt_loss(rc, rr, margins, center_coef=cfg.center_coef, label_smoothing=cfg.label_smoothing).sum().item()
             correct += int((rc > rr).sum().item())
@@ -116,9 +116,9 @@ def train(cfg: BTConfig, train_records: Sequence[PairRecord], eval_records: Sequ
     import torch
     from tqdm.auto import tqdm
 
-    cfg, out, ckpt_dir = start_run(cfg, resume)
+    cfg, out, ckpt_dir, par = start_run(cfg, resume)
     train_records, eval_records = training_split(train_records, eval_records, cfg, "pairs")
-    model, hf, tokenizer = prepare_model(cfg)
+    model, hf, tokenizer = prepare_model(cfg, par.device)
     pad_id = hf.config.pad_token_id
     encoder = Encoder(tokenizer, max_length=cfg.max_length, truncation_side="left")
     train_pairs = _encode(train_records, encoder, cfg.margin_column)
@@ -129,7 +129,8 @@ def train(cfg: BTConfig, train_records: Sequence[PairRecord], eval_records: Sequ
     total_steps = cfg.max_steps if cfg.max_steps is not None else steps_per_epoch * cfg.epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0)
 
-    state = first_state(cfg, ckpt_dir, resume, model, optimizer, best_accuracy=None)
+    net, step_optimizer = par.prepare(hf, optimizer)  # before a checkpoint is loaded: sharding replaces the parameters
+    state = first_state(cfg, ckpt_dir, resume, model, optimizer, par, best_accuracy=None)
     if state["step"]:  # resumed: the schedule continues where it stopped
         scheduler.last_epoch = state["step"] - 1
         scheduler.step()
@@ -140,62 +141,75 @@ def train(cfg: BTConfig, train_records: Sequence[PairRecord], eval_records: Sequ
 
     n_trunc = sum(p.truncated for p in train_pairs)
     share = cfg.share_prefix and can_share_prefix(hf)
-    if cfg.share_prefix and not share:
+    if cfg.share_prefix and not share and par.is_main:
         print(f"note: attention {hf.config._attn_implementation!r} takes no custom 4D mask; chosen and rejected are encoded separately", file=sys.stderr)
     model.train()
     start = time.perf_counter()
     tokens_seen = 0
-    bar = tqdm(total=total_steps, initial=state["step"], desc="train", unit="step", disable=not cfg.progress)
+    bar = tqdm(total=total_steps, initial=state["step"], desc="train", unit="step", disable=not cfg.progress or not par.is_main)
+
+    def idle():  # a forward that adds no gradient (a process with fewer micro-batches in a step than another)
+        rc, rr = _pair_rewards(net, train_pairs[:1], pad_id, share)
+        return (rc + rr).sum() * 0.0
+
     while state["step"] < total_steps and not stopped_early:
         step = state["step"]
         epoch, pos = divmod(step, steps_per_epoch)
         perm = order(epoch)
         idx = perm[pos * cfg.pairs_per_step : (pos + 1) * cfg.pairs_per_step]
-        step_pairs = [train_pairs[i] for i in idx]
-        optimizer.zero_grad(set_to_none=True)
-        step_loss, step_correct = 0.0, 0
-        for micro in _micro_batches(step_pairs, cfg.max_tokens_per_micro_batch, share):
-            chunk = [step_pairs[i] for i in micro]
-            rc, rr = _pair_rewards(hf, chunk, pad_id, share)
-            margins = torch.tensor([p.margin for p in chunk])
-            weights = torch.tensor([p.weight for p in chunk])
-            loss = (weights * bt_loss(rc, rr, margins, center_coef=cfg.center_coef, label_smoothing=cfg.label_smoothing)).sum() / len(step_pairs)
-            loss.backward()
+        n_step = len(idx)  # the loss is a mean over the step's pairs in all processes
+        mine = [train_pairs[i] for i in par.share(idx)]
+        step_optimizer.zero_grad(set_to_none=True)
+        step_loss, step_correct, step_tokens = 0.0, 0, 0
+        for micro in par.micro_steps(net, _micro_batches(mine, cfg.max_tokens_per_micro_batch, share), idle):
+            chunk = [mine[i] for i in micro]
+            rc, rr = _pair_rewards(net, chunk, pad_id, share)
+            margins = torch.tensor([p.margin for p in chunk], device=rc.device)
+            weights = torch.tensor([p.weight for p in chunk], device=rc.device)
+            loss = (weights * bt_loss(rc, rr, margins, center_coef=cfg.center_coef, label_smoothing=cfg.label_smoothing)).sum() / n_step
+            par.backward(loss)
             step_loss += loss.item()
             step_correct += int((rc.detach() > rr.detach()).sum().item())
-            tokens_seen += sum(len(p.chosen) + len(p.rejected) for p in chunk)
-        optimizer.step()
+            step_tokens += sum(len(p.chosen) + len(p.rejected) for p in chunk)
+        step_optimizer.step()
+        step_loss, step_correct, step_tokens = par.sum([step_loss, step_correct, step_tokens])
+        tokens_seen += int(step_tokens)
         scheduler.step()
         state["step"] = step + 1
         elapsed = time.perf_counter() - start
-        bar.set_postfix(loss=f"{step_loss:.4f}", acc=f"{step_correct / len(step_pairs):.2f}", tok_s=f"{tokens_seen / max(elapsed, 1e-9):.0f}")
+        bar.set_postfix(loss=f"{step_loss:.4f}", acc=f"{step_correct / n_step:.2f}", tok_s=f"{tokens_seen / max(elapsed, 1e-9):.0f}")
         bar.update(1)
-        record: dict[str, Any] = {"step": state["step"], "loss": step_loss, "accuracy": step_correct / len(step_pairs), "elapsed": round(elapsed, 4)}
+        record: dict[str, Any] = {"step": state["step"], "loss": step_loss, "accuracy": step_correct / n_step, "elapsed": round(elapsed, 4)}
         is_last = state["step"] >= total_steps
         if eval_pairs and (state["step"] % cfg.eval_every == 0 or is_last):
             model.eval()
-            metrics = evaluate_pairs(hf, eval_pairs, pad_id, cfg.max_tokens_per_micro_batch, cfg)
+            metrics = evaluate_pairs(net, share, eval_pairs, pad_id, cfg.max_tokens_per_micro_batch, cfg)
             model.train()
             record["eval"] = metrics
-            bar.write(f"step {state['step']}: held-out accuracy {metrics['accuracy']:.4f}, loss {metrics['loss']:.4f} on {metrics['n']} pairs"
+            if par.is_main:
+                bar.write(f"step {state['step']}: held-out accuracy {metrics['accuracy']:.4f}, loss {metrics['loss']:.4f} on {metrics['n']} pairs"
                       f" (best so far {max(metrics['accuracy'], state['best_accuracy'] or 0.0):.4f})")
             stopped_early = note_eval(state, metrics["accuracy"], "best_accuracy",
-                                      lambda: save_checkpoint(ckpt_dir / "best", model, optimizer, state), cfg.patience)
+                                      lambda: par.save_checkpoint(ckpt_dir / "best", model, optimizer, state), cfg.patience)
         state["history"].append(record)
         if state["step"] % cfg.save_every == 0 or is_last or stopped_early:
-            save_checkpoint(ckpt_dir / "last", model, optimizer, state)
+            par.save_checkpoint(ckpt_dir / "last", model, optimizer, state)
     bar.close()
 
-    restore_best(ckpt_dir, model, optimizer)
+    restore_best(ckpt_dir, model, optimizer, par)
     model.eval()
-    final_eval = evaluate_pairs(hf, eval_pairs, pad_id, cfg.max_tokens_per_micro_batch, cfg) if eval_pairs else {}
-    export_dir = export(model, hf, tokenizer, cfg, train_pairs, pad_id, final_eval, state, n_trunc)
+    final_eval = evaluate_pairs(net, share, eval_pairs, pad_id, cfg.max_tokens_per_micro_batch, cfg) if eval_pairs else {}
     summary = {
         "config": config_dict(cfg),
         "train_pairs": len(train_pairs), "eval_pairs": len(eval_pairs), "truncated_train_pairs": n_trunc,
         "steps": state["step"], "best_step": state["best_step"], "stopped_early": stopped_early,
-        "eval": final_eval, "export": str(export_dir), "history": state["history"],
+        "eval": final_eval, "export": str(out / "model"), "history": state["history"],
     }
+    # the export is written by the main process, from whole weights (gathered when the engine shards them)
+    model, hf = par.unsharded(model, hf, lambda: prepare_model(cfg, "cpu")[:2])
+    if not par.is_main:
+        return summary
+    export(model, hf, tokenizer, cfg, train_pairs, pad_id, final_eval, state, n_trunc)
     (out / "train_results.json").write_text(json.dumps(summary, indent=2))
     return summary
 
@@ -220,7 +234,7 @@ def export(model, hf, tokenizer, cfg: BTConfig, train_pairs: Sequence[_Pair], pa
     parts = []
     with torch.inference_mode():
         for idx in _micro_batches(sample, cfg.max_tokens_per_micro_batch, share):
-            parts += _pair_rewards(net, [sample[i] for i in idx], pad_id, share)
+            parts += _pair_rewards(Net(net), [sample[i] for i in idx], pad_id, share)
     rewards = torch.cat(parts) if parts else torch.zeros(1)
     mean, std = float(rewards.mean()), float(rewards.std()) if len(rewards) > 1 else 1.0
     head = {"reward_mean": mean, "reward_std": std, "id2label": {"0": "reward"}}

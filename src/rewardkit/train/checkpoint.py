@@ -4,6 +4,10 @@ A checkpoint is a directory with the trainable parameters, the optimizer state a
 state (step, best metric, history, the run-defining options), ``state.json`` written last. It is
 replaced through :mod:`rewardkit.train.durable`, so a kill at any moment leaves a complete checkpoint:
 the new one or the previous one (moved back by :func:`recover_checkpoint`).
+
+Tensors are saved whole, on the CPU, whatever trained them: weights and optimizer state that FSDP
+shards over processes (DTensors) are gathered (:func:`gather_checkpoint`, which every process of the
+run calls) and split again when loaded, so a checkpoint resumes under any number of processes.
 """
 from __future__ import annotations
 
@@ -25,18 +29,39 @@ class CheckpointError(ValueError):
         super().__init__(f"checkpoint {path}: {message}")
 
 
+def whole(tensor) -> Any:
+    """``tensor`` whole on the CPU (a copy): a DTensor (FSDP's shard of it) is gathered from every
+    process, a collective they all must call in the same order."""
+    from torch.distributed.tensor import DTensor
+
+    if isinstance(tensor, DTensor):
+        tensor = tensor.full_tensor()
+    return tensor.detach().to("cpu", copy=True)
+
+
 def trainable_state(model) -> dict[str, Any]:
-    """Copies of the parameters that require grad (LoRA weights, heads, or everything)."""
-    return {k: v.detach().clone() for k, v in model.named_parameters() if v.requires_grad}
+    """Whole copies of the parameters that require grad (LoRA weights, heads, or everything)."""
+    return {k: whole(v) for k, v in model.named_parameters() if v.requires_grad}
 
 
-def save_checkpoint(path: Path, model, optimizer, state: dict[str, Any]) -> None:
-    """Write the checkpoint into a temporary sibling and replace ``path`` with it durably."""
+def gather_checkpoint(model, optimizer) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(trainable weights, optimizer state), whole on the CPU (see :func:`whole`)."""
     import torch
 
+    optim = optimizer.state_dict()
+    optim["state"] = {i: {k: whole(v) if isinstance(v, torch.Tensor) else v for k, v in s.items()} for i, s in optim["state"].items()}
+    return trainable_state(model), optim
+
+
+def save_checkpoint(path: Path, model, optimizer, state: dict[str, Any], gathered: tuple[dict, dict] | None = None) -> None:
+    """Write the checkpoint into a temporary sibling and replace ``path`` with it durably
+    (``gathered``: the weights and optimizer state already gathered by :func:`gather_checkpoint`)."""
+    import torch
+
+    weights, optim = gathered or gather_checkpoint(model, optimizer)
     with staged_dir(path) as tmp:
-        torch.save(trainable_state(model), tmp / "trainable.pt")
-        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        torch.save(weights, tmp / "trainable.pt")
+        torch.save(optim, tmp / "optimizer.pt")
         (tmp / "state.json").write_text(json.dumps(state, indent=2))
 
 
@@ -78,9 +103,33 @@ def _load(path: Path, name: str) -> Any:
                                     f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})") from None
 
 
+def like(value, param) -> Any:
+    """A whole tensor ``value`` laid out as ``param``: this process's shard when ``param`` is a
+    DTensor (no communication: every process holds the whole value), else ``value`` on its device."""
+    from torch.distributed.tensor import DTensor, distribute_tensor
+
+    if isinstance(param, DTensor):
+        return distribute_tensor(value.to(param.device, param.dtype), param.device_mesh, param.placements, src_data_rank=None)
+    return value.to(param.device)
+
+
+def shard_optimizer_state(optimizer) -> None:
+    """Lay out each loaded optimizer state tensor that has its parameter's shape like the parameter
+    (whole values become this process's shards under FSDP)."""
+    from torch.distributed.tensor import DTensor
+
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            if isinstance(p, DTensor):
+                for k, v in optimizer.state.get(p, {}).items():
+                    if not isinstance(v, DTensor) and getattr(v, "shape", None) == p.shape and v.dim():
+                        optimizer.state[p][k] = like(v, p)
+
+
 def load_checkpoint(path: Path, model, optimizer) -> dict[str, Any]:
-    """Restore parameters and optimizer state in place; returns the saved recipe state. A damaged
-    checkpoint, or one whose parameters are not the model's, is a :class:`CheckpointError`."""
+    """Restore parameters and optimizer state in place (as shards where the model is sharded);
+    returns the saved recipe state. A damaged checkpoint, or one whose parameters are not the
+    model's, is a :class:`CheckpointError`."""
     import torch
 
     state = read_state(path)
@@ -97,9 +146,10 @@ def load_checkpoint(path: Path, model, optimizer) -> dict[str, Any]:
     optimizer_state = _load(path, "optimizer.pt")
     with torch.no_grad():
         for k, v in weights.items():
-            params[k].copy_(v)
+            params[k].copy_(like(v, params[k]))
     try:
         optimizer.load_state_dict(optimizer_state)
     except (ValueError, KeyError) as err:
         raise CheckpointError(path, f"optimizer.pt does not fit the optimizer ({err})") from None
+    shard_optimizer_state(optimizer)
     return state

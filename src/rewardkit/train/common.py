@@ -20,6 +20,7 @@ from ..models.heads import hidden_states, last_token_outputs
 from ..models.loading import apply_head
 from .checkpoint import load_checkpoint, read_state, recover_checkpoint
 from .durable import staged_dir, sweep
+from .parallel import Parallel
 
 
 # ------------------------------------------------------------------ options
@@ -89,37 +90,48 @@ def check_same_run(cfg: Any, saved: dict[str, Any], out: Path) -> None:
                          "or train into another --out")
 
 
-def start_run(cfg: Options, resume: bool) -> tuple[Options, Path, Path]:
-    """(``cfg`` with its derived defaults, the output folder, its checkpoints folder), torch seeded
-    from ``cfg.seed``; a folder that already holds a run is refused unless ``resume``, and resuming
-    it with other run-defining options (:data:`RESUME_MAY_CHANGE`) is refused."""
+def start_run(cfg: Options, resume: bool) -> tuple[Options, Path, Path, Parallel]:
+    """(``cfg`` with its derived defaults, the output folder, its checkpoints folder, the processes of
+    the run), torch seeded from ``cfg.seed``; a folder that already holds a run is refused unless
+    ``resume``, and resuming it with other run-defining options (:data:`RESUME_MAY_CHANGE`) is refused.
+    Under several processes only the main one locks the folder and recovers its checkpoints; the
+    others wait for it, then all read the same files."""
     import torch
 
     cfg = resolved(cfg)
     out = Path(cfg.output_dir)
-    lock_run(out)
-    ckpt_dir = check_fresh(out, resume)
+    par = Parallel()
+    ckpt_dir = out / "checkpoints"
+    if par.is_main:
+        lock_run(out)
+        check_fresh(out, resume)
+    par.wait()
     if resume and (ckpt_dir / "last").exists():
         check_same_run(cfg, read_state(ckpt_dir / "last").get("options") or {}, out)
+    if par.is_main and par.world > 1:
+        print(f"training with {par.describe()}", file=sys.stderr)
     torch.manual_seed(cfg.seed)
-    return cfg, out, ckpt_dir
+    return cfg, out, ckpt_dir, par
 
 
-def first_state(cfg: Any, ckpt_dir: Path, resume: bool, trainable: Any, optimizer: Any, **fresh: Any) -> dict[str, Any]:
+def first_state(cfg: Any, ckpt_dir: Path, resume: bool, trainable: Any, optimizer: Any, par: Parallel, **fresh: Any) -> dict[str, Any]:
     """The training state to start from: the last checkpoint's (weights and optimizer restored) when
     resuming, else a fresh one (``step`` 0, no best yet) with the recipe's own ``fresh`` entries;
     either holds ``cfg``'s run-defining options (saved with each checkpoint)."""
     if resume and (ckpt_dir / "last").exists():
         state = load_checkpoint(ckpt_dir / "last", trainable, optimizer)
-        print(f"resumed from step {state['step']}", file=sys.stderr)
+        if par.is_main:
+            print(f"resumed from step {state['step']}", file=sys.stderr)
         return state | {"options": run_options(cfg)}
-    if resume:
+    if resume and par.is_main:
         print(f"note: no checkpoint in {ckpt_dir} to resume from; starting at step 0", file=sys.stderr)
     return {"step": 0, "best_step": None, "bad_evals": 0, "history": [], **fresh, "options": run_options(cfg)}
 
 
-def restore_best(ckpt_dir: Path, trainable: Any, optimizer: Any) -> None:
-    """Load the ``best`` checkpoint's weights, when an evaluation chose one (else the last weights stay)."""
+def restore_best(ckpt_dir: Path, trainable: Any, optimizer: Any, par: Parallel) -> None:
+    """Load the ``best`` checkpoint's weights, when an evaluation chose one (else the last weights
+    stay), in every process once the main one has written it."""
+    par.wait()
     if (ckpt_dir / "best").exists():
         load_checkpoint(ckpt_dir / "best", trainable, optimizer)
 
@@ -222,14 +234,13 @@ def step_targets(record: StepRecord, after_error: str, last_step_only: bool) -> 
 
 # ------------------------------------------------------------------ model
 
-def prepare_model(cfg: Any, num_labels: int = 1):
+def prepare_model(cfg: Any, device: Any, num_labels: int = 1):
     """(trainable model, the plain HF model whose modules it shares, tokenizer), from a
-    :class:`TrainOptions` (``init_adapter``, where a recipe has it, continues a saved adapter)."""
-    import torch
-
+    :class:`TrainOptions` (``init_adapter``, where a recipe has it, continues a saved adapter), on
+    ``device`` (this process's, :attr:`Parallel.device`)."""
     source = resolve_source(cfg.model)
     tokenizer = load_tokenizer(source)
-    hf = load_model(source, "sequence-classification", num_labels=num_labels, seed=cfg.seed, device="cpu" if not torch.cuda.is_available() else None)
+    hf = load_model(source, "sequence-classification", num_labels=num_labels, seed=cfg.seed, device=str(device))
     if hf.config.pad_token_id is None:
         hf.config.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     for p in hf.parameters():

@@ -27,7 +27,6 @@ from typing import Any, Literal, Sequence
 from ..data.steps import StepRecord
 from ..models import Encoder, pad_batch
 from ..models.heads import hidden_states, step_end_outputs
-from .checkpoint import save_checkpoint
 from .common import (TrainOptions, config_dict, first_state, micro_batches, note_eval, prepare_model, restore_best, save_adapter,
                      shuffled, start_run, step_targets, training_split)
 from .durable import staged_dir
@@ -74,7 +73,8 @@ def _encode(records: Sequence[StepRecord], encoder: Encoder, cfg: PRMConfig) -> 
 # ------------------------------------------------------------------ model
 
 def step_logits(hf, samples: Sequence[_Sample], pad_id: int):
-    """Head logits ``[S]`` at every trained step end of the batch (S = total steps), in sample order."""
+    """Head logits ``[S]`` at every trained step end of the batch (S = total steps), in sample order
+    (a readout for :class:`~rewardkit.train.parallel.Net`: ``net(step_logits, samples, pad_id)``)."""
     batch = pad_batch([s.input_ids for s in samples], list(range(len(samples))), pad_id, "right", str(next(hf.parameters()).device))
     return step_end_outputs(hf.score, hidden_states(hf.base_model, batch), batch, [s.ends for s in samples])[:, 0]
 
@@ -85,7 +85,7 @@ def _micro_batches(samples: Sequence[_Sample], budget: int) -> list[list[int]]:
 
 # ------------------------------------------------------------------ evaluation
 
-def evaluate_samples(hf, samples: Sequence[_Sample], pad_id: int, budget: int) -> dict[str, Any]:
+def evaluate_samples(net, samples: Sequence[_Sample], pad_id: int, budget: int) -> dict[str, Any]:
     """Held-out step AUROC, BCE and first-error F1 at threshold 0.5 (the evaluator picks its own
     threshold on a dev split; this is only for choosing the best checkpoint)."""
     import torch
@@ -100,7 +100,7 @@ def evaluate_samples(hf, samples: Sequence[_Sample], pad_id: int, budget: int) -
     with torch.inference_mode():
         for idx in _micro_batches(samples, budget):
             chunk = [samples[i] for i in idx]
-            logits = step_logits(hf, chunk, pad_id)
+            logits = net(step_logits, chunk, pad_id).cpu()
             targets = torch.tensor([t for s in chunk for t in s.targets])
             total += F.binary_cross_entropy_with_logits(logits, targets, reduction="sum").item()
             count += len(targets)
@@ -124,9 +124,9 @@ def train(cfg: PRMConfig, train_records: Sequence[StepRecord], eval_records: Seq
     import torch.nn.functional as F
     from tqdm.auto import tqdm
 
-    cfg, out, ckpt_dir = start_run(cfg, resume)
+    cfg, out, ckpt_dir, par = start_run(cfg, resume)
     train_records, eval_records = training_split(train_records, eval_records, cfg, "solutions")
-    model, hf, tokenizer = prepare_model(cfg)
+    model, hf, tokenizer = prepare_model(cfg, par.device)
     pad_id = hf.config.pad_token_id
     encoder = Encoder(tokenizer, max_length=cfg.max_length, truncation_side="left")
     train_samples = _encode(train_records, encoder, cfg)
@@ -143,7 +143,8 @@ def train(cfg: PRMConfig, train_records: Sequence[StepRecord], eval_records: Seq
     steps_per_epoch = math.ceil(len(train_samples) / cfg.samples_per_step)
     total_steps = cfg.max_steps if cfg.max_steps is not None else steps_per_epoch * cfg.epochs
 
-    state = first_state(cfg, ckpt_dir, resume, model, optimizer, best_auroc=None)
+    net, step_optimizer = par.prepare(hf, optimizer)  # before a checkpoint is loaded: sharding replaces the parameters
+    state = first_state(cfg, ckpt_dir, resume, model, optimizer, par, best_auroc=None)
 
     def order(epoch: int) -> list[int]:
         return shuffled(len(train_samples), cfg.seed, epoch)
@@ -151,24 +152,27 @@ def train(cfg: PRMConfig, train_records: Sequence[StepRecord], eval_records: Seq
     model.train()
     start = time.perf_counter()
     first_step = state["step"]
-    bar = tqdm(total=total_steps, initial=state["step"], desc="train prm", unit="step", disable=not cfg.progress)
+    bar = tqdm(total=total_steps, initial=state["step"], desc="train prm", unit="step", disable=not cfg.progress or not par.is_main)
+    idle = lambda: net(step_logits, train_samples[:1], pad_id).sum() * 0.0  # noqa: E731 - a forward that adds no gradient
     while state["step"] < total_steps:
         step = state["step"]
         epoch, pos = divmod(step, steps_per_epoch)
         idx = order(epoch)[pos * cfg.samples_per_step : (pos + 1) * cfg.samples_per_step]
         batch = [train_samples[i] for i in idx]
-        n_targets = sum(t + (1 - t) * neg_weight for s in batch for t in s.targets)
-        optimizer.zero_grad(set_to_none=True)
+        n_targets = sum(t + (1 - t) * neg_weight for s in batch for t in s.targets)  # over the step's global batch
+        mine = par.share(batch)
+        step_optimizer.zero_grad(set_to_none=True)
         step_loss = 0.0
-        for micro in _micro_batches(batch, cfg.max_tokens_per_micro_batch):
-            chunk = [batch[i] for i in micro]
-            logits = step_logits(hf, chunk, pad_id)
-            targets = torch.tensor([t for s in chunk for t in s.targets])
+        for micro in par.micro_steps(net, _micro_batches(mine, cfg.max_tokens_per_micro_batch), idle):
+            chunk = [mine[i] for i in micro]
+            logits = net(step_logits, chunk, pad_id)
+            targets = torch.tensor([t for s in chunk for t in s.targets], device=logits.device)
             weights = targets + (1 - targets) * neg_weight
             loss = F.binary_cross_entropy_with_logits(logits, targets, weight=weights, reduction="sum") / n_targets
-            loss.backward()
+            par.backward(loss)
             step_loss += loss.item()
-        optimizer.step()
+        step_optimizer.step()
+        (step_loss,) = par.sum([step_loss])
         state["step"] = step + 1
         bar.set_postfix(loss=f"{step_loss:.4f}", s_per_step=f"{(time.perf_counter() - start) / (state['step'] - first_step):.1f}")
         bar.update(1)
@@ -176,36 +180,41 @@ def train(cfg: PRMConfig, train_records: Sequence[StepRecord], eval_records: Seq
         is_last = state["step"] >= total_steps
         if eval_samples and (state["step"] % cfg.eval_every == 0 or is_last):
             model.eval()
-            metrics = evaluate_samples(hf, eval_samples, pad_id, cfg.max_tokens_per_micro_batch)
+            metrics = evaluate_samples(net, eval_samples, pad_id, cfg.max_tokens_per_micro_batch)
             model.train()
             record["eval"] = metrics
-            bar.write(f"step {state['step']}: held-out step AUROC {metrics['auroc'] if metrics['auroc'] is None else round(metrics['auroc'], 4)}, loss {metrics['loss']:.4f}")
+            if par.is_main:
+                bar.write(f"step {state['step']}: held-out step AUROC {metrics['auroc'] if metrics['auroc'] is None else round(metrics['auroc'], 4)}, loss {metrics['loss']:.4f}")
             value = metrics["auroc"] if metrics["auroc"] is not None else -metrics["loss"]
-            note_eval(state, value, "best_auroc", lambda: save_checkpoint(ckpt_dir / "best", model, optimizer, state))
+            note_eval(state, value, "best_auroc", lambda: par.save_checkpoint(ckpt_dir / "best", model, optimizer, state))
         state["history"].append(record)
         if state["step"] % cfg.save_every == 0 or is_last:
-            save_checkpoint(ckpt_dir / "last", model, optimizer, state)
+            par.save_checkpoint(ckpt_dir / "last", model, optimizer, state)
     bar.close()
     evaluated = {h["step"] for h in state["history"] if "eval" in h}
     if eval_samples and state["step"] and state["step"] not in evaluated:
         # a run stopped by a smaller --max-steps on resume: its last weights are a candidate too
         model.eval()
-        metrics = evaluate_samples(hf, eval_samples, pad_id, cfg.max_tokens_per_micro_batch)
+        metrics = evaluate_samples(net, eval_samples, pad_id, cfg.max_tokens_per_micro_batch)
         state["history"].append({"step": state["step"], "eval": metrics})
         value = metrics["auroc"] if metrics["auroc"] is not None else -metrics["loss"]
-        note_eval(state, value, "best_auroc", lambda: save_checkpoint(ckpt_dir / "best", model, optimizer, state))
+        note_eval(state, value, "best_auroc", lambda: par.save_checkpoint(ckpt_dir / "best", model, optimizer, state))
 
-    restore_best(ckpt_dir, model, optimizer)
+    restore_best(ckpt_dir, model, optimizer, par)
     model.eval()
-    final_eval = evaluate_samples(hf, eval_samples, pad_id, cfg.max_tokens_per_micro_batch) if eval_samples else {}
-    export_dir = export(model, hf, tokenizer, cfg, final_eval, state, len(train_samples), dropped)
+    final_eval = evaluate_samples(net, eval_samples, pad_id, cfg.max_tokens_per_micro_batch) if eval_samples else {}
     summary = {
         "config": config_dict(cfg),
         "train_solutions": len(train_samples), "eval_solutions": len(eval_samples), "dropped_too_long": dropped,
         "train_steps_labelled": sum(len(s.targets) for s in train_samples), "negative_weight": neg_weight,
-        "steps": state["step"], "best_step": state["best_step"], "eval": final_eval, "export": str(export_dir),
+        "steps": state["step"], "best_step": state["best_step"], "eval": final_eval, "export": str(out / "model"),
         "seconds": round(time.perf_counter() - start, 1), "history": state["history"],
     }
+    # the export is written by the main process, from whole weights (gathered when the engine shards them)
+    model, hf = par.unsharded(model, hf, lambda: prepare_model(cfg, "cpu")[:2])
+    if not par.is_main:
+        return summary
+    export(model, hf, tokenizer, cfg, final_eval, state, len(train_samples), dropped)
     (out / "train_results.json").write_text(json.dumps(summary, indent=2))
     return summary
 

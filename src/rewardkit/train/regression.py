@@ -31,7 +31,6 @@ from typing import Any, Literal, Sequence
 
 from ..models import Encoder
 from ..types import PairRecord, SampleRecord
-from .checkpoint import save_checkpoint
 from .common import (TrainOptions, bt_loss, can_share_prefix, config_dict, first_state, head_outputs, micro_batches, note_eval,
                      pair_head_outputs, pair_micro_batches, prepare_model, restore_best, save_adapter, shuffled, split_heldout, start_run,
                      write_export)
@@ -125,16 +124,16 @@ class _Trainable:
 
 # ------------------------------------------------------------------ evaluation
 
-def evaluate(hf, weights, samples, targets, pairs, pad_id: int, budget: int) -> dict[str, Any]:
+def evaluate(net, share: bool, weights, samples, targets, pairs, pad_id: int, budget: int) -> dict[str, Any]:
     """Per-attribute MSE (standardised units) and Pearson r on held-out samples; accuracy of the
-    combined score on held-out pairs."""
+    combined score on held-out pairs (``net``: a :class:`~rewardkit.train.parallel.Net`)."""
     import torch
 
     out: dict[str, Any] = {}
     with torch.inference_mode():
         if samples:
             groups = micro_batches([len(s) for s in samples], budget)
-            preds = torch.cat([head_outputs(hf, [samples[i] for i in idx], pad_id) for idx in groups])
+            preds = torch.cat([net(head_outputs, [samples[i] for i in idx], pad_id) for idx in groups]).cpu()
             order = [i for idx in groups for i in idx]
             y = torch.tensor([[math.nan if v is None else v for v in targets[i]] for i in order])
             mask = ~torch.isnan(y)
@@ -150,10 +149,9 @@ def evaluate(hf, weights, samples, targets, pairs, pad_id: int, budget: int) -> 
             out["mse"] = sum(v["mse"] for v in per.values()) / max(1, len(per))
         if pairs:
             correct = 0
-            share = can_share_prefix(hf)
             for idx in pair_micro_batches(pairs, budget, share):
                 chunk = [pairs[i] for i in idx]
-                hc, hr = pair_head_outputs(hf, chunk, pad_id, share)
+                hc, hr = (h.cpu() for h in net(pair_head_outputs, chunk, pad_id, share))
                 correct += int((hc @ weights > hr @ weights).sum())
             out["pair_accuracy"] = correct / len(pairs)
             out["pairs"] = len(pairs)
@@ -175,7 +173,7 @@ def train(cfg: RegressionConfig, samples: Sequence[SampleRecord], pairs: Sequenc
         raise ValueError("regression needs rated samples (prompt + completion + attribute columns)")
     if cfg.combination == "learned" and not pairs:
         raise ValueError("a learned combination is trained from preference pairs; give pairs or use combination 'mean'/'fixed'")
-    cfg, out, ckpt_dir = start_run(cfg, resume)
+    cfg, out, ckpt_dir, par = start_run(cfg, resume)
     train_samples, dev_samples = split_heldout(samples, cfg.eval_fraction, cfg.seed)
     train_pairs_r, dev_pairs_r = split_heldout(pairs, cfg.eval_fraction, cfg.seed) if pairs else ([], [])
     raw = read_ratings(train_samples, cfg.attributes)
@@ -183,7 +181,7 @@ def train(cfg: RegressionConfig, samples: Sequence[SampleRecord], pairs: Sequenc
     norm = lambda rows: [[None if v is None else (v - means[j]) / stds[j] for j, v in enumerate(row)] for row in rows]  # noqa: E731
     train_y, dev_y = norm(raw), norm(read_ratings(dev_samples, cfg.attributes) if dev_samples else [])
 
-    model, hf, tokenizer = prepare_model(cfg, num_labels=k)
+    model, hf, tokenizer = prepare_model(cfg, par.device, num_labels=k)
     pad_id = hf.config.pad_token_id
     encoder = Encoder(tokenizer, max_length=cfg.max_length, truncation_side="left")
     enc = lambda recs: [e.input_ids for e in encoder.encode_many([r.prompt for r in recs], [r.completion for r in recs])]  # noqa: E731
@@ -199,7 +197,8 @@ def train(cfg: RegressionConfig, samples: Sequence[SampleRecord], pairs: Sequenc
     steps_per_epoch = math.ceil(len(train_x) / cfg.samples_per_step)
     total_steps = cfg.max_steps if cfg.max_steps is not None else steps_per_epoch * cfg.epochs
 
-    state = first_state(cfg, ckpt_dir, resume, trainable, optimizer, best=None)
+    net, step_optimizer = par.prepare(hf, optimizer)  # before a checkpoint is loaded: sharding replaces the parameters
+    state = first_state(cfg, ckpt_dir, resume, trainable, optimizer, par, best=None)
 
     def batch_of(n_items: int, per_step: int, step: int, salt: str) -> list[int]:
         """The items of ``step``: a fresh seeded permutation per epoch, so resume replays the order."""
@@ -213,72 +212,85 @@ def train(cfg: RegressionConfig, samples: Sequence[SampleRecord], pairs: Sequenc
     share = can_share_prefix(hf)  # pair terms pack each pair into one row (bt.pair_head_outputs)
     model.train()
     start, tokens_seen = time.perf_counter(), 0
-    bar = tqdm(total=total_steps, initial=state["step"], desc="train", unit="step", disable=not cfg.progress)
+    bar = tqdm(total=total_steps, initial=state["step"], desc="train", unit="step", disable=not cfg.progress or not par.is_main)
+    idle = lambda: net(head_outputs, train_x[:1], pad_id).sum() * 0.0  # noqa: E731 - a forward that adds no gradient
     while state["step"] < total_steps and not stopped_early:
         step = state["step"]
-        optimizer.zero_grad(set_to_none=True)
+        step_optimizer.zero_grad(set_to_none=True)
         s_idx = batch_of(len(train_x), cfg.samples_per_step, step, "samples")
-        p_idx = batch_of(len(train_pairs), cfg.pairs_per_step, step, "pairs")
-        mse_total, bt_total, n_rated = 0.0, 0.0, sum(1 for i in s_idx for v in train_y[i] if v is not None)
-        for micro in micro_batches([len(train_x[i]) for i in s_idx], cfg.max_tokens_per_micro_batch):
-            rows = [s_idx[i] for i in micro]
-            pred = head_outputs(hf, [train_x[i] for i in rows], pad_id)
-            y = torch.tensor([[math.nan if v is None else v for v in train_y[i]] for i in rows])
-            mask = ~torch.isnan(y)
-            loss = ((pred - torch.nan_to_num(y)) ** 2 * mask).sum() / max(1, n_rated)
-            loss.backward()
-            mse_total += loss.item()
-            tokens_seen += sum(len(train_x[i]) for i in rows)
-        correct = 0
-        if p_idx and cfg.pair_coef:
-            for micro in pair_micro_batches([train_pairs[i] for i in p_idx], cfg.max_tokens_per_micro_batch, share):
-                chunk = [train_pairs[p_idx[i]] for i in micro]
-                hc, hr = pair_head_outputs(hf, chunk, pad_id, share)
-                rc, rr = hc @ _weights(cfg, combo), hr @ _weights(cfg, combo)
-                loss = cfg.pair_coef * bt_loss(rc, rr, torch.zeros(len(chunk))).sum() / len(p_idx)
-                loss.backward()
-                bt_total += loss.item()
-                correct += int((rc.detach() > rr.detach()).sum())
-                tokens_seen += sum(len(c) + len(r) for c, r in chunk)
-        optimizer.step()
+        p_idx = batch_of(len(train_pairs), cfg.pairs_per_step, step, "pairs") if cfg.pair_coef else []
+        # normalisers over the step's global batch; each process trains on its share of it (train/parallel.py)
+        n_rated = sum(1 for i in s_idx for v in train_y[i] if v is not None)
+        my_s, my_p = par.share(s_idx), par.share(p_idx)
+        jobs = [("mse", [my_s[i] for i in micro]) for micro in micro_batches([len(train_x[i]) for i in my_s], cfg.max_tokens_per_micro_batch)]
+        jobs += [("bt", [my_p[i] for i in micro]) for micro in pair_micro_batches([train_pairs[i] for i in my_p], cfg.max_tokens_per_micro_batch, share)]
+        mse_total, bt_total, correct, step_tokens = 0.0, 0.0, 0, 0
+        for kind, rows in par.micro_steps(net, jobs, idle):
+            if kind == "mse":
+                pred = net(head_outputs, [train_x[i] for i in rows], pad_id)
+                y = torch.tensor([[math.nan if v is None else v for v in train_y[i]] for i in rows], device=pred.device)
+                mask = ~torch.isnan(y)
+                loss = ((pred - torch.nan_to_num(y)) ** 2 * mask).sum() / max(1, n_rated)
+                par.backward(loss)
+                mse_total += loss.item()
+                step_tokens += sum(len(train_x[i]) for i in rows)
+                continue
+            chunk = [train_pairs[i] for i in rows]
+            hc, hr = net(pair_head_outputs, chunk, pad_id, share)
+            w = _weights(cfg, combo).to(hc.device)
+            rc, rr = hc @ w, hr @ w
+            loss = cfg.pair_coef * bt_loss(rc, rr, torch.zeros(len(chunk), device=rc.device)).sum() / len(p_idx)
+            par.backward(loss)
+            bt_total += loss.item()
+            correct += int((rc.detach() > rr.detach()).sum())
+            step_tokens += sum(len(c) + len(r) for c, r in chunk)
+        par.average_grad(combo)  # the combination logits live outside the wrapped model
+        step_optimizer.step()
+        mse_total, bt_total, correct, step_tokens = par.sum([mse_total, bt_total, correct, step_tokens])
+        tokens_seen += int(step_tokens)
         state["step"] = step + 1
         elapsed = time.perf_counter() - start
         record: dict[str, Any] = {"step": state["step"], "mse": mse_total}
-        if p_idx and cfg.pair_coef:
+        if p_idx:
             record.update(bt_loss=bt_total / cfg.pair_coef, pair_accuracy=correct / len(p_idx))
         bar.set_postfix(mse=f"{mse_total:.4f}", **({"bt": f"{record['bt_loss']:.3f}"} if "bt_loss" in record else {}), tok_s=f"{tokens_seen / max(elapsed, 1e-9):.0f}")
         bar.update(1)
         is_last = state["step"] >= total_steps
         if (dev_x or dev_pairs) and (state["step"] % cfg.eval_every == 0 or is_last):
             model.eval()
-            metrics = evaluate(hf, _weights(cfg, combo).detach(), dev_x, dev_y, dev_pairs, pad_id, cfg.max_tokens_per_micro_batch)
+            metrics = evaluate(net, share, _weights(cfg, combo).detach(), dev_x, dev_y, dev_pairs, pad_id, cfg.max_tokens_per_micro_batch)
             model.train()
             record["eval"] = metrics
-            bar.write(f"step {state['step']}: held-out " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float)))
+            if par.is_main:
+                bar.write(f"step {state['step']}: held-out " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float)))
             # Pairs decide what "best" means when there are any (that is what the reward is used for).
             value = metrics["pair_accuracy"] if "pair_accuracy" in metrics else -metrics.get("mse", 0.0)
-            stopped_early = note_eval(state, value, "best", lambda: save_checkpoint(ckpt_dir / "best", trainable, optimizer, state),
+            stopped_early = note_eval(state, value, "best", lambda: par.save_checkpoint(ckpt_dir / "best", trainable, optimizer, state),
                                       cfg.patience)
         state["history"].append(record)
         if state["step"] % cfg.save_every == 0 or is_last or stopped_early:
-            save_checkpoint(ckpt_dir / "last", trainable, optimizer, state)
+            par.save_checkpoint(ckpt_dir / "last", trainable, optimizer, state)
     bar.close()
 
-    restore_best(ckpt_dir, trainable, optimizer)
+    restore_best(ckpt_dir, trainable, optimizer, par)
     model.eval()
     weights = _weights(cfg, combo).detach()
-    final_eval = evaluate(hf, weights, dev_x, dev_y, dev_pairs, pad_id, cfg.max_tokens_per_micro_batch) if (dev_x or dev_pairs) else {}
+    final_eval = evaluate(net, share, weights, dev_x, dev_y, dev_pairs, pad_id, cfg.max_tokens_per_micro_batch) if (dev_x or dev_pairs) else {}
     named_eval = dict(final_eval)
     if "attributes" in named_eval:
         named_eval["attributes"] = {cfg.attributes[j]: v for j, v in named_eval["attributes"].items()}
-    export_dir = export(model, hf, tokenizer, cfg, train_x, pad_id, weights.tolist(), means, stds, named_eval, state)
     summary = {
         "config": config_dict(cfg),
         "train_samples": len(train_x), "eval_samples": len(dev_x), "train_pairs": len(train_pairs), "eval_pairs": len(dev_pairs),
         "steps": state["step"], "best_step": state["best_step"], "stopped_early": stopped_early,
         "weights": dict(zip(cfg.attributes, weights.tolist())), "attribute_mean": means, "attribute_std": stds,
-        "eval": named_eval, "export": str(export_dir), "history": state["history"],
+        "eval": named_eval, "export": str(out / "model"), "history": state["history"],
     }
+    # the export is written by the main process, from whole weights (gathered when the engine shards them)
+    model, hf = par.unsharded(model, hf, lambda: prepare_model(cfg, "cpu", num_labels=k)[:2])
+    if not par.is_main:
+        return summary
+    export(model, hf, tokenizer, cfg, train_x, pad_id, weights.tolist(), means, stds, named_eval, state)
     (out / "train_results.json").write_text(json.dumps(summary, indent=2))
     return summary
 
