@@ -119,6 +119,8 @@ def language_model(vlm: Any) -> Any:
     """The module that returns the language model's hidden states for ids + pixels (``vlm.model``
     of a ``...ForConditionalGeneration``), refusing models that place image tokens with 3-D
     positions (M-RoPE: Qwen2-VL and successors), whose positions this readout does not compute."""
+    if hasattr(vlm, "get_base_model"):  # a peft model: its LoRA layers live inside the base model's modules
+        vlm = vlm.get_base_model()
     if any(hasattr(m, "get_rope_index") for m in (vlm, getattr(vlm, "model", None)) if m is not None):
         raise ValueError(f"{type(vlm).__name__} places image tokens with 3-D positions (M-RoPE), which the vlm-classifier readout "
                          "does not compute; it supports models with one position per token (Idefics3 / SmolVLM, LLaVA-style)")
