@@ -143,3 +143,26 @@ def test_head_only_training_leaves_the_vlm_as_it_was(trained, tmp_path):
     before, after = load_file(str(base / "model.safetensors")), load_file(str(tmp_path / "run" / "model" / "model.safetensors"))
     assert before.keys() == after.keys() and all(np.array_equal(before[k].numpy(), after[k].numpy()) for k in before)
     assert (tmp_path / "run" / "model" / "reward_head.safetensors").is_file()
+
+
+def test_resume_reaches_the_weights_of_an_uninterrupted_run(trained, tmp_path):
+    from safetensors.torch import load_file
+
+    from rewardkit.train.vlm_bt import VLMBTConfig, train
+    from rewardkit.types import PairRecord
+
+    root, base, _, train_rows, _ = trained
+    prompts, chosen, rejected = rows_of(train_rows[:24], root)
+    records = [PairRecord(id=str(k), prompt=p, chosen=c, rejected=r) for k, (p, c, r) in enumerate(zip(prompts, chosen, rejected))]
+
+    def run(out: Path, steps: int, resume: bool = False) -> None:
+        train(VLMBTConfig(model=str(base), output_dir=str(out), mode="lora", learning_rate=1e-2, max_steps=steps, pairs_per_step=4,
+                          eval_every=100, save_every=1, progress=False), records[:20], records[20:], resume=resume)
+
+    run(tmp_path / "whole", 4)
+    run(tmp_path / "split", 2)
+    run(tmp_path / "split", 4, resume=True)
+    for name in ("reward_head.safetensors", "model.safetensors"):
+        a, b = load_file(str(tmp_path / "whole" / "model" / name)), load_file(str(tmp_path / "split" / "model" / name))
+        assert all(np.allclose(a[k].numpy(), b[k].numpy(), atol=1e-6) for k in a), name
+    assert json.loads((tmp_path / "split" / "train_results.json").read_text())["steps"] == 4

@@ -54,7 +54,7 @@ class VLMClassifierReward(BaseReward):
         self.model.eval()
         language_model(self.model)  # refuses M-RoPE models now, not at the first batch
         if head is None:
-            warnings.warn(f"{self.name}: no reward head ({'reward_head.safetensors'}) beside the model; a random head was "
+            warnings.warn(f"{self.name}: no reward head (reward_head.safetensors) beside the model; a random head was "
                           f"initialised (seed={seed}): scores are reproducible but not meaningful until the head is trained.", stacklevel=2)
             head = new_head(self.model, 1, seed)
         self.head, self.head_info = head.eval(), info
