@@ -36,6 +36,9 @@ ALIASES: dict[str, tuple[str, str]] = {
                "zero-shot: mean log-probability of the completion under a causal LM (loglik:default = embedded model)"),
     "classifier": ("rewardkit.rewards.classifier:ClassifierReward",
                    "sequence-classification reward model (classifier:PATH_OR_HUB_ID; several objectives if num_labels > 1)"),
+    "vlm-classifier": ("rewardkit.rewards.vlm_classifier:VLMClassifierReward",
+                       "vision-language reward model: a scalar head on an image-text-to-text model (vlm-classifier:DIR from "
+                       "`rewardkit train --objective vlm-bt`, or a VLM checkpoint with a random head)"),
     "rule": ("rewardkit.rewards.rules:load_rule",
              "verifiable rule: rule:math, rule:code, rule:constraints, ... (see the rules list below)"),
     "ensemble": ("rewardkit.rewards.ensemble:EnsembleReward",

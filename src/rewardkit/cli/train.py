@@ -22,10 +22,15 @@ EPILOG = """examples:
       --pairs-per-step 64 --out runs/rm-ddp                            # data parallel on 8 GPUs (DDP)
   accelerate launch --config_file examples/accelerate/ddp.yaml -m rewardkit.cli train \
       --data pairs.jsonl --out runs/rm-ddp                             # the same under your own accelerate config
+  rewardkit train --objective vlm-bt --model HuggingFaceTB/SmolVLM-256M-Instruct --data vl_pairs.jsonl \
+      --out runs/vlm-rm                                                # image-text pairs; score with vlm-classifier:runs/vlm-rm/model
 
 Objectives: bt (pairs), regression (rated samples: prompt + completion/response + numeric attribute
 columns; one head per attribute, MSE on standardised ratings, missing ratings masked), bt+regression
-(both kinds of data; the BT term acts on the combined score).
+(both kinds of data; the BT term acts on the combined score), prm (step-labelled solutions), vlm-bt
+(pairs whose prompts carry images, on an image-text-to-text model: a scalar head at the last real token;
+transformers has no sequence-classification class for VLMs, so OUT/model is the VLM, its processor and
+reward_head.safetensors, loaded by --reward vlm-classifier:OUT/model).
 
 Several processes (accelerate launch, torchrun, or --launcher accelerate, which re-runs this command
 under `accelerate launch`): each takes every N-th pair of each step's --pairs-per-step (the global
@@ -83,8 +88,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", action="append", metavar="DATA", help="preference data (repeatable); default: the built-in suite's train split")
     p.add_argument("--eval-data", metavar="DATA", help="held-out pairs; default: a split of the training prompts (--eval-fraction)")
     p.add_argument("--out", required=True, type=output_dir, metavar="DIR")
-    p.add_argument("--objective", choices=["bt", "regression", "bt+regression", "prm"], default="bt",
-                   help="prm: process reward model, per-step BCE on step-labelled solutions (default data: arith:train; --pairs-per-step = solutions per step)")
+    p.add_argument("--objective", choices=["bt", "regression", "bt+regression", "prm", "vlm-bt"], default="bt",
+                   help="prm: process reward model, per-step BCE on step-labelled solutions (default data: arith:train; --pairs-per-step = solutions per step); "
+                        "vlm-bt: Bradley-Terry on a vision-language model (--model: an image-text-to-text checkpoint such as SmolVLM) over "
+                        "image-text pairs; --mode lora adapts the language model's --lora-targets, the vision tower stays frozen"),
     p.add_argument("--attributes", metavar="A,B,..", help="rating columns, one head each (regression objectives)")
     add_flags(p, RegressionConfig, REGRESSION[:1])
     p.add_argument("--weights", metavar="W1,W2,..", help="fixed combination weights, one per attribute")
@@ -173,6 +180,8 @@ def run(args: argparse.Namespace) -> int:
         os.execve(sys.executable, cmd, {**os.environ, LAUNCHED: "1"})
     if getattr(args, "objective", "bt") == "prm":
         return run_prm(args)
+    if getattr(args, "objective", "bt") == "vlm-bt":
+        return run_vlm_bt(args)
     from ..data.benchmarks import resolve_data
     from ..train.bt import BTConfig, train
 
@@ -268,6 +277,30 @@ def run_regression(args: argparse.Namespace) -> int:
     summary = train(cfg, samples, pairs, resume=args.resume)
     if is_main_process():
         print(json.dumps({k: summary[k] for k in ("train_samples", "eval_samples", "train_pairs", "eval_pairs", "steps", "best_step", "weights", "eval", "export")}, indent=2))
+    return 0
+
+
+def run_vlm_bt(args: argparse.Namespace) -> int:
+    from ..data.benchmarks import resolve_data
+    from ..train.vlm_bt import VLMBTConfig, train
+
+    quiet_libraries()
+    if args.model in (None, "default") or not args.data:
+        print("error: --objective vlm-bt needs --model (an image-text-to-text checkpoint, e.g. HuggingFaceTB/SmolVLM-256M-Instruct) "
+              "and --data (preference pairs whose prompts carry images)", file=sys.stderr)
+        return 2
+    records = []
+    for spec in args.data:
+        data = resolve_data(spec, limit=args.limit, seed=args.seed)
+        if data.kind != "pairs":
+            print(f"error: {spec} holds {data.kind} records; the vlm-bt objective needs preference pairs", file=sys.stderr)
+            return 2
+        records.extend(data.records)
+    eval_records = resolve_data(args.eval_data, seed=args.seed).records if args.eval_data else None
+    keep = SHARED + ["shuffle_seed", "pairs_per_step", "label_smoothing", "patience"]
+    cfg = VLMBTConfig(**values(VLMBTConfig, args, keep), output_dir=args.out, command=command_line(args.argv), data_sources=list(args.data))
+    summary = train(cfg, records, eval_records, resume=args.resume)
+    print(json.dumps({k: summary[k] for k in ("train_pairs", "eval_pairs", "too_long_train_pairs", "steps", "best_step", "eval", "export")}, indent=2))
     return 0
 
 

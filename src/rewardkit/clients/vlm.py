@@ -18,6 +18,7 @@ from ..images import ImageRef, is_image_part
 from ..models import make_batches, resolve_source
 from ..models.encoding import special_prefix, to_messages, with_prefix
 from ..models.loading import load_model, load_processor
+from ..models.vlm import stack_image_tensors as stack
 from ..protocol import message_text
 from ..types import Prompt
 from .base import Generation, RawText, Sampling, per_prompt
@@ -140,23 +141,3 @@ class LocalVLMClient(LocalClient):
                         results[group[b]] = gens
         return results
 
-
-def stack(tensors: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """The processor outputs of single prompts as one batch: each tensor concatenated along its first
-    (batch) dimension, smaller ones zero-padded at the end of every other dimension first, as a
-    processor pads a batch (an image-less slot or a smaller image is zeros, masked by its pixel mask)."""
-    import torch
-
-    keys = set(tensors[0])
-    if any(set(t) != keys for t in tensors):
-        raise ValueError(f"the processor returned different tensors for prompts of one batch: {sorted(set().union(*map(set, tensors)))}")
-    out = {}
-    for key in sorted(keys):
-        values = [t[key] for t in tensors]
-        shape = [max(v.shape[d] for v in values) for d in range(1, values[0].dim())]
-        padded = []
-        for v in values:
-            pad = [x for d in reversed(range(1, v.dim())) for x in (0, shape[d - 1] - v.shape[d])]
-            padded.append(torch.nn.functional.pad(v, pad) if any(pad) else v)
-        out[key] = torch.cat(padded, dim=0)
-    return out
