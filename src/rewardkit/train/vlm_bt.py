@@ -140,7 +140,9 @@ def train(cfg: VLMBTConfig, train_records: Sequence[PairRecord], eval_records: S
     import torch
     from tqdm.auto import tqdm
 
-    cfg, out, ckpt_dir = start_run(cfg, resume)
+    cfg, out, ckpt_dir, par = start_run(cfg, resume)
+    if par.world > 1:
+        raise ValueError("--objective vlm-bt trains in one process; data-parallel launches (accelerate) cover bt, regression and prm")
     train_records, eval_records = training_split(train_records, eval_records, cfg, "pairs")
     module, vlm, head, processor, pad_id = _prepare(cfg)
     train_pairs, n_long = _encode(train_records, processor, cfg.max_length)
@@ -151,7 +153,7 @@ def train(cfg: VLMBTConfig, train_records: Sequence[PairRecord], eval_records: S
     optimizer = torch.optim.AdamW(trainable, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(len(train_pairs) / cfg.pairs_per_step)
     total_steps = cfg.max_steps if cfg.max_steps is not None else steps_per_epoch * cfg.epochs
-    state = first_state(cfg, ckpt_dir, resume, module, optimizer, best_accuracy=None)
+    state = first_state(cfg, ckpt_dir, resume, module, optimizer, par, best_accuracy=None)
     stopped_early = False
     module.train()
     start = time.perf_counter()
@@ -189,7 +191,7 @@ def train(cfg: VLMBTConfig, train_records: Sequence[PairRecord], eval_records: S
             save_checkpoint(ckpt_dir / "last", module, optimizer, state)
     bar.close()
 
-    restore_best(ckpt_dir, module, optimizer)
+    restore_best(ckpt_dir, module, optimizer, par)
     module.eval()
     final_eval = evaluate_pairs(vlm, head, eval_pairs, pad_id, cfg) if eval_pairs else {}
     export_dir = export(vlm, head, processor, cfg, train_pairs, pad_id, final_eval, state, n_long)
