@@ -192,3 +192,23 @@ def test_resume_reads_rows_holding_unicode_line_separators(tmp_path, capsys, mon
     assert main(["score", "--reward", REWARD, "--data", str(data), "--out", str(out)]) == 0
     assert "resuming: 3 rows already in" in capsys.readouterr().err and _scored(log) == 3
     assert out.read_bytes() == raw
+
+
+def test_a_run_from_before_a_new_option_resumes_and_a_set_option_still_refuses(tmp_path, capsys, monkeypatch):
+    """OUT.meta.json of an older rewardkit lacks options added since (unset, as they were then): the
+    rerun resumes; an option given a value now that the old run did not have is still a change."""
+    data = _write_samples(tmp_path / "rows.jsonl", 6)
+    out = tmp_path / "out.jsonl"
+    assert main(["score", "--reward", REWARD, "--data", str(data), "--out", str(out), "--limit", "3"]) == 0
+    meta = tmp_path / "out.jsonl.meta.json"
+    old = json.loads(meta.read_text())
+    assert "packing" in old["options"]  # an option this test pretends is new
+    del old["options"]["packing"]
+    meta.write_text(json.dumps(old))
+    log = tmp_path / "calls.log"
+    monkeypatch.setenv("RK_SCORE_LOG", str(log))
+    capsys.readouterr()
+    assert main(["score", "--reward", REWARD, "--data", str(data), "--out", str(out)]) == 0
+    assert "resuming: 3 rows already in" in capsys.readouterr().err and _scored(log) == 3
+    assert main(["score", "--reward", REWARD, "--data", str(data), "--out", str(out), "--max-length", "64"]) == 2
+    assert "other settings" in capsys.readouterr().err

@@ -34,10 +34,18 @@ def check_settings(out: Path, meta: dict[str, Any], *, overwrite: bool, also: Pa
     if overwrite or not (out.exists() or (also is not None and also.exists())) or not path.exists():
         return
     before = json.loads(path.read_text(encoding="utf-8"))
-    changed = [k for k in meta if before.get(k) != meta[k]]
+    changed = [k for k in meta if _set(before.get(k)) != _set(meta[k])]
     if changed:
         raise ValueError(f"--out {out} holds results made with other settings ({', '.join(f'{k}: {before.get(k)!r} then, {meta[k]!r} now' for k in changed)}); "
                          "resuming would mix them: pass --overwrite, or choose another --out")
+
+
+def _set(value: Any) -> Any:
+    """A setting as compared on resume: options left unset (None) are dropped from nested dicts, so an
+    option added by a newer rewardkit (unset, as every older run had it) does not block a resume."""
+    if isinstance(value, dict):
+        return {k: _set(v) for k, v in value.items() if v is not None}
+    return value
 
 
 def write_settings(out: Path, meta: dict[str, Any]) -> None:
