@@ -253,7 +253,7 @@ def summarize(run: CollectRun, names: Sequence[str], cfg: PairConfig, *, seed: i
     reasons: Counter = Counter()
     no_best: Counter = Counter()
     n_pairs = with_pair = best = 0
-    agreements, dropped_consistency = [], 0
+    agreements: list = []
     for row in rows:
         ps, b, reason, why = derive(row, names, cfg)
         n_pairs += len(ps)
