@@ -319,14 +319,21 @@ def _image_gate(score: Callable[..., RewardOutput]) -> Callable[..., RewardOutpu
         refused = image_refusals(self, prompts, completions, columns)
         if refused is None:
             return score(self, prompts, completions, **columns)
-        keep = [i for i, r in enumerate(refused) if r is None]
-        per_sample = sample_columns(columns, len(prompts))
-        sub = {**columns, **{k: [v[i] for i in keep] for k, v in per_sample.items()}}
-        inner = score(self, [prompts[i] for i in keep], [completions[i] for i in keep], **sub) if keep else None
-        return scatter_output(inner, keep, refused)
+        return score_kept(score, self, prompts, completions, columns, refused)
 
     gated._image_gate = True  # type: ignore[attr-defined]
     return gated
+
+
+def score_kept(score: Callable[..., RewardOutput], reward: Any, prompts: Sequence[Prompt], completions: Sequence[Completion],
+               columns: dict[str, Any], refused: list[str | None]) -> RewardOutput:
+    """``score`` on the samples not refused (their per-sample columns cut to match), the refused ones
+    ``None`` with their reason, in input order."""
+    keep = [i for i, r in enumerate(refused) if r is None]
+    per_sample = sample_columns(columns, len(prompts))
+    sub = {**columns, **{k: [v[i] for i in keep] for k, v in per_sample.items()}}
+    inner = score(reward, [prompts[i] for i in keep], [completions[i] for i in keep], **sub) if keep else None
+    return scatter_output(inner, keep, refused)
 
 
 def scatter_output(inner: RewardOutput | None, keep: list[int], refused: list[str | None]) -> RewardOutput:

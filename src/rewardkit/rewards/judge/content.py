@@ -12,7 +12,7 @@ import functools
 from typing import Any, Callable, Sequence
 
 from ...images import IMAGE_COLUMNS, ImageError, ImageRef, count_images, inline_images, is_image_part, is_parts, prompt_images
-from ...protocol import completion_text, message_text, sample_columns, scatter_output
+from ...protocol import completion_text, message_text, sample_columns, score_kept
 from ...types import Prompt, RewardOutput
 
 Content = str | list[dict[str, Any]]
@@ -137,11 +137,7 @@ def readable_images(score: Callable[..., RewardOutput]) -> Callable[..., RewardO
         columns = {**columns, **images}
         if not any(refused):
             return score(self, prompts, completions, **columns)
-        keep = [i for i, r in enumerate(refused) if r is None]
-        rest = sample_columns(columns, len(prompts))
-        sub = {**columns, **{k: [v[i] for i in keep] for k, v in rest.items()}}
-        inner = score(self, [prompts[i] for i in keep], [completions[i] for i in keep], **sub) if keep else None
-        return scatter_output(inner, keep, refused)
+        return score_kept(score, self, prompts, completions, columns, refused)
 
     return wrapped
 
