@@ -36,21 +36,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class OpenAIServerThread:
-    """``with OpenAIServerThread(client) as srv:`` -> a real server at ``srv.url`` (base URL ``srv.url + '/v1'``)."""
+class AppServerThread:
+    """``with AppServerThread(app) as srv:`` -> the ASGI ``app`` served on a free loopback port at ``srv.url``;
+    entering waits for its ``GET /ready``."""
 
-    def __init__(self, client: Any, model_name: str = "tiny"):
+    what = "test server"
+
+    def __init__(self, app: Any):
         import uvicorn
 
-        from rewardkit.serve.openai_compat import create_openai_app
-
+        self.app = app
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(create_openai_app(client, model_name), host="127.0.0.1", port=self.port, log_level="error")
-        self.server = uvicorn.Server(config)
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="error"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
-    def __enter__(self) -> "OpenAIServerThread":
+    def __enter__(self):
         self.thread.start()
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -60,8 +61,19 @@ class OpenAIServerThread:
             except httpx.HTTPError:
                 pass
             time.sleep(0.05)
-        raise RuntimeError("the OpenAI-compatible test server did not start")
+        raise RuntimeError(f"the {self.what} did not start")
 
     def __exit__(self, *exc: Any) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=30)
+
+
+class OpenAIServerThread(AppServerThread):
+    """``with OpenAIServerThread(client) as srv:`` -> a real server at ``srv.url`` (base URL ``srv.url + '/v1'``)."""
+
+    what = "OpenAI-compatible test server"
+
+    def __init__(self, client: Any, model_name: str = "tiny"):
+        from rewardkit.serve.openai_compat import create_openai_app
+
+        super().__init__(create_openai_app(client, model_name))

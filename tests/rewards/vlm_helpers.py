@@ -8,13 +8,14 @@ import base64
 import io
 import re
 import string
-import threading
-import time
+import sys
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "clients"))
+from client_helpers import AppServerThread  # noqa: E402
 
 # the processor's image tokens, then row/column tags of split images (Idefics3 tags up to 6 x 6 crops)
 SPECIALS = ["<pad>", "<unk>", "<s>", "<image>", "<fake_token_around_image>", "<global-img>", "<end_of_utterance>"] + [
@@ -162,39 +163,15 @@ def create_vlm_app(*, reads_images: bool = True):
     return app
 
 
-class VLMServer:
+class VLMServer(AppServerThread):
     """``with VLMServer() as srv:`` -> the fake VLM on a free loopback port (base URL ``srv.base``)."""
 
+    what = "fake VLM server"
+
     def __init__(self, **kwargs: Any):
-        import socket
-
-        import uvicorn
-
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.app = create_vlm_app(**kwargs)
-        self.url = f"http://127.0.0.1:{self.port}"
+        super().__init__(create_vlm_app(**kwargs))
         self.base = self.url + "/v1"
-        self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="error"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     @property
     def requests(self) -> list[dict[str, Any]]:
         return self.app.state.requests
-
-    def __enter__(self) -> "VLMServer":
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(self.url + "/ready", timeout=2).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError("the fake VLM server did not start")
-
-    def __exit__(self, *exc: Any) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=30)
